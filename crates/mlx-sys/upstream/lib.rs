@@ -1,0 +1,1 @@
+//! Placeholder: this manifest only exists to fetch `mlx-sys` sources.
