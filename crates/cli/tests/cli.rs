@@ -1,0 +1,72 @@
+//! The `orchard` binary, run as a user runs it.
+
+use std::process::Command;
+
+fn orchard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_orchard"))
+}
+
+#[test]
+fn version_prints_orchard_mlx_and_device() {
+    let output = orchard().arg("--version").output().expect("run orchard");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("orchard {}", env!("CARGO_PKG_VERSION")));
+    // The MLX line comes from the loaded library, which must be the pinned one.
+    assert_eq!(
+        lines[1],
+        format!("mlx {} ({} backend)", mlx_sys::MLX_VERSION, mlx_sys::BACKEND)
+    );
+    assert!(lines[2] == "device cpu" || lines[2] == "device gpu", "{stdout}");
+}
+
+#[test]
+fn doctor_reports_every_check_as_json_and_passes_after_setup() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let output = orchard()
+        .args(["doctor", "--json"])
+        .env("ORCHARD_HOME", home.path())
+        .output()
+        .expect("run orchard doctor");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json report");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["mlx runtime", "compute", "blas", "data directory", "model fixtures"]
+    );
+    assert!(output.status.success(), "{report:#}");
+}
+
+#[test]
+fn doctor_fails_and_names_the_fix_when_the_data_dir_is_unusable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let blocker = tmp.path().join("file");
+    std::fs::write(&blocker, b"not a folder").expect("write");
+    let output = orchard()
+        .arg("doctor")
+        .env("ORCHARD_HOME", blocker.join("orchard"))
+        .output()
+        .expect("run orchard doctor");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("data directory"))
+        .expect("data directory line");
+    assert!(line.starts_with("FAIL"), "{stdout}");
+    assert!(stdout.contains("fix: fix the permissions of"), "{stdout}");
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let output = orchard().arg("frobnicate").output().expect("run orchard");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(stderr.contains("unrecognized subcommand 'frobnicate'"), "{stderr}");
+}
