@@ -27,7 +27,10 @@ fn matmul_matches_reference() -> Result<()> {
     let (m, k, n) = (37, 129, 23);
     let a = uniform(m * k, 1);
     let b = uniform(k * n, 2);
-    let got = values(&ops::matmul(array(&a, &[m as i32, k as i32]), array(&b, &[k as i32, n as i32]))?)?;
+    let got = values(&ops::matmul(
+        array(&a, &[m as i32, k as i32]),
+        array(&b, &[k as i32, n as i32]),
+    )?)?;
     let diff = max_abs_diff(&got, &matmul(&a, &b, m, k, n));
     assert!(diff < 1e-4, "max abs diff {diff}");
     Ok(())
@@ -39,7 +42,10 @@ fn large_matmul_goes_through_blas_correctly() -> Result<()> {
     let (m, k, n) = (256, 512, 192);
     let a = uniform(m * k, 3);
     let b = uniform(k * n, 4);
-    let got = values(&ops::matmul(array(&a, &[m as i32, k as i32]), array(&b, &[k as i32, n as i32]))?)?;
+    let got = values(&ops::matmul(
+        array(&a, &[m as i32, k as i32]),
+        array(&b, &[k as i32, n as i32]),
+    )?)?;
     let diff = max_abs_diff(&got, &matmul(&a, &b, m, k, n));
     assert!(diff < 1e-3, "max abs diff {diff}");
     Ok(())
@@ -50,7 +56,11 @@ fn softmax_matches_reference() -> Result<()> {
     let (rows, n) = (7, 50);
     // Spread the logits out, as a model's are.
     let x: Vec<f32> = uniform(rows * n, 5).iter().map(|v| v * 12.0).collect();
-    let got = values(&ops::softmax_axis(array(&x, &[rows as i32, n as i32]), -1, true)?)?;
+    let got = values(&ops::softmax_axis(
+        array(&x, &[rows as i32, n as i32]),
+        -1,
+        true,
+    )?)?;
     let diff = max_abs_diff(&got, &softmax_rows(&x, n));
     assert!(diff < 1e-6, "max abs diff {diff}");
     Ok(())
@@ -61,7 +71,11 @@ fn rms_norm_matches_reference() -> Result<()> {
     let (rows, n, eps) = (5, 96, 1e-5f32);
     let x = uniform(rows * n, 6);
     let w: Vec<f32> = uniform(n, 7).iter().map(|v| 1.0 + v * 0.5).collect();
-    let got = values(&fast::rms_norm(array(&x, &[rows as i32, n as i32]), Some(&array(&w, &[n as i32])), eps)?)?;
+    let got = values(&fast::rms_norm(
+        array(&x, &[rows as i32, n as i32]),
+        Some(&array(&w, &[n as i32])),
+        eps,
+    )?)?;
     let expected: Vec<f32> = x
         .chunks(n)
         .flat_map(|row| {
@@ -81,7 +95,15 @@ fn rms_norm_matches_reference() -> Result<()> {
 /// Rotary embedding of `x` laid out as (heads, seq, dim), rotating all `dim`
 /// features. `traditional` pairs neighbours (x[2i], x[2i+1]); otherwise the
 /// two halves are paired (x[i], x[i + dim/2]) as Llama's Hugging Face weights expect.
-fn rope_reference(x: &[f32], heads: usize, seq: usize, dim: usize, base: f32, offset: usize, traditional: bool) -> Vec<f32> {
+fn rope_reference(
+    x: &[f32],
+    heads: usize,
+    seq: usize,
+    dim: usize,
+    base: f32,
+    offset: usize,
+    traditional: bool,
+) -> Vec<f32> {
     let half = dim / 2;
     let mut out = x.to_vec();
     for h in 0..heads {
@@ -92,7 +114,11 @@ fn rope_reference(x: &[f32], heads: usize, seq: usize, dim: usize, base: f32, of
                 let freq = f64::from(base).powf(-(2.0 * i as f64) / dim as f64);
                 let angle = (offset + p) as f64 * freq;
                 let (sin, cos) = angle.sin_cos();
-                let (a, b) = if traditional { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                let (a, b) = if traditional {
+                    (2 * i, 2 * i + 1)
+                } else {
+                    (i, i + half)
+                };
                 let (xa, xb) = (f64::from(row[a]), f64::from(row[b]));
                 dst[a] = (xa * cos - xb * sin) as f32;
                 dst[b] = (xa * sin + xb * cos) as f32;
@@ -108,10 +134,21 @@ fn rope_matches_reference_in_both_layouts() -> Result<()> {
     let x = uniform(heads * seq * dim, 8);
     let input = array(&x, &[1, heads as i32, seq as i32, dim as i32]);
     for traditional in [false, true] {
-        let got = values(&fast::rope(&input, dim as i32, traditional, base, 1.0, offset as i32, None)?)?;
+        let got = values(&fast::rope(
+            &input,
+            dim as i32,
+            traditional,
+            base,
+            1.0,
+            offset as i32,
+            None,
+        )?)?;
         let expected = rope_reference(&x, heads, seq, dim, base, offset, traditional);
         let diff = max_abs_diff(&got, &expected);
-        assert!(diff < 1e-5, "traditional={traditional}: max abs diff {diff}");
+        assert!(
+            diff < 1e-5,
+            "traditional={traditional}: max abs diff {diff}"
+        );
     }
     Ok(())
 }
@@ -161,7 +198,14 @@ fn causal_attention_with_grouped_kv_heads_matches_reference() -> Result<()> {
 
 /// Unpacks MLX's affine 4-bit format: each u32 holds 8 codes, lowest nibble
 /// first; each group of `group` weights along a row shares a scale and a bias.
-fn dequantize_4bit(packed: &[u32], scales: &[f32], biases: &[f32], rows: usize, cols: usize, group: usize) -> Vec<f32> {
+fn dequantize_4bit(
+    packed: &[u32],
+    scales: &[f32],
+    biases: &[f32],
+    rows: usize,
+    cols: usize,
+    group: usize,
+) -> Vec<f32> {
     let words_per_row = cols / 8;
     let groups_per_row = cols / group;
     let mut out = Vec::with_capacity(rows * cols);
@@ -180,18 +224,35 @@ fn dequantize_4bit(packed: &[u32], scales: &[f32], biases: &[f32], rows: usize, 
 fn four_bit_quantize_and_quantized_matmul_match_reference() -> Result<()> {
     let (out_features, in_features, group, tokens) = (48, 256, 32, 5);
     let w = uniform(out_features * in_features, 12);
-    let (packed, scales, biases) = ops::quantize(array(&w, &[out_features as i32, in_features as i32]), group as i32, 4)?;
+    let (packed, scales, biases) = ops::quantize(
+        array(&w, &[out_features as i32, in_features as i32]),
+        group as i32,
+        4,
+    )?;
     packed.eval()?;
-    assert_eq!(packed.shape(), [out_features as i32, (in_features / 8) as i32]);
+    assert_eq!(
+        packed.shape(),
+        [out_features as i32, (in_features / 8) as i32]
+    );
     let scales_v = values(&scales)?;
     let biases_v = values(&biases)?;
     assert_eq!(scales_v.len(), out_features * in_features / group);
 
     // Quantization itself: every weight comes back within one step of its group.
-    let deq = dequantize_4bit(packed.as_slice::<u32>(), &scales_v, &biases_v, out_features, in_features, group);
+    let deq = dequantize_4bit(
+        packed.as_slice::<u32>(),
+        &scales_v,
+        &biases_v,
+        out_features,
+        in_features,
+        group,
+    );
     for (i, (orig, back)) in w.iter().zip(&deq).enumerate() {
         let step = scales_v[i / group].abs();
-        assert!((orig - back).abs() <= step + 1e-6, "weight {i}: {orig} came back as {back} (step {step})");
+        assert!(
+            (orig - back).abs() <= step + 1e-6,
+            "weight {i}: {orig} came back as {back} (step {step})"
+        );
     }
 
     // The quantized matmul equals a plain matmul with the dequantized weights.

@@ -15,7 +15,7 @@
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, exit};
+use std::process::{exit, Command};
 
 const MLX_VERSION: &str = include_str!("MLX_VERSION");
 
@@ -167,7 +167,13 @@ fn prepare_mlx_c(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
 fn upstream_mlx_c(manifest: &Path) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
         .arg(manifest)
         .output()
         .unwrap_or_else(|e| fail(&format!("running `cargo metadata` for mlx-c sources: {e}")));
@@ -224,7 +230,10 @@ std::string format(const char* fmt, const Args&... args) {
 "#;
     let text = read(io_h);
     let Some(at) = text.find("#include") else {
-        fail(&format!("{} has no #include to put the shim before", io_h.display()));
+        fail(&format!(
+            "{} has no #include to put the shim before",
+            io_h.display()
+        ));
     };
     let patched = format!(
         "{}{SHIM}{}",
@@ -255,7 +264,10 @@ typedef uint16_t bfloat16_t;
 "#;
     let text = read(half_h);
     let Some(at) = text.rfind("#ifdef __cplusplus") else {
-        fail(&format!("{} changed shape: no closing #ifdef __cplusplus", half_h.display()));
+        fail(&format!(
+            "{} changed shape: no closing #ifdef __cplusplus",
+            half_h.display()
+        ));
     };
     write(half_h, &format!("{}{DECLS}{}", &text[..at], &text[at..]));
 }
@@ -306,7 +318,11 @@ fn generate_bindings(mlx_c: &Path, out_dir: &Path, x86_half: bool) {
     headers.sort();
     // The same settings as upstream mlx-sys, so that mlx-rs sees the same types.
     let mut builder = bindgen::Builder::default()
-        .rust_target("1.73.0".parse().unwrap_or_else(|_| fail("bindgen rejected rust target 1.73.0")))
+        .rust_target(
+            "1.73.0"
+                .parse()
+                .unwrap_or_else(|_| fail("bindgen rejected rust target 1.73.0")),
+        )
         .clang_arg(format!("-I{}", mlx_c.display()))
         .blocklist_function("malloc")
         .blocklist_function("realloc");
@@ -318,7 +334,11 @@ fn generate_bindings(mlx_c: &Path, out_dir: &Path, x86_half: bool) {
     }
     builder
         .generate()
-        .unwrap_or_else(|e| fail(&format!("generating MLX bindings (is libclang-dev installed?): {e}")))
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "generating MLX bindings (is libclang-dev installed?): {e}"
+            ))
+        })
         .write_to_file(out_dir.join("bindings.rs"))
         .unwrap_or_else(|e| fail(&format!("writing bindings.rs: {e}")));
 }

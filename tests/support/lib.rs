@@ -4,7 +4,9 @@
 /// Deterministic pseudo-random numbers in [-1, 1) (a 64-bit LCG), so that every
 /// run and every machine checks the same inputs.
 pub fn uniform(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             state = state

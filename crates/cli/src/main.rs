@@ -53,7 +53,10 @@ fn print_version() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("orchard {}: cannot read the MLX runtime: {e}", env!("CARGO_PKG_VERSION"));
+            eprintln!(
+                "orchard {}: cannot read the MLX runtime: {e}",
+                env!("CARGO_PKG_VERSION")
+            );
             eprintln!("run `orchard doctor` to find out why");
             ExitCode::FAILURE
         }

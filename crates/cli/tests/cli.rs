@@ -16,9 +16,16 @@ fn version_prints_orchard_mlx_and_device() {
     // The MLX line comes from the loaded library, which must be the pinned one.
     assert_eq!(
         lines[1],
-        format!("mlx {} ({} backend)", mlx_sys::MLX_VERSION, mlx_sys::BACKEND)
+        format!(
+            "mlx {} ({} backend)",
+            mlx_sys::MLX_VERSION,
+            mlx_sys::BACKEND
+        )
     );
-    assert!(lines[2] == "device cpu" || lines[2] == "device gpu", "{stdout}");
+    assert!(
+        lines[2] == "device cpu" || lines[2] == "device gpu",
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -38,7 +45,13 @@ fn doctor_reports_every_check_as_json_and_passes_after_setup() {
         .collect();
     assert_eq!(
         names,
-        ["mlx runtime", "compute", "blas", "data directory", "model fixtures"]
+        [
+            "mlx runtime",
+            "compute",
+            "blas",
+            "data directory",
+            "model fixtures"
+        ]
     );
     assert!(output.status.success(), "{report:#}");
 }
@@ -68,5 +81,8 @@ fn unknown_subcommand_is_a_usage_error() {
     let output = orchard().arg("frobnicate").output().expect("run orchard");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).expect("utf-8");
-    assert!(stderr.contains("unrecognized subcommand 'frobnicate'"), "{stderr}");
+    assert!(
+        stderr.contains("unrecognized subcommand 'frobnicate'"),
+        "{stderr}"
+    );
 }

@@ -122,7 +122,10 @@ fn mlx_runtime() -> Check {
 
 fn compute() -> Check {
     match orchard_engine::runtime::self_test() {
-        Ok(()) => Check::ok("compute", "a matrix product on the engine's device is exact"),
+        Ok(()) => Check::ok(
+            "compute",
+            "a matrix product on the engine's device is exact",
+        ),
         Err(e) => Check::problem("compute", Status::Fail, e.to_string(), SETUP_FIX),
     }
 }
@@ -155,7 +158,8 @@ fn blas(libraries: &[String]) -> Check {
     if let Some(openblas) = blas_libs.iter().find(|path| path.contains("openblas")) {
         return Check::ok(NAME, format!("OpenBLAS ({openblas})"));
     }
-    let fix = "install Debian's OpenBLAS (apt-get install libopenblas0-pthread), then run `make setup`";
+    let fix =
+        "install Debian's OpenBLAS (apt-get install libopenblas0-pthread), then run `make setup`";
     match blas_libs.first() {
         Some(reference) => Check::problem(
             NAME,
@@ -200,7 +204,10 @@ fn data_dir(dir: Option<&Path>) -> Check {
 fn fixtures(models: Option<&Path>) -> Check {
     const NAME: &str = "model fixtures";
     let Some(models) = models else {
-        return Check::skip(NAME, "not a development checkout (ORCHARD_DEPS_DIR is unset)");
+        return Check::skip(
+            NAME,
+            "not a development checkout (ORCHARD_DEPS_DIR is unset)",
+        );
     };
     let missing: Vec<String> = paths::FIXTURE_MODELS
         .iter()
@@ -215,7 +222,11 @@ fn fixtures(models: Option<&Path>) -> Check {
     if missing.is_empty() {
         Check::ok(
             NAME,
-            format!("{} in {}", paths::FIXTURE_MODELS.join(", "), models.display()),
+            format!(
+                "{} in {}",
+                paths::FIXTURE_MODELS.join(", "),
+                models.display()
+            ),
         )
     } else {
         Check::problem(
@@ -285,7 +296,11 @@ mod tests {
         let report = run_with(Some(home.path()), paths::fixture_models_dir().as_deref());
         assert!(report.healthy(), "{report:#?}");
         if mlx_sys::BACKEND == "cpu" && cfg!(target_os = "linux") {
-            let blas = report.checks.iter().find(|c| c.name == "blas").expect("blas");
+            let blas = report
+                .checks
+                .iter()
+                .find(|c| c.name == "blas")
+                .expect("blas");
             assert_eq!(blas.status, Status::Ok, "{blas:?}");
         }
     }
