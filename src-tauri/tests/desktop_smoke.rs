@@ -1,0 +1,154 @@
+//! Launches the real desktop app under a virtual X display (Xvfb), waits until
+//! its page has asked the Rust side for the runtime facts, and saves a
+//! screenshot to `artifacts/desktop-smoke.png` for people to look at.
+//!
+//! Linux only: it needs Xvfb, xdotool and ImageMagick, which `make setup` installs.
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Kills the process when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(found, "{name} is not installed: run `make setup`");
+    Command::new(name)
+}
+
+/// Starts Xvfb on a free display and returns it with the display name.
+fn start_xvfb() -> (Killed, String) {
+    let mut xvfb = tool("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1024x768x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start Xvfb");
+    let mut line = String::new();
+    BufReader::new(xvfb.stdout.take().expect("Xvfb stdout"))
+        .read_line(&mut line)
+        .expect("read the display number");
+    let number = line.trim();
+    assert!(!number.is_empty(), "Xvfb printed no display number");
+    (Killed(xvfb), format!(":{number}"))
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("run tool");
+    assert!(output.status.success(), "{command:?} failed: {output:?}");
+    output
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+    std::fs::create_dir_all(&dir).expect("create artifacts/");
+    dir
+}
+
+#[test]
+fn desktop_app_shows_its_window_with_runtime_facts() {
+    let (_xvfb, display) = start_xvfb();
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut app = Command::new(env!("CARGO_BIN_EXE_orchard-desktop"))
+        .env("DISPLAY", &display)
+        .env("ORCHARD_HOME", home.path())
+        .env("RUST_LOG", "info")
+        // No GPU under Xvfb: keep WebKit on its software paths.
+        .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start orchard-desktop");
+    let stderr = app.stderr.take().expect("app stderr");
+    let app = Killed(app);
+
+    // The page calls `runtime_info` once it has loaded; the command logs it.
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut log = Vec::new();
+    let served = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.contains("runtime_info served");
+                log.push(line);
+                if done {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        served,
+        "the page never called runtime_info within 90 s; app log:\n{}",
+        log.join("\n")
+    );
+    let served_line = log.last().expect("log line");
+    assert!(served_line.contains(mlx_sys::MLX_VERSION), "{served_line}");
+
+    // The window is mapped and carries the app's title.
+    let search = run(tool("xdotool")
+        .args(["search", "--sync", "--onlyvisible", "--name", "^Orchard$"])
+        .env("DISPLAY", &display));
+    assert!(!String::from_utf8_lossy(&search.stdout).trim().is_empty());
+
+    // Let WebKit paint the answer, then take the picture.
+    std::thread::sleep(Duration::from_secs(2));
+    let shot = artifacts_dir().join("desktop-smoke.png");
+    run(tool("import")
+        .args(["-window", "root"])
+        .arg(&shot)
+        .env("DISPLAY", &display));
+
+    // A blank or single-colour screen would mean nothing was drawn.
+    let stats =
+        run(tool("convert")
+            .arg(&shot)
+            .args(["-format", "%[fx:standard_deviation]", "info:"]));
+    let spread: f64 = String::from_utf8_lossy(&stats.stdout)
+        .trim()
+        .parse()
+        .expect("standard deviation");
+    assert!(
+        spread > 0.02,
+        "the screenshot is nearly uniform ({spread}): {}",
+        shot.display()
+    );
+
+    drop(app);
+    let mut rest = String::new();
+    for line in lines_rx.try_iter() {
+        rest.push_str(&line);
+    }
+    assert!(!rest.contains("panicked"), "the app panicked: {rest}");
+}
