@@ -40,5 +40,8 @@ lint: ui
 test-ui: ui
 	cd ui && npm run --silent check && npm test
 
+# The last line sums every test binary's result, so the log ends with the total.
 test-rust: ui
-	$(CARGO) test --workspace --locked
+	@mkdir -p artifacts
+	$(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee artifacts/cargo-test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "rust: %d passed, %d failed\n", p, f }' artifacts/cargo-test.log
