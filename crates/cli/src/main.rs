@@ -1,5 +1,7 @@
 //! `orchard`: the command-line face of Orchard.
 
+mod generate;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -28,12 +30,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Generate text from a prompt with a local model.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Doctor { json }) => run_doctor(json),
+        Some(Command::Generate(args)) => generate::run(args),
         None if cli.version => print_version(),
         None => {
             use clap::CommandFactory;

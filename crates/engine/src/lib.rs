@@ -1,5 +1,30 @@
-//! Orchard's inference engine: models run in-process on MLX through mlx-rs.
+//! Orchard's inference engine: language models run in-process on MLX through
+//! mlx-rs, matching mlx-lm (the reference implementation) in their outputs.
+//!
+//! - [`Model::load`] reads a model folder (config, weights, tokenizer).
+//! - [`generate`] and [`TextStream`] generate text; [`TokenSteps`] is the
+//!   step function beneath them.
+//! - [`runtime`] tells which MLX runtime and device this process uses.
+//!
+//! See [`models`] for the supported architectures and how to add one.
 
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod models;
 pub mod runtime;
+pub mod sampler;
+pub mod tokenizer;
+pub mod weights;
 
-pub use runtime::{DeviceKind, EngineError, RuntimeInfo, runtime_info};
+pub use error::{EngineError, Result};
+pub use generate::{
+    Event, FinishReason, GenerateOptions, Generation, GenerationStats, TextStream, TokenSteps,
+    generate,
+};
+pub use model::Model;
+pub use runtime::{DeviceKind, RuntimeInfo, runtime_info};
+pub use sampler::SamplingParams;
+pub use tokenizer::{ChatMessage, TemplateOptions, Tokenizer};

@@ -10,25 +10,7 @@ use std::fmt;
 use mlx_rs::{Array, Device, DeviceType};
 use serde::Serialize;
 
-/// Errors of the engine crate.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// MLX returned an error code from a C API call.
-    #[error("MLX call {call} failed")]
-    Mlx { call: &'static str },
-    /// An MLX operation raised an error (shapes, types, or the device).
-    #[error("MLX error: {0}")]
-    Exception(String),
-    /// MLX computed a wrong result: the runtime or its BLAS is broken.
-    #[error("MLX computed a wrong result: {0}")]
-    WrongResult(String),
-}
-
-impl From<mlx_rs::error::Exception> for EngineError {
-    fn from(e: mlx_rs::error::Exception) -> Self {
-        EngineError::Exception(e.what().to_string())
-    }
-}
+use crate::EngineError;
 
 /// The kind of device MLX computes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,0 +1,426 @@
+//! Generation in three layers, after mlx-lm's `generate.py`:
+//! [`TokenSteps`] yields one sampled token per step; [`TextStream`] turns them
+//! into UTF-8-safe text deltas, applies stop strings and limits, and ends with
+//! the request's statistics; [`generate`] returns the whole text.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cache::KvCache;
+use crate::error::{EngineError, Result};
+use crate::model::Model;
+use crate::sampler::{Sampled, Sampler, SamplingParams};
+
+/// Prompt tokens run per forward pass during prefill; bounds the memory of
+/// the attention scores for long prompts.
+const PREFILL_CHUNK: usize = 512;
+
+/// What to generate.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// At most this many tokens (0 means up to the end of the context).
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation ends before the first of these; none of it is emitted.
+    pub stop: Vec<String>,
+    /// Report this many alternatives with each token (0 = none).
+    pub top_logprobs: usize,
+    /// Set to stop generating; checked before every step.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` or the context length.
+    Length,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+/// Measurements of one request.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from a cache.
+    pub cached_prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub time_to_first_token: Duration,
+    pub prompt_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+    /// MLX's peak memory during the request, in bytes.
+    pub peak_memory_bytes: usize,
+    pub finish_reason: FinishReason,
+}
+
+/// Layer 1: prefill the prompt, then sample one token per step, forever.
+#[derive(Debug)]
+pub struct TokenSteps<'m> {
+    model: &'m Model,
+    cache: KvCache,
+    sampler: Sampler,
+    context: Vec<u32>,
+    top_logprobs: usize,
+    /// Logits of the prompt's last position, until the first step uses them.
+    prompt_logits: Option<Vec<f32>>,
+    /// The token sampled last, not yet run through the model.
+    pending: Option<u32>,
+}
+
+impl<'m> TokenSteps<'m> {
+    /// Runs the prompt through the model (in chunks) and readies the first step.
+    pub fn new(
+        model: &'m Model,
+        prompt: &[u32],
+        sampling: SamplingParams,
+        top_logprobs: usize,
+    ) -> Result<Self> {
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidParameter {
+                name: "prompt",
+                message: "the prompt is empty".into(),
+            });
+        }
+        if prompt.len() >= model.context_length() {
+            return Err(EngineError::PromptTooLong {
+                tokens: prompt.len(),
+                limit: model.context_length(),
+            });
+        }
+        let sampler = Sampler::new(sampling)?;
+        let mut cache = model.new_cache();
+        let (head, last) = prompt.split_at(prompt.len() - (prompt.len() - 1) % PREFILL_CHUNK - 1);
+        for chunk in head.chunks(PREFILL_CHUNK) {
+            model.forward(chunk, &mut cache)?;
+            cache.eval()?;
+        }
+        let prompt_logits = model.last_logits(last, &mut cache)?;
+        Ok(TokenSteps {
+            model,
+            cache,
+            sampler,
+            context: prompt.to_vec(),
+            top_logprobs,
+            prompt_logits: Some(prompt_logits),
+            pending: None,
+        })
+    }
+
+    /// Every token so far: the prompt, then the generated ones.
+    pub fn context(&self) -> &[u32] {
+        &self.context
+    }
+
+    /// Samples the next token.
+    pub fn step(&mut self) -> Result<Sampled> {
+        let mut logits = match (self.prompt_logits.take(), self.pending.take()) {
+            (Some(logits), _) => logits,
+            (None, Some(token)) => self.model.last_logits(&[token], &mut self.cache)?,
+            (None, None) => unreachable!("each step leaves a pending token"),
+        };
+        let sampled = self
+            .sampler
+            .sample(&mut logits, &self.context, self.top_logprobs);
+        self.context.push(sampled.token);
+        self.pending = Some(sampled.token);
+        Ok(sampled)
+    }
+}
+
+/// Turns tokens into text without splitting multi-byte characters. Text is
+/// committed at each newline, so each step decodes only the current line (with
+/// one token of context, so tokenizers that mark word starts keep the space).
+#[derive(Debug, Default)]
+struct Detokenizer {
+    tokens: Vec<u32>,
+    /// Index of the first token of the current line.
+    line_start: usize,
+    committed: String,
+    line: String,
+}
+
+impl Detokenizer {
+    fn push(&mut self, model: &Model, token: u32) -> Result<()> {
+        self.tokens.push(token);
+        let tokenizer = model.tokenizer();
+        let anchor = self.line_start.saturating_sub(1);
+        let with_anchor = tokenizer.decode(&self.tokens[anchor..])?;
+        let anchor_text = tokenizer.decode(&self.tokens[anchor..self.line_start])?;
+        let line = match with_anchor.strip_prefix(&anchor_text) {
+            Some(line) => line.to_string(),
+            None => tokenizer.decode(&self.tokens[self.line_start..])?,
+        };
+        // An incomplete UTF-8 sequence decodes to U+FFFD: wait for its other bytes.
+        if line.ends_with('\u{FFFD}') {
+            return Ok(());
+        }
+        if line.ends_with('\n') {
+            self.committed.push_str(&line);
+            self.line.clear();
+            self.line_start = self.tokens.len();
+        } else {
+            self.line = line;
+        }
+        Ok(())
+    }
+
+    fn text_len(&self) -> usize {
+        self.committed.len() + self.line.len()
+    }
+
+    fn text(&self) -> String {
+        format!("{}{}", self.committed, self.line)
+    }
+}
+
+/// One event of a [`TextStream`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// New text, and the tokens sampled since the last delta.
+    Delta { text: String, tokens: Vec<Sampled> },
+    /// Generation ended; always the last event.
+    Done(GenerationStats),
+}
+
+/// Layer 2: text deltas and, at the end, the statistics.
+#[derive(Debug)]
+pub struct TextStream<'m> {
+    steps: TokenSteps<'m>,
+    options: GenerateOptions,
+    detokenizer: Detokenizer,
+    /// Bytes of text already sent.
+    sent: usize,
+    unsent_tokens: Vec<Sampled>,
+    generated: usize,
+    prompt_tokens: usize,
+    started: Instant,
+    prompt_done: Duration,
+    first_token: Option<Instant>,
+    finished: bool,
+    /// `Done`, held while the last delta goes out.
+    pending_done: Option<Event>,
+}
+
+impl<'m> TextStream<'m> {
+    /// Prefills `prompt` and returns the stream of its continuation.
+    pub fn new(model: &'m Model, prompt: &[u32], options: GenerateOptions) -> Result<Self> {
+        let started = Instant::now();
+        // Peak memory is per request; ignore the error of a runtime without counters.
+        let _ = mlx_rs::memory::reset_peak_memory();
+        let steps = TokenSteps::new(
+            model,
+            prompt,
+            options.sampling.clone(),
+            options.top_logprobs,
+        )?;
+        Ok(TextStream {
+            steps,
+            options,
+            detokenizer: Detokenizer::default(),
+            sent: 0,
+            unsent_tokens: Vec::new(),
+            generated: 0,
+            prompt_tokens: prompt.len(),
+            started,
+            prompt_done: started.elapsed(),
+            first_token: None,
+            finished: false,
+            pending_done: None,
+        })
+    }
+
+    fn token_limit(&self) -> usize {
+        let room = self.steps.model.context_length() - self.prompt_tokens;
+        match self.options.max_tokens {
+            0 => room,
+            n => n.min(room),
+        }
+    }
+
+    fn stats(&self, finish_reason: FinishReason) -> GenerationStats {
+        let prompt_secs = self.prompt_done.as_secs_f64();
+        let decode_secs = self.first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let per_second = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        GenerationStats {
+            prompt_tokens: self.prompt_tokens,
+            cached_prompt_tokens: 0,
+            generated_tokens: self.generated,
+            time_to_first_token: self
+                .first_token
+                .map_or(self.prompt_done, |t| t.duration_since(self.started)),
+            prompt_tokens_per_second: per_second(self.prompt_tokens, prompt_secs),
+            // The first token comes from the prefill, so the rate counts the rest.
+            decode_tokens_per_second: per_second(self.generated.saturating_sub(1), decode_secs),
+            peak_memory_bytes: mlx_rs::memory::peak_memory().unwrap_or(0),
+            finish_reason,
+        }
+    }
+
+    /// The text that can be sent now: all of it when `flush`, otherwise
+    /// holding back any tail that could still become a stop string.
+    fn take_delta(&mut self, text: &str, flush: bool) -> Option<Event> {
+        let hold = if flush {
+            0
+        } else {
+            self.options
+                .stop
+                .iter()
+                .map(|stop| partial_suffix_len(text, stop))
+                .max()
+                .unwrap_or(0)
+        };
+        let end = text.len() - hold;
+        if end <= self.sent && self.unsent_tokens.is_empty() {
+            return None;
+        }
+        let delta = text
+            .get(self.sent..end.max(self.sent))
+            .unwrap_or_default()
+            .to_string();
+        self.sent = end.max(self.sent);
+        Some(Event::Delta {
+            text: delta,
+            tokens: std::mem::take(&mut self.unsent_tokens),
+        })
+    }
+
+    fn advance(&mut self) -> Result<Option<Event>> {
+        if self.generated >= self.token_limit() {
+            return Ok(Some(self.finish(FinishReason::Length, None)));
+        }
+        if let Some(cancel) = &self.options.cancel
+            && cancel.load(Ordering::Relaxed)
+        {
+            return Ok(Some(self.finish(FinishReason::Cancelled, None)));
+        }
+        let sampled = self.steps.step()?;
+        self.first_token.get_or_insert_with(Instant::now);
+        self.generated += 1;
+        if self
+            .steps
+            .model
+            .tokenizer()
+            .eos_ids()
+            .contains(&sampled.token)
+        {
+            return Ok(Some(self.finish(FinishReason::Stop, None)));
+        }
+        let before = self.detokenizer.text_len();
+        self.detokenizer.push(self.steps.model, sampled.token)?;
+        self.unsent_tokens.push(sampled);
+        let text = self.detokenizer.text();
+        let search_from =
+            before.saturating_sub(self.options.stop.iter().map(String::len).max().unwrap_or(0));
+        let stop_at = self
+            .options
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| {
+                text.get(search_from..)?
+                    .find(s.as_str())
+                    .map(|i| search_from + i)
+            })
+            .min();
+        if let Some(at) = stop_at {
+            return Ok(Some(self.finish(FinishReason::Stop, Some(&text[..at]))));
+        }
+        Ok(self.take_delta(&text, false))
+    }
+
+    /// Ends the stream: sends what is left (up to `text_end`), then `Done`.
+    fn finish(&mut self, reason: FinishReason, text: Option<&str>) -> Event {
+        self.finished = true;
+        let text = text.map_or_else(|| self.detokenizer.text(), str::to_string);
+        let done = Event::Done(self.stats(reason));
+        match self.take_delta(&text, true) {
+            Some(delta) => {
+                self.pending_done = Some(done);
+                delta
+            }
+            None => done,
+        }
+    }
+}
+
+impl Iterator for TextStream<'_> {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(done) = self.pending_done.take() {
+            return Some(Ok(done));
+        }
+        while !self.finished {
+            match self.advance() {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) => continue,
+                Err(e) => {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// How many bytes at the end of `text` are the start of `stop` (but not all of it).
+fn partial_suffix_len(text: &str, stop: &str) -> usize {
+    (1..stop.len())
+        .rev()
+        .find(|&n| stop.is_char_boundary(n) && text.ends_with(&stop[..n]))
+        .unwrap_or(0)
+}
+
+/// The whole output of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub stats: GenerationStats,
+}
+
+/// Layer 3: generates the continuation of `prompt` and returns it whole.
+pub fn generate(model: &Model, prompt: &[u32], options: GenerateOptions) -> Result<Generation> {
+    let mut text = String::new();
+    let mut tokens = Vec::new();
+    for event in TextStream::new(model, prompt, options)? {
+        match event? {
+            Event::Delta {
+                text: delta,
+                tokens: sampled,
+            } => {
+                text.push_str(&delta);
+                tokens.extend(sampled.iter().map(|s| s.token));
+            }
+            Event::Done(stats) => {
+                return Ok(Generation {
+                    text,
+                    tokens,
+                    stats,
+                });
+            }
+        }
+    }
+    Err(EngineError::Exception(
+        "the generation stream ended without statistics".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_suffix_len;
+
+    #[test]
+    fn partial_stop_strings_are_held_back() {
+        assert_eq!(partial_suffix_len("Hello wor", "world"), 3);
+        assert_eq!(partial_suffix_len("Hello", "world"), 0);
+        assert_eq!(partial_suffix_len("a</", "</s>"), 2);
+        // A whole stop string is not "partial": it is found and cut instead.
+        assert_eq!(partial_suffix_len("ab", "ab"), 0);
+    }
+}

@@ -1,0 +1,55 @@
+//! The model registry: one file per architecture, keyed by `model_type`.
+//!
+//! # Adding a model
+//!
+//! 1. Read the architecture's file in mlx-lm (`mlx_lm/models/<type>.py`): it is
+//!    the reference Orchard must match number for number.
+//! 2. Add `models/<type>.rs` in the usual order: the config struct (only the
+//!    keys it uses; unknown keys are ignored), Attention, MLP, Block, Model, and
+//!    a `load(config, weights)` that builds it from [`crate::weights::Weights`]
+//!    (which checks every shape against the config).
+//! 3. Register it in [`ARCHITECTURES`] under its `model_type`.
+//! 4. Add a parity test: a small random-weight model written by the test, loaded
+//!    by both Orchard and mlx-lm, with equal logits and greedy tokens.
+
+pub mod llama;
+
+use mlx_rs::Array;
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result};
+use crate::weights::Weights;
+
+/// A causal language model: token ids in, logits out.
+pub trait LanguageModel: Send {
+    /// Runs `tokens` (batch, length) through the model after the positions
+    /// already in `cache`, appends them to it, and returns the logits
+    /// (batch, length, vocab).
+    fn forward(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array>;
+
+    /// Number of transformer layers (one cache entry each).
+    fn num_layers(&self) -> usize;
+
+    /// The longest sequence the model was trained for.
+    fn context_length(&self) -> usize;
+}
+
+type Loader = fn(&ModelConfig, &mut Weights) -> Result<Box<dyn LanguageModel>>;
+
+/// Every supported `model_type` and how to build it.
+pub const ARCHITECTURES: &[(&str, Loader)] = &[("llama", llama::load)];
+
+/// Builds the model `config` describes from `weights`.
+pub fn build(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn LanguageModel>> {
+    let loader = ARCHITECTURES
+        .iter()
+        .find(|(name, _)| *name == config.model_type)
+        .map(|(_, loader)| *loader)
+        .ok_or_else(|| EngineError::UnsupportedModel {
+            path: config.path.clone(),
+            model_type: config.model_type.clone(),
+            supported: ARCHITECTURES.iter().map(|(name, _)| *name).collect(),
+        })?;
+    loader(config, weights)
+}

@@ -1,0 +1,383 @@
+//! Weights in the Hugging Face / mlx-community layout: `model.safetensors`, or
+//! the shards that `model.safetensors.index.json` lists; dense (float16,
+//! bfloat16, float32) or affine-quantized layers (`.weight` packed in u32 with
+//! `.scales` and `.biases`), mirroring mlx-lm's `nn.Linear`,
+//! `nn.QuantizedLinear`, `nn.Embedding` and `nn.QuantizedEmbedding`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use mlx_rs::{Array, Dtype, ops};
+
+use crate::config::{Quantization, QuantizationConfig};
+use crate::error::{EngineError, Result};
+
+/// A linear layer `y = x W^T + b`, dense or quantized.
+#[derive(Debug)]
+pub enum Linear {
+    Dense {
+        weight: Array,
+        bias: Option<Array>,
+    },
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Array,
+        bias: Option<Array>,
+        q: Quantization,
+    },
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Linear::Dense { weight, bias: None } => ops::matmul(x, weight.t())?,
+            Linear::Dense {
+                weight,
+                bias: Some(b),
+            } => ops::addmm(b, x, weight.t(), None, None)?,
+            Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                bias,
+                q,
+            } => {
+                let y =
+                    ops::quantized_matmul(x, weight, scales, biases, true, q.group_size, q.bits)?;
+                match bias {
+                    Some(b) => y.add(b)?,
+                    None => y,
+                }
+            }
+        })
+    }
+}
+
+/// A token embedding table, dense or quantized; tied models also use it as
+/// the output projection.
+#[derive(Debug)]
+pub enum Embedding {
+    Dense(Array),
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Array,
+        q: Quantization,
+    },
+}
+
+impl Embedding {
+    /// Looks up the rows of `ids`.
+    pub fn forward(&self, ids: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense(table) => table.take_axis(ids, 0)?,
+            Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                q,
+            } => ops::dequantize(
+                weight.take_axis(ids, 0)?,
+                scales.take_axis(ids, 0)?,
+                &biases.take_axis(ids, 0)?,
+                q.group_size,
+                q.bits,
+            )?,
+        })
+    }
+
+    /// `x E^T`: logits over the vocabulary from hidden states.
+    pub fn as_linear(&self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense(table) => ops::matmul(x, table.t())?,
+            Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                q,
+            } => ops::quantized_matmul(x, weight, scales, biases, true, q.group_size, q.bits)?,
+        })
+    }
+}
+
+/// The tensors of a model folder, handed out layer by layer with their shapes
+/// checked against the config.
+#[derive(Debug)]
+pub struct Weights {
+    dir: PathBuf,
+    tensors: HashMap<String, Array>,
+    quantization: QuantizationConfig,
+    /// Upcast quantization scales and biases to float32 (see [`Weights::load`]).
+    upcast_quant_params: bool,
+    /// Every tensor handed out, to be evaluated together by [`Weights::eval_loaded`].
+    handed_out: Vec<Array>,
+}
+
+impl Weights {
+    /// Loads every safetensors file of `dir`. With `upcast_quant_params`,
+    /// float16/bfloat16 quantization scales and biases become float32: MLX's
+    /// CPU quantized matmul is ~50x slower with half-precision scales, while
+    /// Metal is fastest with them as stored.
+    pub fn load(
+        dir: &Path,
+        quantization: QuantizationConfig,
+        upcast_quant_params: bool,
+    ) -> Result<Self> {
+        let mut tensors = HashMap::new();
+        for file in weight_files(dir)? {
+            check_safetensors(&file)?;
+            let loaded = Array::load_safetensors(&file).map_err(|e| {
+                EngineError::invalid(&file, format!("cannot load the weights: {e}"))
+            })?;
+            tensors.extend(loaded);
+        }
+        Ok(Weights {
+            dir: dir.to_path_buf(),
+            tensors,
+            quantization,
+            upcast_quant_params,
+            handed_out: Vec::new(),
+        })
+    }
+
+    /// Reads every tensor handed out so far into memory (and applies the
+    /// upcast), so that loading errors surface now and the first request
+    /// does not pay for it.
+    pub fn eval_loaded(&mut self) -> Result<()> {
+        mlx_rs::transforms::eval(self.handed_out.iter())?;
+        self.handed_out.clear();
+        Ok(())
+    }
+
+    /// True when the folder has a tensor of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn take(&mut self, name: &str) -> Result<Array> {
+        self.tensors.remove(name).ok_or_else(|| {
+            EngineError::invalid(&self.dir, format!("the weights have no tensor {name}"))
+        })
+    }
+
+    fn hand_out(&mut self, tensor: Array) -> Array {
+        self.handed_out.push(tensor.clone());
+        tensor
+    }
+
+    fn take_shaped(&mut self, name: &str, expected: &[i32]) -> Result<Array> {
+        let tensor = self.take(name)?;
+        if tensor.shape() != expected {
+            return Err(EngineError::invalid(
+                &self.dir,
+                format!(
+                    "tensor {name} has shape {:?}, but the config implies {expected:?}",
+                    tensor.shape()
+                ),
+            ));
+        }
+        Ok(self.hand_out(tensor))
+    }
+
+    /// A norm's weight vector of length `dim`.
+    pub fn vector(&mut self, name: &str, dim: i32) -> Result<Array> {
+        self.take_shaped(name, &[dim])
+    }
+
+    /// The linear layer at `prefix` mapping `in_dim` to `out_dim` features.
+    pub fn linear(
+        &mut self,
+        prefix: &str,
+        in_dim: i32,
+        out_dim: i32,
+        bias: bool,
+    ) -> Result<Linear> {
+        let bias = if bias {
+            Some(self.take_shaped(&format!("{prefix}.bias"), &[out_dim])?)
+        } else {
+            None
+        };
+        match self.quantized_params(prefix, out_dim, in_dim)? {
+            Some((weight, scales, biases, q)) => Ok(Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                bias,
+                q,
+            }),
+            None => Ok(Linear::Dense {
+                weight: self.take_shaped(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
+                bias,
+            }),
+        }
+    }
+
+    /// The embedding table at `prefix` with `vocab` rows of `dim` features.
+    pub fn embedding(&mut self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
+        match self.quantized_params(prefix, vocab, dim)? {
+            Some((weight, scales, biases, q)) => Ok(Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                q,
+            }),
+            None => Ok(Embedding::Dense(
+                self.take_shaped(&format!("{prefix}.weight"), &[vocab, dim])?,
+            )),
+        }
+    }
+
+    /// The packed weight, scales and biases of a quantized layer, or `None`
+    /// for a dense one (no `.scales` tensor).
+    fn quantized_params(
+        &mut self,
+        prefix: &str,
+        rows: i32,
+        cols: i32,
+    ) -> Result<Option<(Array, Array, Array, Quantization)>> {
+        if !self.contains(&format!("{prefix}.scales")) {
+            return Ok(None);
+        }
+        let q = self.quantization.for_layer(prefix).ok_or_else(|| {
+            EngineError::invalid(
+                &self.dir,
+                format!("{prefix} is quantized in the weights, but config.json has no quantization for it"),
+            )
+        })?;
+        if cols % q.group_size != 0 || (cols * q.bits) % 32 != 0 {
+            return Err(EngineError::invalid(
+                &self.dir,
+                format!(
+                    "{prefix}: {cols} input features cannot be split in groups of {} at {} bits",
+                    q.group_size, q.bits
+                ),
+            ));
+        }
+        let weight = self.take_shaped(&format!("{prefix}.weight"), &[rows, cols * q.bits / 32])?;
+        let groups = [rows, cols / q.group_size];
+        let mut scales = self.take_shaped(&format!("{prefix}.scales"), &groups)?;
+        let mut biases = self.take_shaped(&format!("{prefix}.biases"), &groups)?;
+        if self.upcast_quant_params && scales.dtype() != Dtype::Float32 {
+            scales = self.hand_out(scales.as_dtype(Dtype::Float32)?);
+            biases = self.hand_out(biases.as_dtype(Dtype::Float32)?);
+        }
+        Ok(Some((weight, scales, biases, q)))
+    }
+}
+
+/// `model.safetensors`, or every shard the index lists.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index)
+            .map_err(|e| EngineError::file(&index, format!("cannot read: {e}")))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| EngineError::invalid(&index, format!("not valid JSON: {e}")))?;
+        let shards: BTreeSet<&str> = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| EngineError::invalid(&index, "no `weight_map`"))?
+            .values()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let mut files = Vec::new();
+        for shard in shards {
+            // A shard name is a plain file name inside the folder, never a path.
+            if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+                return Err(EngineError::invalid(
+                    &index,
+                    format!("shard name {shard:?} is not a file name"),
+                ));
+            }
+            let file = dir.join(shard);
+            if !file.is_file() {
+                return Err(EngineError::file(
+                    &file,
+                    "a weight shard listed in the index is missing",
+                ));
+            }
+            files.push(file);
+        }
+        return Ok(files);
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    Err(EngineError::file(
+        single,
+        "no weights: expected model.safetensors or model.safetensors.index.json",
+    ))
+}
+
+/// Checks the safetensors header against the file's length before MLX maps
+/// it: MLX reads tensor data lazily, so a truncated file would otherwise fail
+/// deep inside a forward pass.
+fn check_safetensors(path: &Path) -> Result<()> {
+    let invalid = |message: String| EngineError::invalid(path, message);
+    let mut file =
+        File::open(path).map_err(|e| EngineError::file(path, format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| EngineError::file(path, format!("cannot stat: {e}")))?
+        .len();
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size)
+        .map_err(|_| invalid(format!("not a safetensors file ({len} bytes, no header)")))?;
+    let header_len = u64::from_le_bytes(size);
+    if header_len > 100 * 1024 * 1024 || 8 + header_len > len {
+        return Err(invalid(format!(
+            "truncated or not a safetensors file: header of {header_len} bytes in a {len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| invalid(format!("cannot read the header: {e}")))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| invalid(format!("corrupt header: {e}")))?;
+    let data_end = header
+        .as_object()
+        .ok_or_else(|| invalid("corrupt header: not a JSON object".into()))?
+        .iter()
+        .filter(|(name, _)| name.as_str() != "__metadata__")
+        .filter_map(|(_, info)| info.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    let needed = 8 + header_len + data_end;
+    if needed > len {
+        return Err(invalid(format!(
+            "truncated: the tensors need {needed} bytes but the file has {len}; download it again"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_safetensors_is_reported_before_loading() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let a = Array::from_slice(&[1.0f32; 64], &[8, 8]);
+        Array::save_safetensors([("w", &a)], None, &path).expect("save");
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).expect("truncate");
+        let err = check_safetensors(&path).expect_err("truncated");
+        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_not_a_safetensors_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        std::fs::write(&path, b"hello").expect("write");
+        let err = check_safetensors(&path).expect_err("garbage");
+        assert!(err.to_string().contains("not a safetensors file"), "{err}");
+    }
+}
