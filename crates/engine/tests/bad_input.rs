@@ -2,6 +2,8 @@
 //! problem: never a panic or an abort. Each test copies the real SmolLM2
 //! fixture and breaks one thing.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

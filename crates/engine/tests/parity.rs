@@ -2,19 +2,16 @@
 //! SmolLM2-135M-Instruct fixtures (4-bit and float16) that `make setup` builds.
 //! mlx-lm runs in the project venv through `scripts/reference.py`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::deps_dir;
 use orchard_engine::{
     ChatMessage, FinishReason, GenerateOptions, Model, TemplateOptions, generate,
 };
 use serde_json::{Value, json};
-
-fn deps_dir() -> PathBuf {
-    PathBuf::from(std::env::var_os("ORCHARD_DEPS_DIR").expect(
-        "ORCHARD_DEPS_DIR is unset: run the tests with cargo in the checkout, after `make setup`",
-    ))
-}
 
 fn fixture(name: &str) -> PathBuf {
     let dir = deps_dir().join("models").join(name);

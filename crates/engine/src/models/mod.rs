@@ -4,15 +4,19 @@
 //!
 //! 1. Read the architecture's file in mlx-lm (`mlx_lm/models/<type>.py`): it is
 //!    the reference Orchard must match number for number.
-//! 2. Add `models/<type>.rs` in the usual order: the config struct (only the
-//!    keys it uses; unknown keys are ignored), Attention, MLP, Block, Model, and
-//!    a `load(config, weights)` that builds it from [`crate::weights::Weights`]
-//!    (which checks every shape against the config).
+//! 2. Add `models/<type>.rs` with the config struct (only the keys it uses;
+//!    unknown keys are ignored) and a `load(config, weights)`. A Llama-family
+//!    model maps its config onto [`transformer::Spec`] (see `qwen3.rs`); any
+//!    other writes its layers in the usual order: Attention, MLP, Block, Model,
+//!    built from [`crate::weights::Weights`] (which checks every shape).
 //! 3. Register it in [`ARCHITECTURES`] under its `model_type`.
 //! 4. Add a parity test: a small random-weight model written by the test, loaded
 //!    by both Orchard and mlx-lm, with equal logits and greedy tokens.
 
 pub mod llama;
+pub mod qwen2;
+pub mod qwen3;
+pub mod transformer;
 
 use mlx_rs::Array;
 
@@ -37,8 +41,14 @@ pub trait LanguageModel: Send {
 
 type Loader = fn(&ModelConfig, &mut Weights) -> Result<Box<dyn LanguageModel>>;
 
-/// Every supported `model_type` and how to build it.
-pub const ARCHITECTURES: &[(&str, Loader)] = &[("llama", llama::load)];
+/// Every supported `model_type` and how to build it. Mistral's dense models
+/// are Llama with other defaults, as in mlx-lm's `MODEL_REMAPPING`.
+pub const ARCHITECTURES: &[(&str, Loader)] = &[
+    ("llama", llama::load),
+    ("mistral", llama::load),
+    ("qwen2", qwen2::load),
+    ("qwen3", qwen3::load),
+];
 
 /// Builds the model `config` describes from `weights`.
 pub fn build(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn LanguageModel>> {

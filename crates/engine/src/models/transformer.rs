@@ -1,0 +1,361 @@
+//! The decoder shared by the Llama family, following mlx-lm's
+//! `mlx_lm/models/llama.py`, `qwen2.py` and `qwen3.py`, which differ only in
+//! the switches of [`Spec`]: grouped-query attention with rotary embeddings
+//! (including Llama 3's "llama3" frequency scaling), optional q/k/v biases and
+//! per-head q/k RMSNorm, a SwiGLU MLP, RMSNorm before each sub-layer, and
+//! optionally tied input/output embeddings.
+
+use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::{Array, nn};
+
+use super::LanguageModel;
+use crate::cache::{KvCache, LayerCache};
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result};
+use crate::weights::{Embedding, Linear, Weights};
+
+/// Everything that tells one Llama-family architecture from another, filled
+/// in from `config.json` by each architecture's file.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub hidden_size: i32,
+    pub num_hidden_layers: i32,
+    pub intermediate_size: i32,
+    pub num_attention_heads: i32,
+    pub num_key_value_heads: i32,
+    pub head_dim: i32,
+    pub rms_norm_eps: f32,
+    pub vocab_size: i32,
+    pub rope_theta: f32,
+    pub rope_traditional: bool,
+    pub rope_scaling: Option<serde_json::Value>,
+    pub tie_word_embeddings: bool,
+    /// Biases on the q, k and v projections.
+    pub qkv_bias: bool,
+    /// A bias on the output projection.
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    /// RMSNorm over each head's queries and keys before the rotary embedding (Qwen3).
+    pub qk_norm: bool,
+    pub max_position_embeddings: Option<i32>,
+}
+
+/// Rotary position embedding, as mlx-lm's `initialize_rope` builds it.
+#[derive(Debug)]
+struct Rope {
+    dims: i32,
+    traditional: bool,
+    base: Option<f32>,
+    scale: f32,
+    /// Per-pair frequencies (Llama 3 scaling); replaces `base` when set.
+    freqs: Option<Array>,
+}
+
+impl Rope {
+    fn new(config: &Spec, path: &std::path::Path) -> Result<Rope> {
+        let dims = config.head_dim;
+        let plain = Rope {
+            dims,
+            traditional: config.rope_traditional,
+            base: Some(config.rope_theta),
+            scale: 1.0,
+            freqs: None,
+        };
+        let Some(scaling) = config.rope_scaling.as_ref().filter(|s| !s.is_null()) else {
+            return Ok(plain);
+        };
+        let kind = scaling
+            .get("rope_type")
+            .or_else(|| scaling.get("type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        let number = |key: &str, default: f32| -> f32 {
+            scaling
+                .get(key)
+                .and_then(|v| v.as_f64())
+                .map_or(default, |v| v as f32)
+        };
+        match kind {
+            "default" => Ok(plain),
+            "linear" => Ok(Rope {
+                scale: 1.0 / number("factor", 1.0),
+                ..plain
+            }),
+            "llama3" => Ok(Rope {
+                base: None,
+                freqs: Some(llama3_freqs(
+                    dims,
+                    config.rope_theta,
+                    number("factor", 1.0),
+                    number("low_freq_factor", 1.0),
+                    number("high_freq_factor", 4.0),
+                    number("original_max_position_embeddings", 8192.0),
+                )),
+                ..plain
+            }),
+            other => Err(EngineError::invalid(
+                path,
+                format!(
+                    "unsupported rope_scaling type {other:?} (supported: default, linear, llama3)"
+                ),
+            )),
+        }
+    }
+
+    fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
+        Ok(fast::rope(
+            x,
+            self.dims,
+            self.traditional,
+            self.base,
+            self.scale,
+            offset,
+            self.freqs.as_ref(),
+        )?)
+    }
+}
+
+/// Llama 3's wavelength-dependent frequency scaling (mlx-lm `Llama3RoPE`).
+fn llama3_freqs(dims: i32, base: f32, factor: f32, low: f32, high: f32, old_context: f32) -> Array {
+    let low_wavelen = old_context / low;
+    let high_wavelen = old_context / high;
+    let freqs: Vec<f32> = (0..dims)
+        .step_by(2)
+        .map(|i| {
+            let freq = base.powf(i as f32 / dims as f32);
+            let wavelen = 2.0 * std::f32::consts::PI * freq;
+            let freq = if wavelen > low_wavelen {
+                freq * factor
+            } else {
+                freq
+            };
+            if wavelen > high_wavelen && wavelen < low_wavelen {
+                let smooth = (old_context / wavelen - low) / (high - low);
+                freq / ((1.0 - smooth) / factor + smooth)
+            } else {
+                freq
+            }
+        })
+        .collect();
+    let len = freqs.len() as i32;
+    Array::from_slice(&freqs, &[len])
+}
+
+#[derive(Debug)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: i32,
+    kv_heads: i32,
+    scale: f32,
+    rope: Rope,
+    /// Per-head RMSNorm weights of queries and keys, with their epsilon.
+    qk_norm: Option<(Array, Array, f32)>,
+}
+
+impl Attention {
+    fn forward(&self, x: &Array, cache: &mut LayerCache) -> Result<Array> {
+        let (b, l) = (x.shape()[0], x.shape()[1]);
+        let split = |t: Array, heads: i32| -> Result<Array> {
+            Ok(t.reshape(&[b, l, heads, -1])?
+                .transpose_axes(&[0, 2, 1, 3])?)
+        };
+        let offset = cache.offset();
+        let (mut q, mut k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
+        if let Some((q_norm, k_norm, eps)) = &self.qk_norm {
+            q = fast::rms_norm(q.reshape(&[b, l, self.heads, -1])?, Some(q_norm), *eps)?;
+            k = fast::rms_norm(k.reshape(&[b, l, self.kv_heads, -1])?, Some(k_norm), *eps)?;
+        }
+        let q = self.rope.apply(&split(q, self.heads)?, offset)?;
+        let k = self.rope.apply(&split(k, self.kv_heads)?, offset)?;
+        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
+        let (k, v) = cache.update_and_fetch(k, v)?;
+        // A single new token sees every cached position; a block of them needs
+        // the causal mask (aligned to the end when positions are cached).
+        let mask = (l > 1).then_some(ScaledDotProductAttentionMask::Causal);
+        let out = fast::scaled_dot_product_attention(q, k, v, self.scale, mask, None)?;
+        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        self.o_proj.forward(&out)
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let gate = nn::silu(self.gate_proj.forward(x)?)?;
+        self.down_proj
+            .forward(&gate.multiply(self.up_proj.forward(x)?)?)
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    attention: Attention,
+    mlp: Mlp,
+    input_norm: Array,
+    post_attention_norm: Array,
+    eps: f32,
+}
+
+impl Block {
+    fn forward(&self, x: &Array, cache: &mut LayerCache) -> Result<Array> {
+        let r = self
+            .attention
+            .forward(&fast::rms_norm(x, Some(&self.input_norm), self.eps)?, cache)?;
+        let h = x.add(r)?;
+        let r = self.mlp.forward(&fast::rms_norm(
+            &h,
+            Some(&self.post_attention_norm),
+            self.eps,
+        )?)?;
+        Ok(h.add(r)?)
+    }
+}
+
+/// The whole model.
+#[derive(Debug)]
+pub struct Model {
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: Array,
+    /// `None` when the output projection is the embedding table (tied).
+    lm_head: Option<Linear>,
+    eps: f32,
+    context_length: usize,
+}
+
+impl LanguageModel for Model {
+    fn forward(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array> {
+        let mut h = self.embed_tokens.forward(tokens)?;
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers_mut()) {
+            h = layer.forward(&h, layer_cache)?;
+        }
+        let h = fast::rms_norm(&h, Some(&self.norm), self.eps)?;
+        match &self.lm_head {
+            Some(head) => head.forward(&h),
+            None => self.embed_tokens.as_linear(&h),
+        }
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn context_length(&self) -> usize {
+        self.context_length
+    }
+}
+
+/// Builds the model `c` describes from `weights` (`config` names the file in errors).
+pub fn build(
+    c: &Spec,
+    config: &ModelConfig,
+    weights: &mut Weights,
+) -> Result<Box<dyn LanguageModel>> {
+    if c.num_attention_heads <= 0
+        || c.num_key_value_heads <= 0
+        || c.num_attention_heads % c.num_key_value_heads != 0
+        || c.head_dim <= 0
+    {
+        return Err(EngineError::invalid(
+            &config.path,
+            format!(
+                "{} attention heads cannot share {} key/value heads of dimension {}",
+                c.num_attention_heads, c.num_key_value_heads, c.head_dim
+            ),
+        ));
+    }
+    let (dim, head_dim) = (c.hidden_size, c.head_dim);
+    let (heads, kv_heads) = (c.num_attention_heads, c.num_key_value_heads);
+    let mut layers = Vec::with_capacity(c.num_hidden_layers as usize);
+    for i in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let attn = format!("{p}.self_attn");
+        let mlp = format!("{p}.mlp");
+        let bias = c.qkv_bias;
+        let qk_norm = if c.qk_norm {
+            Some((
+                weights.vector(&format!("{attn}.q_norm.weight"), head_dim)?,
+                weights.vector(&format!("{attn}.k_norm.weight"), head_dim)?,
+                c.rms_norm_eps,
+            ))
+        } else {
+            None
+        };
+        layers.push(Block {
+            attention: Attention {
+                q_proj: weights.linear(&format!("{attn}.q_proj"), dim, heads * head_dim, bias)?,
+                k_proj: weights.linear(
+                    &format!("{attn}.k_proj"),
+                    dim,
+                    kv_heads * head_dim,
+                    bias,
+                )?,
+                v_proj: weights.linear(
+                    &format!("{attn}.v_proj"),
+                    dim,
+                    kv_heads * head_dim,
+                    bias,
+                )?,
+                o_proj: weights.linear(
+                    &format!("{attn}.o_proj"),
+                    heads * head_dim,
+                    dim,
+                    c.o_bias,
+                )?,
+                heads,
+                kv_heads,
+                scale: (head_dim as f32).powf(-0.5),
+                rope: Rope::new(c, &config.path)?,
+                qk_norm,
+            },
+            mlp: Mlp {
+                gate_proj: weights.linear(
+                    &format!("{mlp}.gate_proj"),
+                    dim,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                up_proj: weights.linear(
+                    &format!("{mlp}.up_proj"),
+                    dim,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                down_proj: weights.linear(
+                    &format!("{mlp}.down_proj"),
+                    c.intermediate_size,
+                    dim,
+                    c.mlp_bias,
+                )?,
+            },
+            input_norm: weights.vector(&format!("{p}.input_layernorm.weight"), dim)?,
+            post_attention_norm: weights
+                .vector(&format!("{p}.post_attention_layernorm.weight"), dim)?,
+            eps: c.rms_norm_eps,
+        });
+    }
+    // Some tied checkpoints still carry an lm_head copy; like mlx-lm, use it
+    // only when the config says the embeddings are not tied.
+    let lm_head = if c.tie_word_embeddings {
+        None
+    } else {
+        Some(weights.linear("lm_head", dim, c.vocab_size, false)?)
+    };
+    Ok(Box::new(Model {
+        embed_tokens: weights.embedding("model.embed_tokens", c.vocab_size, dim)?,
+        layers,
+        norm: weights.vector("model.norm.weight", dim)?,
+        lm_head,
+        eps: c.rms_norm_eps,
+        context_length: c.max_position_embeddings.unwrap_or(4096).max(1) as usize,
+    }))
+}

@@ -1,0 +1,222 @@
+//! Shared by the engine's tests: small random-weight models of each
+//! architecture, written to disk, and mlx-lm's answers for them.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mlx_rs::{Array, ops};
+use serde_json::{Value, json};
+
+pub const HIDDEN: i32 = 64;
+pub const INTERMEDIATE: i32 = 128;
+pub const HEADS: i32 = 4;
+pub const KV_HEADS: i32 = 2;
+/// Small, so random logits are far apart and argmax is stable.
+pub const VOCAB: i32 = 512;
+pub const GROUP: i32 = 64;
+pub const PROMPT: [u32; 12] = [1, 17, 300, 45, 9, 511, 260, 3, 77, 128, 400, 12];
+pub const GREEDY: usize = 24;
+
+pub fn deps_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("ORCHARD_DEPS_DIR")
+            .expect("ORCHARD_DEPS_DIR is unset: run after `make setup`"),
+    )
+}
+
+/// Deterministic values in [-scale, scale).
+pub fn random(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// One architecture's config, beyond the sizes every test model shares.
+pub struct Arch {
+    pub name: &'static str,
+    config: Value,
+    head_dim: i32,
+    qkv_bias: bool,
+    o_bias: bool,
+    qk_norm: bool,
+    tied: bool,
+}
+
+pub fn architectures() -> Vec<Arch> {
+    vec![
+        Arch {
+            name: "llama",
+            config: json!({
+                "model_type": "llama", "attention_bias": true, "tie_word_embeddings": false,
+                "rope_theta": 500000.0,
+                "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+            }),
+            head_dim: 16,
+            qkv_bias: true,
+            o_bias: true,
+            qk_norm: false,
+            tied: false,
+        },
+        Arch {
+            name: "mistral",
+            config: json!({"model_type": "mistral", "tie_word_embeddings": false, "rope_theta": 1000000.0}),
+            head_dim: 16,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: false,
+            tied: false,
+        },
+        Arch {
+            name: "qwen2",
+            config: json!({"model_type": "qwen2", "tie_word_embeddings": true, "rope_theta": 1000000.0}),
+            head_dim: 16,
+            qkv_bias: true,
+            o_bias: false,
+            qk_norm: false,
+            tied: true,
+        },
+        Arch {
+            name: "qwen3",
+            // A head size other than hidden / heads, as Qwen3 models have.
+            config: json!({"model_type": "qwen3", "tie_word_embeddings": true, "rope_theta": 1000000.0, "head_dim": 32}),
+            head_dim: 32,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: true,
+            tied: true,
+        },
+    ]
+}
+
+fn tensors(arch: &Arch) -> Vec<(String, Vec<i32>)> {
+    let (d, hd) = (HIDDEN, arch.head_dim);
+    let mut list = vec![("model.embed_tokens.weight".to_string(), vec![VOCAB, d])];
+    for i in 0..2 {
+        let p = format!("model.layers.{i}");
+        let attn = [
+            ("q_proj", HEADS * hd, d, arch.qkv_bias),
+            ("k_proj", KV_HEADS * hd, d, arch.qkv_bias),
+            ("v_proj", KV_HEADS * hd, d, arch.qkv_bias),
+            ("o_proj", d, HEADS * hd, arch.o_bias),
+        ];
+        for (name, out, inp, bias) in attn {
+            list.push((format!("{p}.self_attn.{name}.weight"), vec![out, inp]));
+            if bias {
+                list.push((format!("{p}.self_attn.{name}.bias"), vec![out]));
+            }
+        }
+        if arch.qk_norm {
+            list.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
+            list.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
+        }
+        for (name, out, inp) in [
+            ("gate_proj", INTERMEDIATE, d),
+            ("up_proj", INTERMEDIATE, d),
+            ("down_proj", d, INTERMEDIATE),
+        ] {
+            list.push((format!("{p}.mlp.{name}.weight"), vec![out, inp]));
+        }
+        list.push((format!("{p}.input_layernorm.weight"), vec![d]));
+        list.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+    }
+    list.push(("model.norm.weight".to_string(), vec![d]));
+    if !arch.tied {
+        list.push(("lm_head.weight".to_string(), vec![VOCAB, d]));
+    }
+    list
+}
+
+/// Writes config, weights and (from the SmolLM2 fixture) the tokenizer.
+pub fn write_model(dir: &Path, arch: &Arch, quantized: bool) {
+    std::fs::create_dir_all(dir).expect("model dir");
+    let mut config = json!({
+        "hidden_size": HIDDEN, "num_hidden_layers": 2, "intermediate_size": INTERMEDIATE,
+        "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "rms_norm_eps": 1e-5,
+        "vocab_size": VOCAB, "max_position_embeddings": 4096,
+    });
+    for (key, value) in arch.config.as_object().expect("object") {
+        config[key] = value.clone();
+    }
+    if quantized {
+        config["quantization"] = json!({"group_size": GROUP, "bits": 4});
+    }
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+
+    let mut arrays: Vec<(String, Array)> = Vec::new();
+    for (i, (name, shape)) in tensors(arch).into_iter().enumerate() {
+        let len = shape.iter().product::<i32>() as usize;
+        let is_norm = shape.len() == 1 && name.contains("norm");
+        let values = if is_norm {
+            random(len, i as u64, 0.2).iter().map(|v| 1.0 + v).collect()
+        } else {
+            random(len, i as u64, 0.35)
+        };
+        let array = Array::from_slice(&values, &shape);
+        if quantized && shape.len() == 2 {
+            let (w, scales, biases) = ops::quantize(&array, GROUP, 4).expect("quantize");
+            let prefix = name.trim_end_matches(".weight");
+            arrays.push((name.clone(), w));
+            arrays.push((format!("{prefix}.scales"), scales));
+            arrays.push((format!("{prefix}.biases"), biases));
+        } else {
+            arrays.push((name, array));
+        }
+    }
+    let metadata = HashMap::from([("format".to_string(), "mlx".to_string())]);
+    Array::save_safetensors(
+        arrays.iter().map(|(n, a)| (n.as_str(), a)),
+        &metadata,
+        dir.join("model.safetensors"),
+    )
+    .expect("save weights");
+    let fixture = deps_dir().join("models/SmolLM2-135M-Instruct-4bit");
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).expect("tokenizer");
+    }
+}
+
+/// mlx-lm's last-position logits and greedy tokens for the test prompt.
+pub fn reference(dir: &Path) -> (Vec<f32>, Vec<u32>) {
+    let request = json!({
+        "model": dir,
+        "cases": [{"name": "case", "tokens": PROMPT, "greedy_tokens": GREEDY}],
+    });
+    let request_path = dir.join("request.json");
+    std::fs::write(&request_path, request.to_string()).expect("request");
+    let out = dir.join("reference");
+    let output = Command::new(deps_dir().join("venv/bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference.py"))
+        .arg(&request_path)
+        .arg(&out)
+        .output()
+        .expect("run reference.py");
+    assert!(
+        output.status.success(),
+        "reference.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).expect("result"))
+            .expect("json");
+    let logits = std::fs::read(out.join("case.logits.f32"))
+        .expect("logits")
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let greedy = result["cases"]["case"]["greedy"]
+        .as_array()
+        .expect("greedy")
+        .iter()
+        .map(|v| v.as_u64().expect("id") as u32)
+        .collect();
+    (logits, greedy)
+}
