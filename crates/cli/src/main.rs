@@ -1,5 +1,6 @@
 //! `orchard`: the command-line face of Orchard.
 
+mod bench;
 mod generate;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     },
     /// Generate text from a prompt with a local model.
     Generate(generate::GenerateArgs),
+    /// Measure a model's prompt and decode speed and peak memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Doctor { json }) => run_doctor(json),
         Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None if cli.version => print_version(),
         None => {
             use clap::CommandFactory;

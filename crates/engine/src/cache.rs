@@ -1,6 +1,7 @@
 //! The key/value cache of one sequence: per layer, the keys and values of
 //! every position seen so far, as mlx-lm's `KVCache` keeps them.
 
+use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{Array, ops};
 
 use crate::error::Result;
@@ -34,6 +35,26 @@ impl LayerCache {
         self.values = Some(values.clone());
         Ok((keys, values))
     }
+
+    /// Keeps only the first `positions` positions.
+    fn truncate(&mut self, positions: i32) -> Result<()> {
+        if positions >= self.offset {
+            return Ok(());
+        }
+        for array in [&mut self.keys, &mut self.values].into_iter().flatten() {
+            *array = array.try_index((.., .., ..positions))?;
+        }
+        self.offset = positions;
+        Ok(())
+    }
+
+    fn nbytes(&self) -> usize {
+        [&self.keys, &self.values]
+            .into_iter()
+            .flatten()
+            .map(Array::nbytes)
+            .sum()
+    }
 }
 
 /// The cache of a whole model for one sequence.
@@ -56,6 +77,19 @@ impl KvCache {
 
     pub fn layers_mut(&mut self) -> &mut [LayerCache] {
         &mut self.layers
+    }
+
+    /// Keeps only the first `positions` positions of every layer.
+    pub fn truncate(&mut self, positions: usize) -> Result<()> {
+        let positions = i32::try_from(positions).unwrap_or(i32::MAX);
+        self.layers
+            .iter_mut()
+            .try_for_each(|l| l.truncate(positions))
+    }
+
+    /// Memory held by the cached keys and values.
+    pub fn nbytes(&self) -> usize {
+        self.layers.iter().map(LayerCache::nbytes).sum()
     }
 
     /// Computes every cached array now, so the lazy graph does not grow

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cache::KvCache;
 use crate::error::{EngineError, Result};
 use crate::model::Model;
+use crate::prompt_cache::PromptCache;
 use crate::sampler::{Sampled, Sampler, SamplingParams};
 
 /// Prompt tokens run per forward pass during prefill; bounds the memory of
@@ -28,6 +29,8 @@ pub struct GenerateOptions {
     pub top_logprobs: usize,
     /// Set to stop generating; checked before every step.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Keep going past end-of-sequence tokens (benchmarks want exact lengths).
+    pub ignore_eos: bool,
 }
 
 /// Why generation ended.
@@ -69,15 +72,20 @@ pub struct TokenSteps<'m> {
     prompt_logits: Option<Vec<f32>>,
     /// The token sampled last, not yet run through the model.
     pending: Option<u32>,
+    /// Prompt tokens whose keys and values were reused rather than computed.
+    cached_tokens: usize,
 }
 
 impl<'m> TokenSteps<'m> {
-    /// Runs the prompt through the model (in chunks) and readies the first step.
+    /// Runs the prompt through the model (in chunks) and readies the first
+    /// step. `reused` is a cache that already holds the prompt's first tokens,
+    /// with their count (see [`PromptCache::take`]).
     pub fn new(
         model: &'m Model,
         prompt: &[u32],
         sampling: SamplingParams,
         top_logprobs: usize,
+        reused: Option<(KvCache, usize)>,
     ) -> Result<Self> {
         if prompt.is_empty() {
             return Err(EngineError::InvalidParameter {
@@ -92,8 +100,14 @@ impl<'m> TokenSteps<'m> {
             });
         }
         let sampler = Sampler::new(sampling)?;
-        let mut cache = model.new_cache();
-        let (head, last) = prompt.split_at(prompt.len() - (prompt.len() - 1) % PREFILL_CHUNK - 1);
+        let (mut cache, cached_tokens) = match reused {
+            Some((cache, cached)) if cached < prompt.len() && cache.offset() as usize == cached => {
+                (cache, cached)
+            }
+            _ => (model.new_cache(), 0),
+        };
+        let rest = &prompt[cached_tokens..];
+        let (head, last) = rest.split_at(rest.len() - (rest.len() - 1) % PREFILL_CHUNK - 1);
         for chunk in head.chunks(PREFILL_CHUNK) {
             model.forward(chunk, &mut cache)?;
             cache.eval()?;
@@ -107,7 +121,22 @@ impl<'m> TokenSteps<'m> {
             top_logprobs,
             prompt_logits: Some(prompt_logits),
             pending: None,
+            cached_tokens,
         })
+    }
+
+    /// Prompt tokens that came from a reused cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.cached_tokens
+    }
+
+    /// Takes the cache out, with the tokens whose positions it holds (all but
+    /// a sampled token not yet run through the model). No step can follow.
+    pub fn take_cache(&mut self) -> (Vec<u32>, KvCache) {
+        let cache = std::mem::replace(&mut self.cache, self.model.new_cache());
+        let mut tokens = std::mem::take(&mut self.context);
+        tokens.truncate(cache.offset() as usize);
+        (tokens, cache)
     }
 
     /// Every token so far: the prompt, then the generated ones.
@@ -190,6 +219,8 @@ pub enum Event {
 #[derive(Debug)]
 pub struct TextStream<'m> {
     steps: TokenSteps<'m>,
+    /// Where the sequence's cache goes back when the stream ends.
+    prompt_cache: Option<&'m mut PromptCache>,
     options: GenerateOptions,
     detokenizer: Detokenizer,
     /// Bytes of text already sent.
@@ -208,17 +239,43 @@ pub struct TextStream<'m> {
 impl<'m> TextStream<'m> {
     /// Prefills `prompt` and returns the stream of its continuation.
     pub fn new(model: &'m Model, prompt: &[u32], options: GenerateOptions) -> Result<Self> {
+        Self::start(model, prompt, options, None)
+    }
+
+    /// Like [`TextStream::new`], reusing the longest cached prefix of `prompt`
+    /// from `prompt_cache` and storing this sequence's cache there at the end.
+    pub fn with_prompt_cache(
+        model: &'m Model,
+        prompt: &[u32],
+        options: GenerateOptions,
+        prompt_cache: &'m mut PromptCache,
+    ) -> Result<Self> {
+        Self::start(model, prompt, options, Some(prompt_cache))
+    }
+
+    fn start(
+        model: &'m Model,
+        prompt: &[u32],
+        options: GenerateOptions,
+        mut prompt_cache: Option<&'m mut PromptCache>,
+    ) -> Result<Self> {
         let started = Instant::now();
         // Peak memory is per request; ignore the error of a runtime without counters.
         let _ = mlx_rs::memory::reset_peak_memory();
+        let reused = match prompt_cache.as_deref_mut() {
+            Some(store) => store.take(prompt)?,
+            None => None,
+        };
         let steps = TokenSteps::new(
             model,
             prompt,
             options.sampling.clone(),
             options.top_logprobs,
+            reused,
         )?;
         Ok(TextStream {
             steps,
+            prompt_cache,
             options,
             detokenizer: Detokenizer::default(),
             sent: 0,
@@ -247,7 +304,7 @@ impl<'m> TextStream<'m> {
         let per_second = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
         GenerationStats {
             prompt_tokens: self.prompt_tokens,
-            cached_prompt_tokens: 0,
+            cached_prompt_tokens: self.steps.cached_tokens(),
             generated_tokens: self.generated,
             time_to_first_token: self
                 .first_token
@@ -335,6 +392,10 @@ impl<'m> TextStream<'m> {
     /// Ends the stream: sends what is left (up to `text_end`), then `Done`.
     fn finish(&mut self, reason: FinishReason, text: Option<&str>) -> Event {
         self.finished = true;
+        if let Some(store) = self.prompt_cache.take() {
+            let (tokens, cache) = self.steps.take_cache();
+            store.put(tokens, cache);
+        }
         let text = text.map_or_else(|| self.detokenizer.text(), str::to_string);
         let done = Event::Done(self.stats(reason));
         match self.take_delta(&text, true) {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod generate;
 pub mod model;
 pub mod models;
+pub mod prompt_cache;
 pub mod runtime;
 pub mod sampler;
 pub mod tokenizer;
@@ -25,6 +26,7 @@ pub use generate::{
     generate,
 };
 pub use model::Model;
+pub use prompt_cache::PromptCache;
 pub use runtime::{DeviceKind, RuntimeInfo, runtime_info};
 pub use sampler::SamplingParams;
 pub use tokenizer::{ChatMessage, TemplateOptions, Tokenizer};

@@ -1,0 +1,145 @@
+//! Prompt reuse across requests: the second turn of a conversation computes
+//! only its new tokens, and gives the same answer as without reuse.
+
+mod common;
+
+use common::{VOCAB, architectures, random, write_model};
+use orchard_engine::{Event, GenerateOptions, GenerationStats, Model, PromptCache, TextStream};
+
+/// A 500-token shared prefix, as a long system prompt or earlier turns are.
+fn tokens(len: usize, seed: u64) -> Vec<u32> {
+    random(len, seed, 0.5)
+        .iter()
+        .map(|v| ((v + 0.5) * (VOCAB - 1) as f32) as u32)
+        .collect()
+}
+
+fn tiny_llama() -> (tempfile::TempDir, Model) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let arch = architectures()
+        .into_iter()
+        .find(|a| a.name == "llama")
+        .expect("llama");
+    write_model(work.path(), &arch, false);
+    let model = Model::load(work.path()).expect("load");
+    (work, model)
+}
+
+fn run(
+    model: &Model,
+    prompt: &[u32],
+    cache: Option<&mut PromptCache>,
+) -> (Vec<u32>, Vec<f32>, GenerationStats) {
+    let options = GenerateOptions {
+        max_tokens: 8,
+        top_logprobs: 3,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let stream = match cache {
+        Some(cache) => TextStream::with_prompt_cache(model, prompt, options, cache),
+        None => TextStream::new(model, prompt, options),
+    }
+    .expect("start");
+    let (mut ids, mut logprobs) = (Vec::new(), Vec::new());
+    for event in stream {
+        match event.expect("event") {
+            Event::Delta { tokens, .. } => {
+                for t in tokens {
+                    ids.push(t.token);
+                    logprobs.push(t.logprob);
+                    logprobs.extend(t.top.iter().map(|alt| alt.logprob));
+                }
+            }
+            Event::Done(stats) => return (ids, logprobs, stats),
+        }
+    }
+    panic!("no Done event");
+}
+
+#[test]
+fn a_second_turn_reuses_the_shared_prefix_and_answers_the_same() {
+    let (_dir, model) = tiny_llama();
+    let prefix = tokens(500, 1);
+    let first: Vec<u32> = prefix.iter().copied().chain(tokens(12, 2)).collect();
+    let second: Vec<u32> = prefix.iter().copied().chain(tokens(20, 3)).collect();
+
+    let mut cache = PromptCache::new(256 << 20);
+    let (_, _, cold) = run(&model, &first, Some(&mut cache));
+    assert_eq!(cold.cached_prompt_tokens, 0);
+    assert_eq!(cache.len(), 1);
+
+    let (reused_ids, reused_logprobs, warm) = run(&model, &second, Some(&mut cache));
+    let (plain_ids, plain_logprobs, plain) = run(&model, &second, None);
+    assert!(warm.cached_prompt_tokens >= 490, "{warm:?}");
+    assert_eq!(warm.cached_prompt_tokens, 500);
+    assert_eq!(plain.cached_prompt_tokens, 0);
+    assert_eq!(reused_ids, plain_ids);
+    let diff = reused_logprobs
+        .iter()
+        .zip(&plain_logprobs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "log-probabilities differ by {diff}");
+    eprintln!(
+        "time to first token: {:?} with 500 cached tokens, {:?} without",
+        warm.time_to_first_token, plain.time_to_first_token
+    );
+}
+
+#[test]
+fn reused_and_fresh_caches_give_the_same_logits() {
+    let (_dir, model) = tiny_llama();
+    let history = tokens(300, 4);
+    let mut cache = PromptCache::new(256 << 20);
+    let mut kv = model.new_cache();
+    model.last_logits(&history, &mut kv).expect("prefill");
+    cache.put(history.clone(), kv);
+
+    // The new prompt diverges after 250 tokens: the cache is cut back to them.
+    let prompt: Vec<u32> = history[..250]
+        .iter()
+        .copied()
+        .chain(tokens(30, 5))
+        .collect();
+    let (mut reused, shared) = cache.take(&prompt).expect("take").expect("a shared prefix");
+    assert_eq!(shared, 250);
+    assert!(cache.is_empty());
+    let with_reuse = model
+        .last_logits(&prompt[shared..], &mut reused)
+        .expect("rest");
+    let without = model
+        .last_logits(&prompt, &mut model.new_cache())
+        .expect("all");
+    let diff = with_reuse
+        .iter()
+        .zip(&without)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "logits differ by {diff}");
+}
+
+#[test]
+fn the_memory_budget_evicts_the_least_recently_used_sequence() {
+    let (_dir, model) = tiny_llama();
+    let mut store = |budget: usize| {
+        let mut cache = PromptCache::new(budget);
+        for seed in 10..13 {
+            let prompt = tokens(64, seed);
+            let mut kv = model.new_cache();
+            model.last_logits(&prompt, &mut kv).expect("prefill");
+            cache.put(prompt, kv);
+        }
+        cache
+    };
+    let roomy = store(usize::MAX);
+    assert_eq!(roomy.len(), 3);
+    let one_sequence = roomy.bytes() / 3;
+    let tight = store(one_sequence * 2);
+    assert_eq!(tight.len(), 2);
+    assert!(tight.bytes() <= one_sequence * 2);
+    // The oldest (seed 10) went first.
+    let mut tight = tight;
+    assert!(tight.take(&tokens(64, 10)).expect("take").is_none());
+    assert!(tight.take(&tokens(64, 12)).expect("take").is_some());
+}
