@@ -64,3 +64,8 @@ fn qwen2_with_qkv_biases_matches_mlx_lm() {
 fn qwen3_with_qk_norm_matches_mlx_lm() {
     check("qwen3");
 }
+
+#[test]
+fn gemma3_text_with_a_sliding_window_matches_mlx_lm() {
+    check("gemma3_text");
+}

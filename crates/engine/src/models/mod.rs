@@ -13,6 +13,7 @@
 //! 4. Add a parity test: a small random-weight model written by the test, loaded
 //!    by both Orchard and mlx-lm, with equal logits and greedy tokens.
 
+pub mod gemma3_text;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
@@ -44,6 +45,7 @@ type Loader = fn(&ModelConfig, &mut Weights) -> Result<Box<dyn LanguageModel>>;
 /// Every supported `model_type` and how to build it. Mistral's dense models
 /// are Llama with other defaults, as in mlx-lm's `MODEL_REMAPPING`.
 pub const ARCHITECTURES: &[(&str, Loader)] = &[
+    ("gemma3_text", gemma3_text::load),
     ("llama", llama::load),
     ("mistral", llama::load),
     ("qwen2", qwen2::load),

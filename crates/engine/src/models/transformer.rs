@@ -42,7 +42,7 @@ pub struct Spec {
 
 /// Rotary position embedding, as mlx-lm's `initialize_rope` builds it.
 #[derive(Debug)]
-struct Rope {
+pub(crate) struct Rope {
     dims: i32,
     traditional: bool,
     base: Option<f32>,
@@ -52,16 +52,40 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(config: &Spec, path: &std::path::Path) -> Result<Rope> {
-        let dims = config.head_dim;
-        let plain = Rope {
+    /// Rotation of all `dims` features with frequencies from `base`.
+    pub(crate) fn plain(dims: i32, base: f32) -> Rope {
+        Rope {
             dims,
-            traditional: config.rope_traditional,
-            base: Some(config.rope_theta),
+            traditional: false,
+            base: Some(base),
             scale: 1.0,
             freqs: None,
+        }
+    }
+
+    fn new(config: &Spec, path: &std::path::Path) -> Result<Rope> {
+        Rope::from_config(
+            config.head_dim,
+            config.rope_theta,
+            config.rope_traditional,
+            config.rope_scaling.as_ref(),
+            path,
+        )
+    }
+
+    /// The rope a config describes, with its `rope_scaling` block if any.
+    pub(crate) fn from_config(
+        dims: i32,
+        rope_theta: f32,
+        traditional: bool,
+        scaling: Option<&serde_json::Value>,
+        path: &std::path::Path,
+    ) -> Result<Rope> {
+        let plain = Rope {
+            traditional,
+            ..Rope::plain(dims, rope_theta)
         };
-        let Some(scaling) = config.rope_scaling.as_ref().filter(|s| !s.is_null()) else {
+        let Some(scaling) = scaling.filter(|s| !s.is_null()) else {
             return Ok(plain);
         };
         let kind = scaling
@@ -85,7 +109,7 @@ impl Rope {
                 base: None,
                 freqs: Some(llama3_freqs(
                     dims,
-                    config.rope_theta,
+                    rope_theta,
                     number("factor", 1.0),
                     number("low_freq_factor", 1.0),
                     number("high_freq_factor", 4.0),
@@ -102,7 +126,7 @@ impl Rope {
         }
     }
 
-    fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
+    pub(crate) fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
         Ok(fast::rope(
             x,
             self.dims,

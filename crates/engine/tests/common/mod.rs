@@ -48,6 +48,8 @@ pub struct Arch {
     o_bias: bool,
     qk_norm: bool,
     tied: bool,
+    /// Gemma's extra norms around the MLP.
+    feedforward_norms: bool,
 }
 
 pub fn architectures() -> Vec<Arch> {
@@ -65,6 +67,7 @@ pub fn architectures() -> Vec<Arch> {
             o_bias: true,
             qk_norm: false,
             tied: false,
+            feedforward_norms: false,
         },
         Arch {
             name: "mistral",
@@ -74,6 +77,7 @@ pub fn architectures() -> Vec<Arch> {
             o_bias: false,
             qk_norm: false,
             tied: false,
+            feedforward_norms: false,
         },
         Arch {
             name: "qwen2",
@@ -83,6 +87,7 @@ pub fn architectures() -> Vec<Arch> {
             o_bias: false,
             qk_norm: false,
             tied: true,
+            feedforward_norms: false,
         },
         Arch {
             name: "qwen3",
@@ -93,6 +98,23 @@ pub fn architectures() -> Vec<Arch> {
             o_bias: false,
             qk_norm: true,
             tied: true,
+            feedforward_norms: false,
+        },
+        Arch {
+            name: "gemma3_text",
+            // A window shorter than the test sequence, so the sliding layer
+            // really slides; layer 0 slides, layer 1 attends globally.
+            config: json!({
+                "model_type": "gemma3_text", "head_dim": 16, "query_pre_attn_scalar": 16,
+                "sliding_window": 8, "sliding_window_pattern": 2,
+                "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rms_norm_eps": 1e-6,
+            }),
+            head_dim: 16,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: true,
+            tied: true,
+            feedforward_norms: true,
         },
     ]
 }
@@ -127,6 +149,10 @@ fn tensors(arch: &Arch) -> Vec<(String, Vec<i32>)> {
         }
         list.push((format!("{p}.input_layernorm.weight"), vec![d]));
         list.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+        if arch.feedforward_norms {
+            list.push((format!("{p}.pre_feedforward_layernorm.weight"), vec![d]));
+            list.push((format!("{p}.post_feedforward_layernorm.weight"), vec![d]));
+        }
     }
     list.push(("model.norm.weight".to_string(), vec![d]));
     if !arch.tied {
