@@ -1,12 +1,17 @@
 //! The key/value cache of one sequence: per layer, the keys and values of
 //! every position seen so far, as mlx-lm's `KVCache` keeps them.
 
-use mlx_rs::ops::indexing::TryIndexOp;
+use mlx_rs::ops::indexing::{TryIndexMutOp, TryIndexOp};
 use mlx_rs::{Array, ops};
 
 use crate::error::Result;
 
-/// One layer's cached keys and values, shaped (batch, kv_heads, positions, head_dim).
+/// Positions added to a layer's buffers at a time: growing them by one token
+/// per step would copy the whole cache every step.
+const STEP: i32 = 256;
+
+/// One layer's cached keys and values, shaped (batch, kv_heads, capacity,
+/// head_dim); positions past `offset` are unused room (as mlx-lm's `KVCache`).
 #[derive(Debug, Default)]
 pub struct LayerCache {
     keys: Option<Array>,
@@ -20,32 +25,45 @@ impl LayerCache {
         self.offset
     }
 
-    /// Appends the new positions and returns the keys and values of all of them.
-    pub fn update_and_fetch(&mut self, keys: Array, values: Array) -> Result<(Array, Array)> {
-        let added = keys.shape()[2];
-        let (keys, values) = match (self.keys.take(), self.values.take()) {
-            (Some(old_k), Some(old_v)) => (
-                ops::concatenate(&[old_k, keys], 2)?,
-                ops::concatenate(&[old_v, values], 2)?,
-            ),
-            _ => (keys, values),
-        };
-        self.offset += added;
-        self.keys = Some(keys.clone());
-        self.values = Some(values.clone());
-        Ok((keys, values))
+    fn capacity(&self) -> i32 {
+        self.keys.as_ref().map_or(0, |k| k.shape()[2])
     }
 
-    /// Keeps only the first `positions` positions.
-    fn truncate(&mut self, positions: i32) -> Result<()> {
-        if positions >= self.offset {
-            return Ok(());
+    /// Writes the new positions into the buffers (growing them when full) and
+    /// returns the keys and values of every position so far.
+    pub fn update_and_fetch(&mut self, keys: Array, values: Array) -> Result<(Array, Array)> {
+        let added = keys.shape()[2];
+        let start = self.offset;
+        if start + added > self.capacity() {
+            let grow = (added + STEP - 1) / STEP * STEP;
+            let room = |like: &Array| -> Result<Array> {
+                let s = like.shape();
+                Ok(ops::zeros_dtype(&[s[0], s[1], grow, s[3]], like.dtype())?)
+            };
+            let (new_k, new_v) = (room(&keys)?, room(&values)?);
+            let (k, v) = match (self.keys.take(), self.values.take()) {
+                (Some(k), Some(v)) => (
+                    ops::concatenate(&[k.try_index((.., .., ..start))?, new_k], 2)?,
+                    ops::concatenate(&[v.try_index((.., .., ..start))?, new_v], 2)?,
+                ),
+                _ => (new_k, new_v),
+            };
+            self.keys = Some(k);
+            self.values = Some(v);
         }
-        for array in [&mut self.keys, &mut self.values].into_iter().flatten() {
-            *array = array.try_index((.., .., ..positions))?;
-        }
-        self.offset = positions;
-        Ok(())
+        self.offset += added;
+        let end = self.offset;
+        let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
+            unreachable!("the buffers were just allocated");
+        };
+        k.try_index_mut((.., .., start..end), &keys)?;
+        v.try_index_mut((.., .., start..end), &values)?;
+        Ok((k.try_index((.., .., ..end))?, v.try_index((.., .., ..end))?))
+    }
+
+    /// Keeps only the first `positions` positions (the rest becomes room).
+    fn truncate(&mut self, positions: i32) {
+        self.offset = self.offset.min(positions);
     }
 
     fn nbytes(&self) -> usize {
@@ -80,11 +98,9 @@ impl KvCache {
     }
 
     /// Keeps only the first `positions` positions of every layer.
-    pub fn truncate(&mut self, positions: usize) -> Result<()> {
+    pub fn truncate(&mut self, positions: usize) {
         let positions = i32::try_from(positions).unwrap_or(i32::MAX);
-        self.layers
-            .iter_mut()
-            .try_for_each(|l| l.truncate(positions))
+        self.layers.iter_mut().for_each(|l| l.truncate(positions));
     }
 
     /// Memory held by the cached keys and values.

@@ -13,9 +13,9 @@ use crate::model::Model;
 use crate::prompt_cache::PromptCache;
 use crate::sampler::{Sampled, Sampler, SamplingParams};
 
-/// Prompt tokens run per forward pass during prefill; bounds the memory of
-/// the attention scores for long prompts.
-const PREFILL_CHUNK: usize = 512;
+/// Prompt tokens run per forward pass during prefill (mlx-lm's default
+/// `prefill_step_size`); bounds the memory of the attention scores.
+const PREFILL_CHUNK: usize = 2048;
 
 /// What to generate.
 #[derive(Debug, Clone, Default)]
@@ -106,13 +106,20 @@ impl<'m> TokenSteps<'m> {
             }
             _ => (model.new_cache(), 0),
         };
-        let rest = &prompt[cached_tokens..];
-        let (head, last) = rest.split_at(rest.len() - (rest.len() - 1) % PREFILL_CHUNK - 1);
+        // As mlx-lm does: all but the last token only fill the cache (their
+        // logits are never computed); the last one runs alone for its logits.
+        let (last, head) =
+            prompt[cached_tokens..]
+                .split_last()
+                .ok_or_else(|| EngineError::InvalidParameter {
+                    name: "prompt",
+                    message: "no prompt token is left to compute".into(),
+                })?;
         for chunk in head.chunks(PREFILL_CHUNK) {
             model.forward(chunk, &mut cache)?;
             cache.eval()?;
         }
-        let prompt_logits = model.last_logits(last, &mut cache)?;
+        let prompt_logits = model.last_logits(&[*last], &mut cache)?;
         Ok(TokenSteps {
             model,
             cache,

@@ -69,7 +69,7 @@ impl PromptCache {
             return Ok(None);
         };
         let mut entry = self.entries.swap_remove(index);
-        entry.cache.truncate(shared)?;
+        entry.cache.truncate(shared);
         Ok(Some((entry.cache, shared)))
     }
 

@@ -122,7 +122,7 @@ fn reused_and_fresh_caches_give_the_same_logits() {
 #[test]
 fn the_memory_budget_evicts_the_least_recently_used_sequence() {
     let (_dir, model) = tiny_llama();
-    let mut store = |budget: usize| {
+    let store = |budget: usize| {
         let mut cache = PromptCache::new(budget);
         for seed in 10..13 {
             let prompt = tokens(64, seed);
