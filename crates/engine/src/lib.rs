@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod model;
 pub mod models;
 pub mod prompt_cache;
@@ -19,6 +20,7 @@ pub mod runtime;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;
+pub mod worker;
 
 pub use error::{EngineError, Result};
 pub use generate::{
@@ -30,3 +32,4 @@ pub use prompt_cache::PromptCache;
 pub use runtime::{DeviceKind, RuntimeInfo, runtime_info};
 pub use sampler::SamplingParams;
 pub use tokenizer::{ChatMessage, TemplateOptions, Tokenizer};
+pub use worker::{ModelWorker, SubmitError, WorkerOptions};
