@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mlx_rs::{Array, ops};
+use mlx_rs::{Array, Dtype, ops};
 use serde_json::{Value, json};
 
 pub const HIDDEN: i32 = 64;
@@ -162,7 +162,38 @@ fn tensors(arch: &Arch) -> Vec<(String, Vec<i32>)> {
 }
 
 /// Writes config, weights and (from the SmolLM2 fixture) the tokenizer.
+/// How a test model is stored.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Affine quantization (group size, bits) of every matrix, or none.
+    pub quantization: Option<(i32, i32)>,
+    /// The dtype of the unquantized tensors.
+    pub dtype: Dtype,
+    /// Split the weights over this many files with an index (1 = a single file).
+    pub shards: usize,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            quantization: None,
+            dtype: Dtype::Float32,
+            shards: 1,
+        }
+    }
+}
+
+/// Writes config, weights (dense float32, or 4-bit) and the tokenizer.
 pub fn write_model(dir: &Path, arch: &Arch, quantized: bool) {
+    let layout = Layout {
+        quantization: quantized.then_some((GROUP, 4)),
+        ..Layout::default()
+    };
+    write_model_with(dir, arch, &layout);
+}
+
+/// Writes config, weights in `layout` and (from the SmolLM2 fixture) the tokenizer.
+pub fn write_model_with(dir: &Path, arch: &Arch, layout: &Layout) {
     std::fs::create_dir_all(dir).expect("model dir");
     let mut config = json!({
         "hidden_size": HIDDEN, "num_hidden_layers": 2, "intermediate_size": INTERMEDIATE,
@@ -172,8 +203,8 @@ pub fn write_model(dir: &Path, arch: &Arch, quantized: bool) {
     for (key, value) in arch.config.as_object().expect("object") {
         config[key] = value.clone();
     }
-    if quantized {
-        config["quantization"] = json!({"group_size": GROUP, "bits": 4});
+    if let Some((group, bits)) = layout.quantization {
+        config["quantization"] = json!({"group_size": group, "bits": bits});
     }
     std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
 
@@ -186,9 +217,11 @@ pub fn write_model(dir: &Path, arch: &Arch, quantized: bool) {
         } else {
             random(len, i as u64, 0.35)
         };
-        let array = Array::from_slice(&values, &shape);
-        if quantized && shape.len() == 2 {
-            let (w, scales, biases) = ops::quantize(&array, GROUP, 4).expect("quantize");
+        let array = Array::from_slice(&values, &shape)
+            .as_dtype(layout.dtype)
+            .expect("cast");
+        if let (Some((group, bits)), 2) = (layout.quantization, shape.len()) {
+            let (w, scales, biases) = ops::quantize(&array, group, bits).expect("quantize");
             let prefix = name.trim_end_matches(".weight");
             arrays.push((name.clone(), w));
             arrays.push((format!("{prefix}.scales"), scales));
@@ -198,12 +231,31 @@ pub fn write_model(dir: &Path, arch: &Arch, quantized: bool) {
         }
     }
     let metadata = HashMap::from([("format".to_string(), "mlx".to_string())]);
-    Array::save_safetensors(
-        arrays.iter().map(|(n, a)| (n.as_str(), a)),
-        &metadata,
-        dir.join("model.safetensors"),
-    )
-    .expect("save weights");
+    if layout.shards <= 1 {
+        Array::save_safetensors(
+            arrays.iter().map(|(n, a)| (n.as_str(), a)),
+            &metadata,
+            dir.join("model.safetensors"),
+        )
+        .expect("save weights");
+    } else {
+        let per_shard = arrays.len().div_ceil(layout.shards);
+        let mut weight_map = serde_json::Map::new();
+        for (i, chunk) in arrays.chunks(per_shard).enumerate() {
+            let file = format!("model-{:05}-of-{:05}.safetensors", i + 1, layout.shards);
+            Array::save_safetensors(
+                chunk.iter().map(|(n, a)| (n.as_str(), a)),
+                &metadata,
+                dir.join(&file),
+            )
+            .expect("save shard");
+            for (name, _) in chunk {
+                weight_map.insert(name.clone(), json!(file));
+            }
+        }
+        let index = json!({"metadata": {}, "weight_map": weight_map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).expect("index");
+    }
     let fixture = deps_dir().join("models/SmolLM2-135M-Instruct-4bit");
     for file in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(fixture.join(file), dir.join(file)).expect("tokenizer");
