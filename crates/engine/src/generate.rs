@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use mlx_rs::{Array, Dtype};
+
 use crate::cache::KvCache;
 use crate::error::{EngineError, Result};
 use crate::model::Model;
@@ -60,6 +62,21 @@ pub struct GenerationStats {
     pub finish_reason: FinishReason,
 }
 
+/// Where the next step starts from.
+#[derive(Debug)]
+enum Next {
+    /// Host sampling: the prompt's last logits, copied out.
+    Logits(Vec<f32>),
+    /// Host sampling: the token sampled last, not yet run through the model.
+    Token(u32),
+    /// Greedy decoding on the device, one step ahead as mlx-lm's
+    /// `generate_step`: the next token and its log-probability, already queued
+    /// for evaluation while the caller handles the current one.
+    Queued { token: Array, logprob: Array },
+    /// The cache was taken out.
+    Done,
+}
+
 /// Layer 1: prefill the prompt, then sample one token per step, forever.
 #[derive(Debug)]
 pub struct TokenSteps<'m> {
@@ -68,12 +85,22 @@ pub struct TokenSteps<'m> {
     sampler: Sampler,
     context: Vec<u32>,
     top_logprobs: usize,
-    /// Logits of the prompt's last position, until the first step uses them.
-    prompt_logits: Option<Vec<f32>>,
-    /// The token sampled last, not yet run through the model.
-    pending: Option<u32>,
+    next: Next,
     /// Prompt tokens whose keys and values were reused rather than computed.
     cached_tokens: usize,
+}
+
+/// The most likely token of the last position and its log-probability, lazily.
+fn greedy_on_device(logits: &Array) -> Result<(Array, Array)> {
+    let vocab = logits.shape()[logits.ndim() - 1];
+    let last = logits.reshape(&[-1, vocab])?;
+    let last = last
+        .take_axis(Array::from_int(last.shape()[0] - 1), 0)?
+        .as_dtype(Dtype::Float32)?;
+    let token = mlx_rs::ops::indexing::argmax(&last, None)?;
+    let logprob = last.take(&token)?.subtract(last.logsumexp(None)?)?;
+    mlx_rs::transforms::async_eval([&token, &logprob])?;
+    Ok((token, logprob))
 }
 
 impl<'m> TokenSteps<'m> {
@@ -119,15 +146,19 @@ impl<'m> TokenSteps<'m> {
             model.forward(chunk, &mut cache)?;
             cache.eval()?;
         }
-        let prompt_logits = model.last_logits(&[*last], &mut cache)?;
+        let next = if sampler.is_plain_greedy() && top_logprobs == 0 {
+            let (token, logprob) = greedy_on_device(&model.forward(&[*last], &mut cache)?)?;
+            Next::Queued { token, logprob }
+        } else {
+            Next::Logits(model.last_logits(&[*last], &mut cache)?)
+        };
         Ok(TokenSteps {
             model,
             cache,
             sampler,
             context: prompt.to_vec(),
             top_logprobs,
-            prompt_logits: Some(prompt_logits),
-            pending: None,
+            next,
             cached_tokens,
         })
     }
@@ -140,6 +171,7 @@ impl<'m> TokenSteps<'m> {
     /// Takes the cache out, with the tokens whose positions it holds (all but
     /// a sampled token not yet run through the model). No step can follow.
     pub fn take_cache(&mut self) -> (Vec<u32>, KvCache) {
+        self.next = Next::Done;
         let cache = std::mem::replace(&mut self.cache, self.model.new_cache());
         let mut tokens = std::mem::take(&mut self.context);
         tokens.truncate(cache.offset() as usize);
@@ -153,16 +185,45 @@ impl<'m> TokenSteps<'m> {
 
     /// Samples the next token.
     pub fn step(&mut self) -> Result<Sampled> {
-        let mut logits = match (self.prompt_logits.take(), self.pending.take()) {
-            (Some(logits), _) => logits,
-            (None, Some(token)) => self.model.last_logits(&[token], &mut self.cache)?,
-            (None, None) => unreachable!("each step leaves a pending token"),
+        let mut logits = match std::mem::replace(&mut self.next, Next::Done) {
+            Next::Logits(logits) => logits,
+            Next::Token(token) => self.model.last_logits(&[token], &mut self.cache)?,
+            Next::Queued { token, logprob } => return self.step_queued(token, logprob),
+            Next::Done => {
+                return Err(EngineError::InvalidParameter {
+                    name: "step",
+                    message: "the sequence has ended: its cache was taken".into(),
+                });
+            }
         };
         let sampled = self
             .sampler
             .sample(&mut logits, &self.context, self.top_logprobs);
         self.context.push(sampled.token);
-        self.pending = Some(sampled.token);
+        self.next = Next::Token(sampled.token);
+        Ok(sampled)
+    }
+
+    /// Queues the step after `token` on the device, then waits for `token`:
+    /// the model computes while the caller handles this one.
+    fn step_queued(&mut self, token: Array, logprob: Array) -> Result<Sampled> {
+        let ids = token.reshape(&[1, 1])?;
+        let (next_token, next_logprob) =
+            greedy_on_device(&self.model.forward_ids(&ids, &mut self.cache)?)?;
+        self.next = Next::Queued {
+            token: next_token,
+            logprob: next_logprob,
+        };
+        let sampled = Sampled {
+            token: token
+                .try_item_exact::<u32>()
+                .map_err(|e| EngineError::Exception(format!("reading the sampled token: {e}")))?,
+            logprob: logprob
+                .try_item_exact::<f32>()
+                .map_err(|e| EngineError::Exception(format!("reading its log-probability: {e}")))?,
+            top: Vec::new(),
+        };
+        self.context.push(sampled.token);
         Ok(sampled)
     }
 }
@@ -190,16 +251,15 @@ impl Detokenizer {
             Some(line) => line.to_string(),
             None => tokenizer.decode(&self.tokens[self.line_start..])?,
         };
-        // An incomplete UTF-8 sequence decodes to U+FFFD: wait for its other bytes.
-        if line.ends_with('\u{FFFD}') {
-            return Ok(());
-        }
-        if line.ends_with('\n') {
+        // An incomplete UTF-8 sequence decodes to U+FFFD: send what comes
+        // before it, and the character once its other bytes arrive.
+        let stable = line.trim_end_matches('\u{FFFD}');
+        if stable.len() == line.len() && line.ends_with('\n') {
             self.committed.push_str(&line);
             self.line.clear();
             self.line_start = self.tokens.len();
         } else {
-            self.line = line;
+            self.line = stable.to_string();
         }
         Ok(())
     }

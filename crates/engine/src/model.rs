@@ -94,7 +94,12 @@ impl Model {
             });
         }
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        let input = Array::from_slice(&ids, &[1, ids.len() as i32]);
-        self.network.forward(&input, cache)
+        self.forward_ids(&Array::from_slice(&ids, &[1, ids.len() as i32]), cache)
+    }
+
+    /// Like [`Model::forward`], with the ids (1, len) already in an MLX array,
+    /// which may still be lazy: the previous step's output.
+    pub fn forward_ids(&self, ids: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.network.forward(ids, cache)
     }
 }

@@ -124,6 +124,17 @@ impl Sampler {
         })
     }
 
+    /// True when sampling is plain greedy (no penalties, no bias): the choice
+    /// then needs no host-side state and can run on the device.
+    pub fn is_plain_greedy(&self) -> bool {
+        let p = &self.params;
+        p.temperature == 0.0
+            && p.repetition_penalty == 1.0
+            && p.presence_penalty == 0.0
+            && p.frequency_penalty == 0.0
+            && p.logit_bias.is_empty()
+    }
+
     /// Picks the next token from `logits` (one per vocabulary entry). `context`
     /// is every token so far (prompt and generated), for the repetition penalty.
     /// `top_logprobs` alternatives are reported with it.
