@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{VOCAB, architectures, random, write_model};
+use common::{VOCAB, random, write_model};
 use orchard_engine::{Event, GenerateOptions, GenerationStats, Model, PromptCache, TextStream};
 
 /// A 500-token shared prefix, as a long system prompt or earlier turns are.
@@ -16,10 +16,7 @@ fn tokens(len: usize, seed: u64) -> Vec<u32> {
 
 fn tiny_llama() -> (tempfile::TempDir, Model) {
     let work = tempfile::tempdir().expect("tempdir");
-    let arch = architectures()
-        .into_iter()
-        .find(|a| a.name == "llama")
-        .expect("llama");
+    let arch = common::arch("llama");
     write_model(work.path(), &arch, false);
     let model = Model::load(work.path()).expect("load");
     (work, model)

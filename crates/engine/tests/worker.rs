@@ -6,17 +6,14 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{PROMPT, architectures, write_model};
+use common::{PROMPT, write_model};
 use orchard_engine::{
     Event, FinishReason, GenerateOptions, ModelWorker, SubmitError, WorkerOptions,
 };
 
 fn tiny_worker(queue_capacity: usize) -> (tempfile::TempDir, ModelWorker) {
     let work = tempfile::tempdir().expect("tempdir");
-    let arch = architectures()
-        .into_iter()
-        .find(|a| a.name == "qwen3")
-        .expect("qwen3");
+    let arch = common::arch("qwen3");
     write_model(work.path(), &arch, true);
     let options = WorkerOptions {
         queue_capacity,

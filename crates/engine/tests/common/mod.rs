@@ -298,3 +298,34 @@ pub fn reference(dir: &Path) -> (Vec<f32>, Vec<u32>) {
         .collect();
     (logits, greedy)
 }
+
+/// The architecture of that name, from [`architectures`].
+pub fn arch(name: &str) -> Arch {
+    architectures()
+        .into_iter()
+        .find(|a| a.name == name)
+        .expect("a known architecture")
+}
+
+/// Loads the test model in `dir` with Orchard and with mlx-lm and requires
+/// their last-position logits within 1e-3 and the same greedy tokens.
+pub fn assert_matches_mlx_lm(dir: &Path, label: &str) {
+    let model = orchard_engine::Model::load(dir).expect("Orchard loads the test model");
+    let (expected_logits, expected_greedy) = reference(dir);
+    let logits = model
+        .last_logits(&PROMPT, &mut model.new_cache())
+        .expect("logits");
+    let diff = logits
+        .iter()
+        .zip(&expected_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("{label}: max |logit difference| {diff:e}");
+    assert!(diff <= 1e-3, "{label}: logits differ by {diff}");
+    let options = orchard_engine::GenerateOptions {
+        max_tokens: GREEDY,
+        ..Default::default()
+    };
+    let output = orchard_engine::generate(&model, &PROMPT, options).expect("generate");
+    assert_eq!(output.tokens, expected_greedy, "{label}: greedy tokens");
+}
