@@ -366,17 +366,20 @@ impl<'m> TextStream<'m> {
     }
 
     fn stats(&self, finish_reason: FinishReason) -> GenerationStats {
-        let prompt_secs = self.prompt_done.as_secs_f64();
+        let time_to_first_token = self
+            .first_token
+            .map_or(self.prompt_done, |t| t.duration_since(self.started));
         let decode_secs = self.first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let per_second = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let computed = self.prompt_tokens - self.steps.cached_tokens();
         GenerationStats {
             prompt_tokens: self.prompt_tokens,
             cached_prompt_tokens: self.steps.cached_tokens(),
             generated_tokens: self.generated,
-            time_to_first_token: self
-                .first_token
-                .map_or(self.prompt_done, |t| t.duration_since(self.started)),
-            prompt_tokens_per_second: per_second(self.prompt_tokens, prompt_secs),
+            time_to_first_token,
+            // Prompt tokens computed (not reused) per second until the first
+            // token is known, as mlx-lm measures prompt speed.
+            prompt_tokens_per_second: per_second(computed, time_to_first_token.as_secs_f64()),
             // The first token comes from the prefill, so the rate counts the rest.
             decode_tokens_per_second: per_second(self.generated.saturating_sub(1), decode_secs),
             peak_memory_bytes: mlx_rs::memory::peak_memory().unwrap_or(0),
