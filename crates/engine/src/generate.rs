@@ -440,19 +440,7 @@ impl<'m> TextStream<'m> {
         self.detokenizer.push(self.steps.model, sampled.token)?;
         self.unsent_tokens.push(sampled);
         let text = self.detokenizer.text();
-        let search_from =
-            before.saturating_sub(self.options.stop.iter().map(String::len).max().unwrap_or(0));
-        let stop_at = self
-            .options
-            .stop
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| {
-                text.get(search_from..)?
-                    .find(s.as_str())
-                    .map(|i| search_from + i)
-            })
-            .min();
+        let stop_at = find_stop(&text, before, &self.options.stop);
         if let Some(at) = stop_at {
             return Ok(Some(self.finish(FinishReason::Stop, Some(&text[..at]))));
         }
@@ -497,6 +485,22 @@ impl Iterator for TextStream<'_> {
         }
         None
     }
+}
+
+/// Where the first stop string in `text` begins, looking only at matches that
+/// end after byte `new_from` (earlier text was searched already).
+fn find_stop(text: &str, new_from: usize, stops: &[String]) -> Option<usize> {
+    let longest = stops.iter().map(String::len).max().unwrap_or(0);
+    let mut from = new_from.saturating_sub(longest).min(text.len());
+    // The window may start inside a multi-byte character.
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i))
+        .min()
 }
 
 /// How many bytes at the end of `text` are the start of `stop` (but not all of it).
@@ -544,7 +548,16 @@ pub fn generate(model: &Model, prompt: &[u32], options: GenerateOptions) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use super::partial_suffix_len;
+    use super::{find_stop, partial_suffix_len};
+
+    #[test]
+    fn stop_strings_are_found_after_multibyte_characters() {
+        let stops = vec!["ab".to_string()];
+        // Two bytes before the new text ("ab") fall inside the 4-byte apple.
+        assert_eq!(find_stop("x🍎ab", 5, &stops), Some(5));
+        assert_eq!(find_stop("x🍎a", 5, &stops), None);
+        assert_eq!(find_stop("abxab", 3, &[]), None);
+    }
 
     #[test]
     fn partial_stop_strings_are_held_back() {

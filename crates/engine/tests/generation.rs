@@ -33,13 +33,11 @@ fn stream_text(
     panic!("no Done event");
 }
 
-#[test]
-fn a_stop_string_ends_generation_and_none_of_it_is_emitted() {
+/// Generates from `prompt`, then again with a stop string taken from the
+/// middle of that text: the second stream must end right before it.
+fn check_stop_string(prompt_text: &str) {
     let model = model();
-    let prompt = model
-        .tokenizer()
-        .encode("The capital of France is", true)
-        .expect("prompt");
+    let prompt = model.tokenizer().encode(prompt_text, true).expect("prompt");
     let options = GenerateOptions {
         max_tokens: 32,
         ignore_eos: true,
@@ -48,22 +46,29 @@ fn a_stop_string_ends_generation_and_none_of_it_is_emitted() {
     let full = generate(&model, &prompt, options.clone())
         .expect("generate")
         .text;
-    // A stop string from the middle of the text, likely across a token boundary.
+    // Likely across a token boundary, and across multi-byte characters.
     let chars: Vec<char> = full.chars().collect();
     let start = chars.len() / 2;
-    let stop: String = chars[start..start + 4].iter().collect();
+    let stop: String = chars[start..start + 3].iter().collect();
     let cut = full.find(&stop).expect("the stop string occurs");
 
-    let (deltas, _, reason) = stream_text(
-        &model,
-        &prompt,
-        GenerateOptions {
-            stop: vec![stop.clone()],
-            ..options
-        },
-    );
+    let options = GenerateOptions {
+        stop: vec![stop.clone()],
+        ..options
+    };
+    let (deltas, _, reason) = stream_text(&model, &prompt, options);
     assert_eq!(reason, FinishReason::Stop);
     assert_eq!(deltas.concat(), full[..cut], "stop string {stop:?}");
+}
+
+#[test]
+fn a_stop_string_ends_generation_and_none_of_it_is_emitted() {
+    check_stop_string("The capital of France is");
+}
+
+#[test]
+fn a_stop_string_of_multibyte_characters_is_found() {
+    check_stop_string("Fruits en japonais : りんご 🍎, みかん 🍊,");
 }
 
 #[test]
