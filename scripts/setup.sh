@@ -95,7 +95,7 @@ if fresh "mlx-$backend" "$mlx_version" || [ ! -d "$mlx_dir/mlx/lib" ]; then
 fi
 [ "$backend" = cpu ] && use_openblas "$mlx_dir"
 
-# --- Python tools: mlx-lm (the reference), the openai/anthropic SDKs, fixture tools ---
+# --- Python tools: mlx-lm (the reference) and the openai/anthropic SDKs ----------------
 venv="$deps/venv"
 venv_key="$mlx_version $(hash_files scripts/requirements.txt)"
 if fresh venv "$venv_key" || [ ! -x "$venv/bin/python" ]; then
