@@ -3,6 +3,8 @@
 mod bench;
 mod generate;
 mod import;
+mod keys;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -38,6 +40,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Convert a llama.cpp GGUF file into an MLX model folder.
     Import(import::ImportArgs),
+    /// Serve models on the OpenAI- and Anthropic-compatible HTTP port.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys for the port.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +54,8 @@ fn main() -> ExitCode {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Import(args)) => import::run(args),
+        Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Keys(command)) => keys::run(command),
         None if cli.version => print_version(),
         None => {
             use clap::CommandFactory;
@@ -105,4 +114,24 @@ fn run_doctor(json: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The state database in the data directory, created on first use.
+fn open_store() -> Result<orchard_store::Store, String> {
+    let dir = orchard_core::paths::data_dir().ok_or(
+        "cannot find a home directory for Orchard's data; set ORCHARD_HOME to a writable folder",
+    )?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("orchard.db");
+    orchard_store::Store::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default: info).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,4 +1,19 @@
 //! Orchard's services, shared by the desktop app, the HTTP server and the CLI.
 
+pub mod catalog;
+pub mod chat;
 pub mod doctor;
+pub mod error;
+pub mod generation;
+pub mod manager;
 pub mod paths;
+pub mod system;
+
+pub use error::CoreError;
+pub use generation::{Delta, Finish, Generation, GenerationRequest, Output, TokenLogprobs, start};
+pub use manager::{LoadedModel, ManagerOptions, ModelManager};
+
+// The engine's request and result types, for adapters that depend on core only.
+pub use orchard_engine::{
+    ChatMessage, EngineError, GenerateOptions, GenerationStats, SamplingParams,
+};

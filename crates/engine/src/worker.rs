@@ -57,6 +57,8 @@ pub struct ModelWorker {
     jobs: Option<SyncSender<Job>>,
     waiting: Arc<AtomicUsize>,
     capacity: usize,
+    /// The model's context length in tokens.
+    context_length: usize,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -65,7 +67,7 @@ impl ModelWorker {
     /// (or with the loading error).
     pub fn spawn(dir: &Path, options: WorkerOptions) -> Result<ModelWorker> {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.queue_capacity);
-        let (loaded_tx, loaded_rx) = mpsc::channel::<Result<()>>();
+        let (loaded_tx, loaded_rx) = mpsc::channel::<Result<usize>>();
         let waiting = Arc::new(AtomicUsize::new(0));
         let thread_waiting = Arc::clone(&waiting);
         let thread_dir = dir.to_path_buf();
@@ -77,7 +79,7 @@ impl ModelWorker {
             .spawn(move || {
                 let model = match Model::load(&thread_dir) {
                     Ok(model) => {
-                        let _ = loaded_tx.send(Ok(()));
+                        let _ = loaded_tx.send(Ok(model.context_length()));
                         model
                     }
                     Err(e) => {
@@ -96,10 +98,14 @@ impl ModelWorker {
             jobs: Some(jobs_tx),
             waiting,
             capacity: options.queue_capacity,
+            context_length: 0,
             thread: Some(thread),
         };
         match loaded_rx.recv() {
-            Ok(Ok(())) => Ok(worker),
+            Ok(Ok(context_length)) => {
+                worker.context_length = context_length;
+                Ok(worker)
+            }
             Ok(Err(e)) => {
                 worker.stop();
                 Err(e)
@@ -116,6 +122,11 @@ impl ModelWorker {
     /// The model folder this worker serves.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The model's context length in tokens.
+    pub fn context_length(&self) -> usize {
+        self.context_length
     }
 
     /// Requests queued and not yet started.

@@ -1,0 +1,231 @@
+//! The models Orchard can serve: folders given on the command line (or
+//! registered by the app) and the models in the Hugging Face cache.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Where a model comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A folder given by path.
+    Local,
+    /// A snapshot in the Hugging Face cache.
+    HuggingFace,
+}
+
+/// One servable model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelEntry {
+    /// The name clients use: the repo id (`org/name`) for the Hugging Face
+    /// cache, the folder name for local folders.
+    pub id: String,
+    /// The model folder (config.json, tokenizer, weights).
+    pub dir: PathBuf,
+    pub source: Source,
+    /// Other names that select it (the path it was given by).
+    pub aliases: Vec<String>,
+    /// Bytes of weights on disk: what loading it costs in memory.
+    pub weight_bytes: u64,
+}
+
+/// The set of models; Hugging Face's cache is read anew on each call, so
+/// downloads appear without a restart.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    local: Vec<ModelEntry>,
+    /// `$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`; None to skip.
+    hub_cache: Option<PathBuf>,
+}
+
+impl Catalog {
+    /// A catalog of the local folders only.
+    pub fn new() -> Self {
+        Catalog::default()
+    }
+
+    /// Also lists the models in this Hugging Face cache folder.
+    pub fn with_hub_cache(mut self, dir: Option<PathBuf>) -> Self {
+        self.hub_cache = dir;
+        self
+    }
+
+    /// The Hugging Face cache folder other tools use.
+    pub fn default_hub_cache() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(dir));
+        }
+        if let Some(home) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(home).join("hub"));
+        }
+        dirs::home_dir().map(|home| home.join(".cache").join("huggingface").join("hub"))
+    }
+
+    /// Adds a model folder; returns its entry. The folder must hold a config.json.
+    pub fn add_folder(&mut self, given: &str) -> Result<ModelEntry, String> {
+        let path = Path::new(given);
+        if !path.join("config.json").is_file() {
+            return Err(format!(
+                "{given} is not a model folder (it has no config.json)"
+            ));
+        }
+        let dir = path.canonicalize().map_err(|e| format!("{given}: {e}"))?;
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| given.to_string());
+        if self.local.iter().any(|e| e.id == id && e.dir != dir) {
+            return Err(format!(
+                "two model folders are both named {id}; rename one of them"
+            ));
+        }
+        let mut aliases = vec![given.to_string(), dir.to_string_lossy().into_owned()];
+        aliases.dedup();
+        let entry = ModelEntry {
+            id,
+            weight_bytes: weight_bytes(&dir),
+            dir,
+            source: Source::Local,
+            aliases,
+        };
+        self.local.retain(|e| e.dir != entry.dir);
+        self.local.push(entry.clone());
+        Ok(entry)
+    }
+
+    /// Every model: local folders first, then the Hugging Face cache by id.
+    pub fn entries(&self) -> Vec<ModelEntry> {
+        let mut entries = self.local.clone();
+        if let Some(cache) = &self.hub_cache {
+            for entry in scan_hub_cache(cache) {
+                if !entries.iter().any(|e| e.id == entry.id) {
+                    entries.push(entry);
+                }
+            }
+        }
+        entries
+    }
+
+    /// The model a request's `model` field names: by id or by a path it was given as.
+    pub fn resolve(&self, name: &str) -> Option<ModelEntry> {
+        let entries = self.entries();
+        entries
+            .iter()
+            .find(|e| e.id == name)
+            .or_else(|| entries.iter().find(|e| e.aliases.iter().any(|a| a == name)))
+            .cloned()
+    }
+}
+
+/// Sum of the weight files' sizes.
+fn weight_bytes(dir: &Path) -> u64 {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    read.flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
+        // Hugging Face's cache holds symlinks into blobs/: follow them.
+        .filter_map(|e| std::fs::metadata(e.path()).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Models in a Hugging Face cache: `models--org--name/snapshots/<rev>` where
+/// `refs/main` points, holding config.json and tokenizer.json.
+fn scan_hub_cache(cache: &Path) -> Vec<ModelEntry> {
+    let Ok(read) = std::fs::read_dir(cache) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for item in read.flatten() {
+        let folder = item.file_name().to_string_lossy().into_owned();
+        let Some(repo) = folder.strip_prefix("models--") else {
+            continue;
+        };
+        let id = repo.replacen("--", "/", 1);
+        let root = item.path();
+        let snapshot = std::fs::read_to_string(root.join("refs").join("main"))
+            .ok()
+            .map(|rev| root.join("snapshots").join(rev.trim()))
+            .filter(|dir| dir.is_dir())
+            .or_else(|| newest_snapshot(&root.join("snapshots")));
+        let Some(dir) = snapshot else { continue };
+        if !dir.join("config.json").is_file() || !dir.join("tokenizer.json").is_file() {
+            continue;
+        }
+        entries.push(ModelEntry {
+            id,
+            weight_bytes: weight_bytes(&dir),
+            aliases: vec![dir.to_string_lossy().into_owned()],
+            dir,
+            source: Source::HuggingFace,
+        });
+    }
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    entries
+}
+
+fn newest_snapshot(snapshots: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(snapshots)
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_folder(dir: &Path) {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(dir.join("config.json"), "{}").expect("config");
+        std::fs::write(dir.join("tokenizer.json"), "{}").expect("tokenizer");
+        std::fs::write(dir.join("model.safetensors"), vec![0u8; 1000]).expect("weights");
+    }
+
+    #[test]
+    fn local_folders_resolve_by_name_and_by_path() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let folder = tmp.path().join("Tiny-4bit");
+        model_folder(&folder);
+        let mut catalog = Catalog::new();
+        let given = folder.to_string_lossy().into_owned();
+        let entry = catalog.add_folder(&given).expect("add");
+        assert_eq!(entry.id, "Tiny-4bit");
+        assert_eq!(entry.weight_bytes, 1000);
+        assert_eq!(catalog.resolve("Tiny-4bit").expect("by id").dir, entry.dir);
+        assert_eq!(catalog.resolve(&given).expect("by path").id, "Tiny-4bit");
+        assert!(catalog.resolve("tiny").is_none());
+        let err = catalog
+            .add_folder(&tmp.path().to_string_lossy())
+            .expect_err("no config");
+        assert!(err.contains("no config.json"), "{err}");
+    }
+
+    #[test]
+    fn the_hugging_face_cache_layout_is_read() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("models--mlx-community--Tiny-4bit");
+        model_folder(&root.join("snapshots").join("abc123"));
+        std::fs::create_dir_all(root.join("refs")).expect("refs");
+        std::fs::write(root.join("refs").join("main"), "abc123\n").expect("ref");
+        // A repo still downloading (no tokenizer yet) is not listed.
+        let partial = tmp
+            .path()
+            .join("models--org--Partial")
+            .join("snapshots")
+            .join("r1");
+        std::fs::create_dir_all(&partial).expect("mkdir");
+        std::fs::write(partial.join("config.json"), "{}").expect("config");
+
+        let catalog = Catalog::new().with_hub_cache(Some(tmp.path().to_path_buf()));
+        let ids: Vec<String> = catalog.entries().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["mlx-community/Tiny-4bit"]);
+        let entry = catalog.resolve("mlx-community/Tiny-4bit").expect("resolve");
+        assert_eq!(entry.source, Source::HuggingFace);
+        assert!(entry.dir.ends_with("snapshots/abc123"));
+    }
+}

@@ -1,0 +1,353 @@
+//! One request's generation, as the HTTP and app adapters see it: a prompt
+//! goes in, a stream of [`Output`]s comes out (text, reasoning and tool-call
+//! deltas, then the statistics). Dropping the [`Generation`] cancels it
+//! before the model's next decode step.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use orchard_engine::sampler::Sampled;
+use orchard_engine::{
+    ChatMessage, Event, FinishReason, GenerateOptions, GenerationStats, SubmitError,
+    TemplateOptions,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::chat::{OutputParser, Parsed, ToolCall, ToolChoice};
+use crate::error::CoreError;
+use crate::manager::LoadedModel;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum GenerationRequest {
+    /// A conversation, rendered with the model's chat template.
+    Chat {
+        messages: Vec<ChatMessage>,
+        /// OpenAI-style tool definitions (`{"type": "function", "function": {...}}`).
+        tools: Vec<Value>,
+        tool_choice: ToolChoice,
+        /// Passed to templates that can switch reasoning on and off.
+        enable_thinking: Option<bool>,
+        options: GenerateOptions,
+        /// Report each token's log-probability.
+        logprobs: bool,
+    },
+    /// Raw text continued as is (the completions API).
+    Text {
+        prompt: String,
+        options: GenerateOptions,
+        logprobs: bool,
+    },
+}
+
+/// A token's log-probability and the alternatives asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub token: String,
+    pub logprob: f32,
+    pub top: Vec<(String, f32)>,
+}
+
+/// New output since the last one; any part may be empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delta {
+    pub content: String,
+    pub reasoning: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub logprobs: Vec<TokenLogprobs>,
+}
+
+/// Why a response ended, in the APIs' terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    Length,
+    ToolCalls,
+    Cancelled,
+}
+
+/// One item of a generation's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Delta(Delta),
+    /// Always last.
+    Done {
+        stats: GenerationStats,
+        finish: Finish,
+    },
+}
+
+/// A running generation.
+#[derive(Debug)]
+pub struct Generation {
+    pub model: Arc<LoadedModel>,
+    /// Tokens in the prompt as run (template and any forced tool-call opening).
+    pub prompt_tokens: usize,
+    receiver: mpsc::Receiver<Result<Output, CoreError>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Generation {
+    /// The next output; None after `Done` or an error.
+    pub async fn next(&mut self) -> Option<Result<Output, CoreError>> {
+        self.receiver.recv().await
+    }
+
+    /// Stops the generation before its next step.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+impl LoadedModel {
+    /// The prompt tokens of a conversation and the parser for the reply.
+    pub fn chat_prompt(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: &[Value],
+        tool_choice: &ToolChoice,
+        enable_thinking: Option<bool>,
+    ) -> Result<(Vec<u32>, OutputParser), CoreError> {
+        let offered: &[Value] = if *tool_choice == ToolChoice::None {
+            &[]
+        } else {
+            tools
+        };
+        // "Some tool, required" with one tool offered means that tool.
+        let single = match (tool_choice, offered) {
+            (ToolChoice::Required, [only]) => only
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .map(|name| ToolChoice::Function(name.to_string())),
+            _ => None,
+        };
+        let tool_choice = single.as_ref().unwrap_or(tool_choice);
+        if let ToolChoice::Function(name) = tool_choice {
+            let known = offered.iter().any(|t| {
+                t.get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    == Some(name)
+            });
+            if !known {
+                return Err(CoreError::invalid(
+                    "tool_choice",
+                    format!("tool_choice names the function {name:?}, which is not in tools"),
+                ));
+            }
+        }
+        let (messages, template_tools) = self.format.prepare(messages, offered);
+        let options = TemplateOptions {
+            add_generation_prompt: true,
+            tools: template_tools,
+            documents: None,
+            enable_thinking,
+        };
+        let mut text = self.tokenizer.apply_chat_template(&messages, &options)?;
+        let (opening, parser) = self
+            .format
+            .start_output(&text, !offered.is_empty(), tool_choice);
+        text.push_str(&opening);
+        Ok((self.tokenizer.encode(&text, false)?, parser))
+    }
+
+    /// Tokens a conversation's prompt takes.
+    pub fn count_chat_tokens(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: &[Value],
+    ) -> Result<usize, CoreError> {
+        Ok(self
+            .chat_prompt(messages, tools, &ToolChoice::Auto, None)?
+            .0
+            .len())
+    }
+}
+
+/// Queues `request` on the model's worker and returns its stream. Fails at
+/// once (before any output) on bad parameters, a prompt too long, or a full queue.
+pub async fn start(
+    model: Arc<LoadedModel>,
+    request: GenerationRequest,
+) -> Result<Generation, CoreError> {
+    let prepare_model = Arc::clone(&model);
+    let prepared = tokio::task::spawn_blocking(move || {
+        let model = prepare_model;
+        match request {
+            GenerationRequest::Chat {
+                messages,
+                tools,
+                tool_choice,
+                enable_thinking,
+                options,
+                logprobs,
+            } => {
+                let (tokens, parser) =
+                    model.chat_prompt(messages, &tools, &tool_choice, enable_thinking)?;
+                Ok::<_, CoreError>((tokens, Some(parser), options, logprobs))
+            }
+            GenerationRequest::Text {
+                prompt,
+                options,
+                logprobs,
+            } => Ok((
+                model.tokenizer.encode(&prompt, true)?,
+                None,
+                options,
+                logprobs,
+            )),
+        }
+    })
+    .await
+    .map_err(|e| CoreError::Engine(orchard_engine::EngineError::Exception(e.to_string())))?;
+    let (tokens, parser, mut options, logprobs) = prepared?;
+
+    options.sampling.validate().map_err(|e| match e {
+        orchard_engine::EngineError::InvalidParameter { name, message } => {
+            CoreError::invalid(name, message)
+        }
+        other => CoreError::Engine(other),
+    })?;
+    let limit = model.context_length();
+    if tokens.is_empty() {
+        return Err(CoreError::invalid("prompt", "the prompt is empty"));
+    }
+    if tokens.len() >= limit {
+        return Err(CoreError::PromptTooLong {
+            tokens: tokens.len(),
+            limit,
+        });
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    options.cancel = Some(Arc::clone(&cancel));
+    let prompt_tokens = tokens.len();
+    let events = model.worker.submit(tokens, options).map_err(|e| match e {
+        SubmitError::QueueFull(waiting) => CoreError::Busy {
+            name: model.id.clone(),
+            waiting,
+        },
+        SubmitError::Stopped => CoreError::Unloaded,
+    })?;
+    model.active.fetch_add(1, Ordering::Relaxed);
+    model.touch();
+    let (sender, receiver) = mpsc::channel(64);
+    let bridge_model = Arc::clone(&model);
+    tokio::task::spawn_blocking(move || relay(&bridge_model, events, parser, logprobs, &sender));
+    Ok(Generation {
+        model,
+        prompt_tokens,
+        receiver,
+        cancel,
+    })
+}
+
+/// Moves the worker's events to the async side, parsing text on the way.
+/// Returning drops `events`, which stops the worker at its next step.
+fn relay(
+    model: &LoadedModel,
+    events: std::sync::mpsc::Receiver<orchard_engine::Result<Event>>,
+    mut parser: Option<OutputParser>,
+    logprobs: bool,
+    sender: &mpsc::Sender<Result<Output, CoreError>>,
+) {
+    struct Active<'a>(&'a LoadedModel);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.active.fetch_sub(1, Ordering::Relaxed);
+            self.0.touch();
+        }
+    }
+    let _active = Active(model);
+    let mut called_tools = false;
+    for event in events {
+        match event {
+            Err(e) => {
+                tracing::error!(model = %model.id, error = %e, "generation failed");
+                let _ = sender.blocking_send(Err(CoreError::Engine(e)));
+                return;
+            }
+            Ok(Event::Delta { text, tokens }) => {
+                let parsed = match parser.as_mut() {
+                    Some(parser) => parser.feed(&text),
+                    None => Parsed {
+                        content: text,
+                        ..Parsed::default()
+                    },
+                };
+                let logprobs = if logprobs {
+                    tokens.iter().map(|t| token_logprobs(model, t)).collect()
+                } else {
+                    Vec::new()
+                };
+                called_tools |= !parsed.tool_calls.is_empty();
+                if !send_delta(sender, parsed, logprobs) {
+                    return;
+                }
+            }
+            Ok(Event::Done(stats)) => {
+                if let Some(parser) = parser.as_mut() {
+                    let rest = parser.finish();
+                    called_tools |= !rest.tool_calls.is_empty();
+                    if !send_delta(sender, rest, Vec::new()) {
+                        return;
+                    }
+                }
+                model
+                    .generated_tokens
+                    .fetch_add(stats.generated_tokens as u64, Ordering::Relaxed);
+                model.last_decode_milli_tps.store(
+                    (stats.decode_tokens_per_second * 1000.0) as u64,
+                    Ordering::Relaxed,
+                );
+                let finish = match stats.finish_reason {
+                    FinishReason::Cancelled => Finish::Cancelled,
+                    _ if called_tools => Finish::ToolCalls,
+                    FinishReason::Stop => Finish::Stop,
+                    FinishReason::Length => Finish::Length,
+                };
+                let _ = sender.blocking_send(Ok(Output::Done { stats, finish }));
+                return;
+            }
+        }
+    }
+}
+
+/// Sends a delta unless it is empty; false when the receiver has gone.
+fn send_delta(
+    sender: &mpsc::Sender<Result<Output, CoreError>>,
+    parsed: Parsed,
+    logprobs: Vec<TokenLogprobs>,
+) -> bool {
+    if parsed.is_empty() && logprobs.is_empty() {
+        return true;
+    }
+    sender
+        .blocking_send(Ok(Output::Delta(Delta {
+            content: parsed.content,
+            reasoning: parsed.reasoning,
+            tool_calls: parsed.tool_calls,
+            logprobs,
+        })))
+        .is_ok()
+}
+
+fn token_logprobs(model: &LoadedModel, sampled: &Sampled) -> TokenLogprobs {
+    let text = |id: u32| model.tokenizer.decode(&[id]).unwrap_or_default();
+    TokenLogprobs {
+        token: text(sampled.token),
+        logprob: sampled.logprob,
+        top: sampled
+            .top
+            .iter()
+            .map(|t| (text(t.token), t.logprob))
+            .collect(),
+    }
+}

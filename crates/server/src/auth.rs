@@ -1,0 +1,91 @@
+//! API keys: `Authorization: Bearer KEY` or `x-api-key: KEY` (Anthropic's
+//! header). Authentication is an extractor; handlers that take [`Authorized`]
+//! run only for a valid key.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::{ApiError, Flavor};
+
+/// Who may call the API.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Whether a key is needed at all.
+    pub required: bool,
+    /// SHA-256 of keys given on the command line (`--api-key`), valid besides the stored ones.
+    pub extra_key_hashes: Vec<[u8; 32]>,
+}
+
+impl AuthConfig {
+    /// Requires a key; `extra` keys are accepted besides the stored ones.
+    pub fn required(extra: &[String]) -> Self {
+        AuthConfig {
+            required: true,
+            extra_key_hashes: extra
+                .iter()
+                .map(|k| Sha256::digest(k.as_bytes()).into())
+                .collect(),
+        }
+    }
+
+    pub fn open() -> Self {
+        AuthConfig::default()
+    }
+}
+
+/// Proof that the request carried a valid key (or that none is needed).
+#[derive(Debug, Clone, Copy)]
+pub struct Authorized;
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let auth = &state.auth;
+        if !auth.required {
+            return Ok(Authorized);
+        }
+        let flavor = Flavor::for_path(parts.uri.path());
+        let reject = |message: &str| {
+            ApiError::unauthorized(message)
+                .with_flavor(flavor)
+                .into_response()
+        };
+        let key = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+            });
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return Err(reject(
+                "an API key is required: send it as `Authorization: Bearer KEY` or `x-api-key: KEY` (`orchard keys create` makes one)",
+            ));
+        };
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if auth.extra_key_hashes.contains(&digest) {
+            return Ok(Authorized);
+        }
+        match state.store.verify_api_key(key) {
+            Ok(Some(_)) => Ok(Authorized),
+            Ok(None) => Err(reject("the API key is not valid or has been revoked")),
+            Err(e) => Err(ApiError::internal(e).with_flavor(flavor).into_response()),
+        }
+    }
+}

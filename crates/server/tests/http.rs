@@ -1,0 +1,533 @@
+//! The server over real HTTP on 127.0.0.1:0, with a real SQLite file and the
+//! SmolLM2 fixture: auth, error formats, limits, CORS, streaming, 429, hang-ups,
+//! metrics, and the OpenAPI document against the routes.
+
+use std::time::Duration;
+
+use orchard_core::catalog::Catalog;
+use orchard_core::{ManagerOptions, ModelManager};
+use orchard_server::{AuthConfig, ServerConfig};
+use orchard_store::Store;
+use serde_json::{Value, json};
+
+const MODEL: &str = "SmolLM2-135M-Instruct-4bit";
+
+struct Server {
+    base: String,
+    key: String,
+    store: Store,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Server {
+    async fn start(config: impl FnOnce(&mut ServerConfig, &mut ManagerOptions)) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("orchard.db")).expect("store");
+        let key = store.create_api_key("test").expect("key").secret;
+        let fixture = orchard_core::paths::fixture_models_dir()
+            .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
+            .join(MODEL);
+        let mut catalog = Catalog::new();
+        catalog
+            .add_folder(&fixture.to_string_lossy())
+            .expect("fixture: run `make setup`");
+        let mut server_config = ServerConfig {
+            auth: AuthConfig::required(&[]),
+            ..ServerConfig::default()
+        };
+        let mut options = ManagerOptions {
+            idle_ttl: None,
+            ..ManagerOptions::default()
+        };
+        config(&mut server_config, &mut options);
+        let app = orchard_server::router(
+            ModelManager::new(catalog, options),
+            store.clone(),
+            server_config,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(orchard_server::serve(listener, app, async {
+            let _ = signal.await;
+        }));
+        Server {
+            base,
+            key,
+            store,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            _shutdown: shutdown,
+        }
+    }
+
+    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(body)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+}
+
+fn chat(content: &str, max_tokens: u32) -> Value {
+    json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    })
+}
+
+async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json::<Value>().await.expect("a JSON error body"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_required_checked_and_revocable() {
+    let server = Server::start(|_, _| {}).await;
+    let health = server
+        .client
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200, "health needs no key");
+
+    let (status, body) = error_of(
+        server
+            .client
+            .get(format!("{}/v1/models", server.base))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("Authorization: Bearer")
+    );
+
+    let wrong = server
+        .client
+        .get(format!("{}/v1/models", server.base))
+        .bearer_auth("orch-nope")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 401);
+
+    // Anthropic's header and Anthropic's error format on /v1/messages.
+    let (status, body) = error_of(
+        server
+            .client
+            .post(format!("{}/v1/messages", server.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    let models = server
+        .client
+        .get(format!("{}/v1/models", server.base))
+        .header("x-api-key", &server.key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(models.status(), 200);
+    let list: Value = models.json().await.expect("json");
+    assert_eq!(list["data"][0]["id"], MODEL);
+
+    let id = server.store.list_api_keys().expect("list")[0].id;
+    server.store.revoke_api_key(id).expect("revoke");
+    assert_eq!(
+        server
+            .get("/v1/models")
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_in_each_format() {
+    let server = Server::start(|config, _| config.max_request_bytes = 4096).await;
+    let cases = [
+        (
+            json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+            404,
+            "model",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 2}),
+            400,
+            "n",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema"}}),
+            400,
+            "response_format",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "frobnicate": true}),
+            400,
+            "frobnicate",
+        ),
+        (json!({"model": MODEL, "messages": []}), 400, "messages"),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": -2}),
+            400,
+            "temperature",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "robot", "content": "hi"}]}),
+            400,
+            "messages[0].role",
+        ),
+        (json!({"model": MODEL, "messages": "hi"}), 400, "messages"),
+    ];
+    for (body, status, param) in cases {
+        let (got, error) = error_of(
+            server
+                .post("/v1/chat/completions", &body)
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await;
+        assert_eq!(got, status, "{body} -> {error}");
+        assert_eq!(error["error"]["param"], param, "{body} -> {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let (status, error) = error_of(
+        server
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
+
+    let malformed = server
+        .client
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth(&server.key)
+        .body("{\"model\": ")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(malformed.status(), 400);
+
+    let big =
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "x".repeat(10_000)}]});
+    let (status, error) = error_of(
+        server
+            .post("/v1/chat/completions", &big)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(error["error"]["code"], "request_too_large");
+
+    let (status, error) = error_of(
+        server
+            .post(
+                "/v1/messages",
+                &json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 400, "max_tokens is required: {error}");
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("max_tokens")
+    );
+
+    let (status, error) = error_of(server.get("/v2/nothing").send().await.expect("send")).await;
+    assert_eq!(status, 404);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("/v2/nothing")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_admits_only_the_apps_origins() {
+    let server = Server::start(|_, _| {}).await;
+    let preflight = |origin: &'static str| {
+        server
+            .client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/chat/completions", server.base),
+            )
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let app = preflight("tauri://localhost").await.expect("send");
+    assert_eq!(
+        app.headers()["access-control-allow-origin"],
+        "tauri://localhost"
+    );
+    let other = preflight("https://evil.example").await.expect("send");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_openai_sse_and_ends_with_done() {
+    let server = Server::start(|_, _| {}).await;
+    let mut body = chat("Name a colour.", 8);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let response = server
+        .post("/v1/chat/completions", &body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/event-stream")
+    );
+    let text = response.text().await.expect("body");
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert!(events.iter().all(|e| e.starts_with("data: ")), "{text}");
+    assert_eq!(*events.last().expect("events"), "data: [DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(&e["data: ".len()..]).expect("JSON chunk"))
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"])
+    );
+    let usage = &chunks.last().expect("usage chunk")["usage"];
+    assert_eq!(chunks.last().expect("usage chunk")["choices"], json!([]));
+    let finish = &chunks[chunks.len() - 2]["choices"][0]["finish_reason"];
+    assert!(finish == "length" || finish == "stop", "{finish}");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(!text.is_empty());
+    assert_eq!(
+        usage["total_tokens"],
+        usage["prompt_tokens"].as_u64().expect("n")
+            + usage["completion_tokens"].as_u64().expect("n")
+    );
+
+    // The same conversation again reuses the cached prompt.
+    let again: Value = server
+        .post("/v1/chat/completions", &chat("Name a colour.", 8))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        again["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .expect("cached")
+            > 0,
+        "{again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let server = Server::start(|_, options| options.worker.queue_capacity = 1).await;
+    let mut long = chat("Write a long story about the sea.", 400);
+    long["stream"] = json!(true);
+    // The first runs (its first chunk has arrived), the second waits, the third is refused.
+    let mut running = server
+        .post("/v1/chat/completions", &long)
+        .send()
+        .await
+        .expect("send");
+    running.chunk().await.expect("read").expect("a first chunk");
+    let mut waiting = server
+        .post("/v1/chat/completions", &long)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(waiting.status(), 200);
+    let refused = server
+        .post("/v1/chat/completions", &long)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let (_, error) = error_of(refused).await;
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded");
+
+    // Hanging up on both frees the model: a short request then completes.
+    drop(running);
+    let _ = waiting.chunk().await;
+    drop(waiting);
+    let short = tokio::time::timeout(Duration::from_secs(120), async {
+        server
+            .post("/v1/chat/completions", &chat("Hi", 3))
+            .send()
+            .await
+            .expect("send")
+            .json::<Value>()
+            .await
+            .expect("json")
+    })
+    .await
+    .expect("the abandoned generations stopped");
+    assert_eq!(short["usage"]["completion_tokens"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_tokens_and_memory() {
+    let server = Server::start(|_, _| {}).await;
+    server
+        .post("/v1/chat/completions", &chat("Hi", 4))
+        .send()
+        .await
+        .expect("send")
+        .error_for_status()
+        .expect("200");
+    let _ = server.get("/v1/models").send().await.expect("send");
+    let text = server
+        .get("/metrics")
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "orchard_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1",
+        "orchard_generated_tokens_total 4",
+        "orchard_time_to_first_token_seconds_count 1",
+        "orchard_request_duration_seconds_count{endpoint=\"/v1/chat/completions\"} 1",
+        "orchard_loaded_models 1",
+        &format!("orchard_queue_depth{{model=\"{MODEL}\"}} 0"),
+        "orchard_mlx_active_memory_bytes ",
+        "orchard_process_resident_memory_bytes ",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_messages_and_token_counts() {
+    let server = Server::start(|_, _| {}).await;
+    let body = json!({
+        "model": MODEL,
+        "max_tokens": 6,
+        "system": "Answer briefly.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}],
+    });
+    let message: Value = server
+        .post("/v1/messages", &body)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["content"][0]["type"], "text");
+    assert!(message["stop_reason"] == "max_tokens" || message["stop_reason"] == "end_turn");
+    let count: Value = server
+        .post(
+            "/v1/messages/count_tokens",
+            &json!({"model": MODEL, "system": "Answer briefly.", "messages": body["messages"]}),
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let input = message["usage"]["input_tokens"].as_u64().expect("n")
+        + message["usage"]["cache_read_input_tokens"]
+            .as_u64()
+            .expect("n");
+    assert_eq!(count["input_tokens"].as_u64(), Some(input));
+}
+
+/// The committed OpenAPI document lists exactly the routes the router serves.
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("docs/openapi.json"))
+            .expect("valid JSON");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (route, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            documented.push((method.to_uppercase(), route.clone()));
+        }
+    }
+    documented.sort();
+    let mut served: Vec<(String, String)> = orchard_server::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(
+        documented, served,
+        "docs/openapi.json and orchard_server::ROUTES disagree"
+    );
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,140 @@
+//! Orchard's state in one SQLite file (`orchard.db` in the data directory):
+//! settings and API keys. Schema changes are numbered files in `migrations/`
+//! that are only ever added; [`Store::open`] applies the ones a file lacks.
+
+mod api_keys;
+mod settings;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+pub use api_keys::{ApiKeyInfo, NewApiKey};
+pub use settings::Settings;
+
+/// The schema, in order. `PRAGMA user_version` records how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A value was rejected before it reached the database.
+    #[error("{0}")]
+    Invalid(String),
+    /// The file was written by a newer Orchard.
+    #[error(
+        "the database is at schema version {found}, newer than this Orchard knows ({known}); upgrade Orchard"
+    )]
+    TooNew { found: usize, known: usize },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle on the database; clones share one connection.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The only connection. SQLite calls here take microseconds, so callers on
+    /// async threads use it directly.
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::init(conn)
+    }
+
+    /// A private database that lives as long as the handle (tests, `--no-state` runs).
+    pub fn open_in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<usize> {
+        user_version(&self.conn())
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (each
+        // statement is atomic), so a poisoned lock is still usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<usize> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    Ok(usize::try_from(version).unwrap_or(0))
+}
+
+/// Applies each missing migration in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current = user_version(conn)?;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::TooNew {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_gets_every_migration_and_reopens_without_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("orchard.db");
+        let store = Store::open(&path).expect("open");
+        assert_eq!(store.schema_version().expect("version"), MIGRATIONS.len());
+        store.create_api_key("laptop").expect("create");
+        drop(store);
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(store.schema_version().expect("version"), MIGRATIONS.len());
+        assert_eq!(store.list_api_keys().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_orchard_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("orchard.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.pragma_update(None, "user_version", 99)
+                .expect("set version");
+        }
+        let err = Store::open(&path).expect_err("newer schema");
+        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    }
+}

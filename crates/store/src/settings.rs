@@ -1,0 +1,170 @@
+//! Settings: each one a row (`key`, JSON `value`); a missing row means the
+//! default. Unknown keys and values of the wrong type or range are refused
+//! before they are written.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{Result, Store, StoreError};
+
+/// Everything the user can change, with the defaults a new install gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The address the API port binds to.
+    pub host: String,
+    /// The API port.
+    pub port: u16,
+    /// Whether requests need an API key. Binding beyond localhost forces it on.
+    pub require_api_key: bool,
+    /// Load a downloaded model when a request names it.
+    pub jit_loading: bool,
+    /// Unload a model idle this long (0 keeps models loaded).
+    pub idle_ttl_minutes: u64,
+    /// Loaded models' weights may use at most this share of the RAM.
+    pub memory_budget_percent: u8,
+    /// At most this many models loaded at once.
+    pub max_loaded_models: usize,
+    /// Requests that may wait per model before new ones get 429.
+    pub queue_capacity: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// On shutdown, requests in flight get this long to finish.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: "127.0.0.1".into(),
+            port: 10240,
+            require_api_key: true,
+            jit_loading: true,
+            idle_ttl_minutes: 30,
+            memory_budget_percent: 75,
+            max_loaded_models: 4,
+            queue_capacity: 16,
+            max_request_bytes: 32 << 20,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks the ranges that types alone do not.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |message: &str| Err(StoreError::Invalid(message.into()));
+        if self.host.trim().is_empty() {
+            return fail("host must not be empty");
+        }
+        if !(1..=100).contains(&self.memory_budget_percent) {
+            return fail("memory_budget_percent must be between 1 and 100");
+        }
+        if self.max_loaded_models == 0 {
+            return fail("max_loaded_models must be at least 1");
+        }
+        if self.queue_capacity == 0 {
+            return fail("queue_capacity must be at least 1");
+        }
+        if self.max_request_bytes < 1024 {
+            return fail("max_request_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// The names of the settings.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(Settings::default()) {
+            Ok(Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Store {
+    /// The settings, defaults filled in.
+    pub fn settings(&self) -> Result<Settings> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT key, value FROM settings")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut map = Map::new();
+        for row in rows {
+            let (key, value) = row?;
+            // A row this version does not know (written by a newer one) is skipped.
+            if Settings::keys().contains(&key) {
+                let value = serde_json::from_str(&value).map_err(|e| {
+                    StoreError::Invalid(format!("setting {key} holds bad JSON: {e}"))
+                })?;
+                map.insert(key, value);
+            }
+        }
+        serde_json::from_value(Value::Object(map))
+            .map_err(|e| StoreError::Invalid(format!("stored settings are invalid: {e}")))
+    }
+
+    /// Sets one setting after checking its name, type and range.
+    pub fn set_setting(&self, key: &str, value: Value) -> Result<Settings> {
+        if !Settings::keys().iter().any(|k| k == key) {
+            return Err(StoreError::NotFound(format!(
+                "there is no setting {key:?}; the settings are: {}",
+                Settings::keys().join(", ")
+            )));
+        }
+        let mut merged = serde_json::to_value(self.settings()?)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        merged[key] = value.clone();
+        let settings: Settings = serde_json::from_value(merged)
+            .map_err(|e| StoreError::Invalid(format!("bad value for {key}: {e}")))?;
+        settings.validate()?;
+        self.conn().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value.to_string()],
+        )?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_until_set_and_kept_across_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("orchard.db");
+        let store = Store::open(&path).expect("open");
+        assert_eq!(store.settings().expect("settings"), Settings::default());
+        store.set_setting("port", json!(8080)).expect("set port");
+        drop(store);
+        let settings = Store::open(&path)
+            .expect("reopen")
+            .settings()
+            .expect("settings");
+        assert_eq!(settings.port, 8080);
+        assert_eq!(settings.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_and_nothing_is_written() {
+        let store = Store::open_in_memory().expect("store");
+        let unknown = store
+            .set_setting("colour", json!("red"))
+            .expect_err("unknown");
+        assert!(
+            unknown.to_string().contains("idle_ttl_minutes"),
+            "{unknown}"
+        );
+        let wrong_type = store.set_setting("port", json!("high")).expect_err("type");
+        assert!(wrong_type.to_string().contains("port"), "{wrong_type}");
+        let range = store
+            .set_setting("memory_budget_percent", json!(150))
+            .expect_err("range");
+        assert!(range.to_string().contains("between 1 and 100"), "{range}");
+        assert_eq!(store.settings().expect("settings"), Settings::default());
+    }
+}

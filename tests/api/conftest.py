@@ -1,0 +1,66 @@
+"""Starts the real `orchard serve` on a free port with the SmolLM2 fixture,
+for tests that talk to it with the official SDKs, schemathesis and a soak.
+
+The binary is target/debug/orchard (or $ORCHARD_BIN); `make test` builds it.
+"""
+
+import os
+import pathlib
+import re
+import secrets
+import signal
+import subprocess
+import tempfile
+import threading
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MODEL = "SmolLM2-135M-Instruct-4bit"
+
+
+class Server:
+    def __init__(self, process, base_url, key, output):
+        self.process = process
+        self.base_url = base_url
+        self.key = key
+        self.output = output
+
+
+@pytest.fixture(scope="session")
+def server():
+    binary = os.environ.get("ORCHARD_BIN", str(ROOT / "target" / "debug" / "orchard"))
+    model = ROOT / ".deps" / "models" / MODEL
+    assert model.is_dir(), f"{model} is missing: run `make setup`"
+    key = "orch-test-" + secrets.token_hex(16)
+    home = tempfile.mkdtemp(prefix="orchard-api-test-")
+    env = dict(os.environ, ORCHARD_HOME=home, HF_HUB_CACHE=os.path.join(home, "hub"), RUST_LOG="warn")
+    process = subprocess.Popen(
+        [binary, "serve", "--port", "0", "--model", str(model), "--api-key", key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    output = []
+    base_url = None
+    for line in process.stdout:
+        output.append(line)
+        match = re.search(r"serving on (http://\S+)/v1", line)
+        if match:
+            base_url = match.group(1)
+            break
+    assert base_url, "orchard serve did not start:\n" + "".join(output)
+
+    # Keep reading so the pipe never fills.
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    yield Server(process, base_url, key, output)
+
+    # Graceful shutdown on SIGTERM: exit 0 after saying so.
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=60)
+    reader.join(timeout=5)
+    text = "".join(output)
+    assert code == 0, f"orchard serve exited with {code}:\n{text}"
+    assert "Stopped." in text, text

@@ -1,0 +1,88 @@
+"""The official `anthropic` SDK against `orchard serve` with SmolLM2."""
+
+import anthropic
+import pytest
+
+from conftest import MODEL
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "Get the current weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return anthropic.Anthropic(base_url=server.base_url, api_key=server.key, max_retries=0, timeout=300)
+
+
+def test_messages_not_streamed(client):
+    message = client.messages.create(
+        model=MODEL, max_tokens=12, temperature=0, system="You answer briefly.",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text" and "Paris" in message.content[0].text
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    assert message.usage.output_tokens <= 12 and message.usage.input_tokens > 0
+
+
+def test_messages_streamed_match_not_streamed(client):
+    kwargs = dict(model=MODEL, max_tokens=12, temperature=0, messages=[{"role": "user", "content": "Name a colour."}])
+    whole = client.messages.create(**kwargs)
+    kinds = []
+    with client.messages.stream(**kwargs) as stream:
+        for event in stream:
+            kinds.append(event.type)
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    for kind in ("content_block_start", "content_block_delta", "content_block_stop", "message_delta"):
+        assert kind in kinds
+    assert final.content[0].text == whole.content[0].text
+    assert final.usage.output_tokens == whole.usage.output_tokens
+
+
+def test_tool_use_and_tool_result(client):
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    reply = client.messages.create(
+        model=MODEL, max_tokens=40, temperature=0, tools=[WEATHER],
+        tool_choice={"type": "tool", "name": "get_weather"}, messages=messages,
+    )
+    assert reply.stop_reason == "tool_use"
+    use = next(block for block in reply.content if block.type == "tool_use")
+    assert use.name == "get_weather" and isinstance(use.input, dict)
+    assert use.id.startswith("toolu_")
+
+    messages.append({"role": "assistant", "content": reply.content})
+    messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 21 C"}]})
+    final = client.messages.create(model=MODEL, max_tokens=30, temperature=0, tools=[WEATHER], messages=messages)
+    assert final.stop_reason in ("end_turn", "max_tokens")
+    assert final.content and final.content[0].type == "text"
+
+
+def test_tool_use_streams(client):
+    with client.messages.stream(
+        model=MODEL, max_tokens=40, temperature=0, tools=[WEATHER], tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+    ) as stream:
+        final = stream.get_final_message()
+    use = next(block for block in final.content if block.type == "tool_use")
+    assert use.name == "get_weather" and isinstance(use.input, dict)
+    assert final.stop_reason == "tool_use"
+
+
+def test_count_tokens(client):
+    count = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "Hello there"}])
+    message = client.messages.create(model=MODEL, max_tokens=1, messages=[{"role": "user", "content": "Hello there"}])
+    assert count.input_tokens == message.usage.input_tokens + (message.usage.cache_read_input_tokens or 0)
+
+
+def test_errors_are_sdk_exceptions(client, server):
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model=MODEL, max_tokens=5, messages=[])
+    stranger = anthropic.Anthropic(base_url=server.base_url, api_key="orch-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        stranger.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}])
