@@ -107,7 +107,10 @@ def test_a_tool_round_trip(client):
 
     messages.append(choice.message.model_dump(exclude_none=True))
     messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"city": "Paris", "weather": "sunny, 21 C"})})
-    final = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER], max_tokens=30, temperature=0)
+    # The answer turn: the tool's result is in, no further calls wanted.
+    final = client.chat.completions.create(
+        model=MODEL, messages=messages, tools=[WEATHER], tool_choice="none", max_tokens=30, temperature=0,
+    )
     answer = final.choices[0]
     assert answer.finish_reason in ("stop", "length")
     assert answer.message.content and not answer.message.tool_calls

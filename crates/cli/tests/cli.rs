@@ -86,3 +86,69 @@ fn unknown_subcommand_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn keys_are_created_listed_and_revoked_in_the_data_dir() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        orchard()
+            .args(args)
+            .env("ORCHARD_HOME", home.path())
+            .output()
+            .expect("run orchard keys")
+    };
+    let created = run(&["keys", "create", "--name", "editor"]);
+    assert!(created.status.success(), "{created:?}");
+    let secret = String::from_utf8(created.stdout).expect("utf-8");
+    let secret = secret.trim();
+    assert!(secret.starts_with("orch-") && secret.len() > 40, "{secret}");
+    assert!(String::from_utf8_lossy(&created.stderr).contains("not shown again"));
+    assert!(home.path().join("orchard.db").is_file());
+
+    let listed = run(&["keys", "list", "--json"]);
+    let keys: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(keys[0]["name"], "editor");
+    assert!(keys[0]["revoked_at"].is_null());
+    let listing = String::from_utf8(listed.stdout).expect("utf-8");
+    assert!(!listing.contains(secret), "the secret is never listed");
+
+    let id = keys[0]["id"].to_string();
+    assert!(run(&["keys", "revoke", &id]).status.success());
+    let keys: serde_json::Value =
+        serde_json::from_slice(&run(&["keys", "list", "--json"]).stdout).expect("json");
+    assert!(keys[0]["revoked_at"].is_string());
+
+    let missing = run(&["keys", "revoke", "999"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no API key has id 999"));
+}
+
+#[test]
+fn serve_refuses_no_auth_beyond_localhost() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let output = orchard()
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--no-auth"])
+        .env("ORCHARD_HOME", home.path())
+        .output()
+        .expect("run orchard serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("beyond localhost requires a key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_rejects_a_model_that_does_not_exist() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let output = orchard()
+        .args(["serve", "--port", "0", "--model", "no/such-model"])
+        .env("ORCHARD_HOME", home.path())
+        .env("HF_HUB_CACHE", home.path().join("hub"))
+        .output()
+        .expect("run orchard serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--model no/such-model"), "{stderr}");
+}

@@ -152,9 +152,7 @@ impl LoadedModel {
             enable_thinking,
         };
         let mut text = self.tokenizer.apply_chat_template(&messages, &options)?;
-        let (opening, parser) = self
-            .format
-            .start_output(&text, !offered.is_empty(), tool_choice);
+        let (opening, parser) = self.format.start_output(&text, offered, tool_choice);
         text.push_str(&opening);
         Ok((self.tokenizer.encode(&text, false)?, parser))
     }

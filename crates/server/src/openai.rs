@@ -360,13 +360,13 @@ pub async fn chat_completions(
     let request: ChatRequest = parse_body(body)?;
     refuse_unknown(&request.other)?;
     check_n(request.n)?;
-    if let Some(format) = &request.response_format {
-        if format.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(ApiError::unsupported(
-                "response_format",
-                "structured output (response_format other than text)",
-            ));
-        }
+    if let Some(format) = &request.response_format
+        && format.get("type").and_then(Value::as_str) != Some("text")
+    {
+        return Err(ApiError::unsupported(
+            "response_format",
+            "structured output (response_format other than text)",
+        ));
     }
     let top_logprobs = request.top_logprobs.unwrap_or(0);
     if top_logprobs > 20 {

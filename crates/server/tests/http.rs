@@ -23,6 +23,14 @@ struct Server {
 
 impl Server {
     async fn start(config: impl FnOnce(&mut ServerConfig, &mut ManagerOptions)) -> Server {
+        Server::start_with(&[], config).await
+    }
+
+    /// Serves the fixture and the model folders in `extra`.
+    async fn start_with(
+        extra: &[std::path::PathBuf],
+        config: impl FnOnce(&mut ServerConfig, &mut ManagerOptions),
+    ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("orchard.db")).expect("store");
         let key = store.create_api_key("test").expect("key").secret;
@@ -33,6 +41,11 @@ impl Server {
         catalog
             .add_folder(&fixture.to_string_lossy())
             .expect("fixture: run `make setup`");
+        for folder in extra {
+            catalog
+                .add_folder(&folder.to_string_lossy())
+                .expect("extra model");
+        }
         let mut server_config = ServerConfig {
             auth: AuthConfig::required(&[]),
             ..ServerConfig::default()
@@ -530,4 +543,100 @@ fn the_openapi_document_matches_the_routes() {
         "docs/openapi.json and orchard_server::ROUTES disagree"
     );
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// A copy of the fixture whose chat template opens a `<think>` block after the
+/// assistant header, as reasoning models' templates do: what the model writes
+/// then is reasoning until `</think>`.
+fn thinking_model(dir: &std::path::Path) -> std::path::PathBuf {
+    let source = orchard_core::paths::fixture_models_dir()
+        .expect("deps")
+        .join(MODEL);
+    let target = dir.join("Thinking-SmolLM2");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(source.join(file), target.join(file)).expect("copy");
+    }
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(source.join("tokenizer_config.json")).expect("read"),
+    )
+    .expect("json");
+    config["chat_template"] = json!(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+    );
+    std::fs::write(target.join("tokenizer_config.json"), config.to_string()).expect("write");
+    target
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
+    let models = tempfile::tempdir().expect("temp dir");
+    let folder = thinking_model(models.path());
+    let server = Server::start_with(&[folder], |_, _| {}).await;
+    let body = json!({
+        "model": "Thinking-SmolLM2",
+        "messages": [{"role": "user", "content": "Is 7 prime?"}],
+        "max_tokens": 6,
+        "temperature": 0,
+    });
+    let whole: Value = server
+        .post("/v1/chat/completions", &body)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let message = &whole["choices"][0]["message"];
+    let reasoning = message["reasoning_content"]
+        .as_str()
+        .expect("reasoning_content")
+        .to_string();
+    assert!(!reasoning.is_empty(), "{whole}");
+    assert!(!reasoning.contains("<think>"));
+    // Six tokens of reasoning leave no room for an answer.
+    assert_eq!(message["content"], "", "{whole}");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = server
+        .post("/v1/chat/completions", &streamed)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    let pieces: String = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(d).expect("chunk"))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["reasoning_content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(pieces, reasoning);
+
+    let anthropic: Value = server
+        .post(
+            "/v1/messages",
+            &json!({"model": "Thinking-SmolLM2", "max_tokens": 6, "temperature": 0,
+            "messages": [{"role": "user", "content": "Is 7 prime?"}]}),
+        )
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(anthropic["content"][0]["type"], "thinking", "{anthropic}");
+    assert_eq!(anthropic["content"][0]["thinking"], reasoning.as_str());
 }

@@ -127,12 +127,17 @@ impl ChatFormat {
 
     /// Text added after the rendered prompt to make the model call a tool, and
     /// the parser for the output (primed with that text).
+    ///
+    /// For a named function, the opening also starts its arguments with the
+    /// first required parameter's name, so even a small model writes the value
+    /// rather than echoing the schema.
     pub fn start_output(
         &self,
         prompt: &str,
-        tools_offered: bool,
+        tools: &[Value],
         choice: &ToolChoice,
     ) -> (String, OutputParser) {
+        let tools_offered = !tools.is_empty();
         let syntax = tools_offered.then_some(self.tool_syntax);
         let in_reasoning = self.thinking && prompt.trim_end().ends_with("<think>");
         let mut parser = OutputParser::new(syntax, self.thinking, in_reasoning);
@@ -144,16 +149,22 @@ impl ChatFormat {
         let Some(name) = forced else {
             return (String::new(), parser);
         };
+        let arguments = match choice {
+            ToolChoice::Function(function) => arguments_opening(tools, function),
+            _ => String::new(),
+        };
         let opening = match (self.tool_syntax, name.is_empty()) {
             (ToolSyntax::Hermes, true) => "<tool_call>\n{\"name\": \"".to_string(),
             (ToolSyntax::Hermes, false) => {
-                format!("<tool_call>\n{{\"name\": {name}, \"arguments\": ")
+                format!("<tool_call>\n{{\"name\": {name}, \"arguments\": {arguments}")
             }
             (ToolSyntax::Llama3, true) => "{\"name\": \"".to_string(),
-            (ToolSyntax::Llama3, false) => format!("{{\"name\": {name}, \"parameters\": "),
+            (ToolSyntax::Llama3, false) => {
+                format!("{{\"name\": {name}, \"parameters\": {arguments}")
+            }
             (ToolSyntax::Mistral, true) => "[TOOL_CALLS][{\"name\": \"".to_string(),
             (ToolSyntax::Mistral, false) => {
-                format!("[TOOL_CALLS][{{\"name\": {name}, \"arguments\": ")
+                format!("[TOOL_CALLS][{{\"name\": {name}, \"arguments\": {arguments}")
             }
         };
         // The parser sees the opening as output, so the call it starts is read whole.
@@ -163,17 +174,45 @@ impl ChatFormat {
     }
 }
 
+/// The start of a named function's arguments: `{"first_required": ` (and the
+/// opening quote when that parameter is a string); empty when the schema names
+/// no required parameter.
+fn arguments_opening(tools: &[Value], function: &str) -> String {
+    let parameters = tools
+        .iter()
+        .filter_map(|t| t.get("function"))
+        .find(|f| f.get("name").and_then(Value::as_str) == Some(function))
+        .and_then(|f| f.get("parameters"));
+    let Some(parameters) = parameters else {
+        return String::new();
+    };
+    let first = parameters
+        .get("required")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(Value::as_str);
+    let Some(first) = first else {
+        return String::new();
+    };
+    let kind = parameters
+        .get("properties")
+        .and_then(|p| p.get(first))
+        .and_then(|p| p.get("type"))
+        .and_then(Value::as_str);
+    let quote = if kind == Some("string") { "\"" } else { "" };
+    format!("{{{}: {quote}", name_json(first))
+}
+
 fn name_json(name: &str) -> String {
     Value::String(name.to_string()).to_string()
 }
 
 fn call_with_object_arguments(mut call: Value) -> Value {
-    if let Some(function) = call.get_mut("function") {
-        if let Some(Value::String(text)) = function.get("arguments") {
-            if let Ok(parsed) = serde_json::from_str::<Value>(text) {
-                function["arguments"] = parsed;
-            }
-        }
+    if let Some(function) = call.get_mut("function")
+        && let Some(Value::String(text)) = function.get("arguments")
+        && let Ok(parsed) = serde_json::from_str::<Value>(text)
+    {
+        function["arguments"] = parsed;
     }
     call
 }
@@ -268,19 +307,26 @@ mod tests {
     #[test]
     fn a_forced_call_opens_the_output_and_the_parser_reads_it() {
         let format = ChatFormat::detect(Some("{{ messages }}"));
-        let (opening, mut parser) =
-            format.start_output("prompt", true, &ToolChoice::Function("get_weather".into()));
+        let tools = [
+            json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}),
+        ];
+        let (opening, mut parser) = format.start_output(
+            "prompt",
+            &tools,
+            &ToolChoice::Function("get_weather".into()),
+        );
         assert_eq!(
             opening,
-            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \""
         );
-        let mut out = parser.feed("{\"city\": \"Paris\"}}\n</tool_call>");
+        let mut out = parser.feed("Paris\"}}\n</tool_call>");
         let rest = parser.finish();
         out.tool_calls.extend(rest.tool_calls);
         assert_eq!(out.tool_calls.len(), 1);
         assert_eq!(out.tool_calls[0].name, "get_weather");
         assert_eq!(out.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
-        let (none, _) = format.start_output("prompt", true, &ToolChoice::Auto);
+        let (none, _) = format.start_output("prompt", &tools, &ToolChoice::Auto);
         assert!(none.is_empty());
     }
 }
