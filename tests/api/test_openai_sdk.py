@@ -165,3 +165,45 @@ def test_errors_are_sdk_exceptions_with_the_right_status(client, server):
     stranger = openai.OpenAI(base_url=server.base_url + "/v1", api_key="orch-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.models.list()
+
+
+def test_sigterm_lets_a_stream_in_flight_finish(tmp_path):
+    """A second server: SIGTERM arrives mid-stream; the stream still ends with
+    [DONE] and the process exits 0."""
+    import os
+    import re
+    import signal
+    import subprocess
+
+    import requests
+
+    from conftest import ROOT
+
+    binary = os.environ.get("ORCHARD_BIN", str(ROOT / "target" / "debug" / "orchard"))
+    model = ROOT / ".deps" / "models" / MODEL
+    env = dict(os.environ, ORCHARD_HOME=str(tmp_path), HF_HUB_CACHE=str(tmp_path / "hub"), RUST_LOG="warn")
+    process = subprocess.Popen([binary, "serve", "--port", "0", "--no-auth", "--model", str(model)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        base = None
+        for line in process.stdout:
+            match = re.search(r"serving on (http://\S+)/v1", line)
+            if match:
+                base = match.group(1)
+                break
+        assert base
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Count to twenty."}],
+                "max_tokens": 20, "temperature": 0, "stream": True}
+        with requests.post(base + "/v1/chat/completions", json=body, stream=True, timeout=300) as response:
+            lines = response.iter_lines(decode_unicode=True)
+            first = next(line for line in lines if line.startswith("data: "))
+            assert first
+            process.send_signal(signal.SIGTERM)
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert rest[-1] == "data: [DONE]"
+        assert process.wait(timeout=60) == 0
+        output = process.stdout.read()
+        assert "Shutting down" in output and "Stopped." in output, output
+    finally:
+        if process.poll() is None:
+            process.kill()
