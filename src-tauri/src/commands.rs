@@ -55,3 +55,12 @@ pub async fn runtime_info() -> Result<RuntimeInfoView, CommandError> {
         device: info.device,
     })
 }
+
+/// The API server the app hosts: starting, running (URL, whether a key is
+/// needed, a key made on this first run) or failed (why).
+#[tauri::command]
+pub async fn server_status(
+    server: tauri::State<'_, crate::server::HostedServer>,
+) -> Result<crate::server::ServerStatusView, CommandError> {
+    Ok(server.status())
+}

@@ -3,6 +3,7 @@
 //! crate only wires them to Tauri.
 
 pub mod commands;
+pub mod server;
 pub mod tray;
 
 use tauri::{Builder, Runtime};
@@ -10,12 +11,15 @@ use tauri::{Builder, Runtime};
 /// Registers Orchard's commands on a builder. Tests pass
 /// `tauri::test::mock_builder()`; the app passes `tauri::Builder::default()`.
 pub fn build_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
-    builder.invoke_handler(tauri::generate_handler![commands::runtime_info])
+    builder.invoke_handler(tauri::generate_handler![
+        commands::runtime_info,
+        commands::server_status
+    ])
 }
 
 /// Runs the desktop app until the user quits. The caller owns the tokio
 /// runtime and has handed it to Tauri (`tauri::async_runtime::set`), so the
-/// window and the server it will host share one runtime.
+/// window and the API server it hosts share one runtime.
 pub fn run() -> tauri::Result<()> {
     let device = orchard_engine::runtime::use_preferred_device();
     tracing::info!(%device, "engine device selected");
@@ -25,6 +29,7 @@ pub fn run() -> tauri::Result<()> {
             #[cfg(target_os = "macos")]
             app.set_activation_policy(tauri::ActivationPolicy::Accessory);
             tray::install(app.handle())?;
+            server::start(app.handle());
             Ok(())
         })
         .on_window_event(|window, event| {
@@ -54,6 +59,7 @@ mod tests {
     fn invoke(command: &str) -> Result<serde_json::Value, serde_json::Value> {
         // The real context: the real capability file decides what may be called.
         let app = build_app(mock_builder())
+            .manage(server::HostedServer::default())
             .build(tauri::generate_context!())
             .expect("build the app on the mock runtime");
         let window = match app.get_webview_window("main") {
@@ -83,6 +89,14 @@ mod tests {
         assert_eq!(info["backend"], mlx_sys::BACKEND);
         let expected_device = orchard_engine::runtime::preferred_device().to_string();
         assert_eq!(info["device"], expected_device.as_str());
+    }
+
+    #[test]
+    fn server_status_starts_as_starting() {
+        let status = invoke("server_status").expect("server_status answers");
+        assert_eq!(status["state"], "starting");
+        assert_eq!(status["url"], serde_json::Value::Null);
+        assert_eq!(status["api_key_required"], true);
     }
 
     #[test]

@@ -70,6 +70,15 @@ fn artifacts_dir() -> PathBuf {
 fn desktop_app_shows_its_window_with_runtime_facts() {
     let (_xvfb, display) = start_xvfb();
     let home = tempfile::tempdir().expect("tempdir");
+    // The app hosts the API server on the `port` setting: give it a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    orchard_store::Store::open(&home.path().join("orchard.db"))
+        .expect("settings database")
+        .set_setting("port", serde_json::json!(port))
+        .expect("set the port");
     let mut app = Command::new(env!("CARGO_BIN_EXE_orchard-desktop"))
         .env("DISPLAY", &display)
         .env("ORCHARD_HOME", home.path())
@@ -116,6 +125,27 @@ fn desktop_app_shows_its_window_with_runtime_facts() {
     let served_line = log.last().expect("log line");
     assert!(served_line.contains(mlx_sys::MLX_VERSION), "{served_line}");
 
+    // The hosted API server answers on the configured port and wants a key.
+    let mut answered = None;
+    while answered.is_none() && Instant::now() < deadline + Duration::from_secs(30) {
+        answered = http_get(port, "/health").filter(|r| r.starts_with("HTTP/1.1 200"));
+        if answered.is_none() {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    assert!(
+        answered.is_some(),
+        "the app's API server never answered /health on {port}"
+    );
+    let models = http_get(port, "/v1/models").expect("an answer");
+    assert!(models.starts_with("HTTP/1.1 401"), "{models}");
+    let db = orchard_store::Store::open(&home.path().join("orchard.db")).expect("database");
+    assert_eq!(
+        db.list_api_keys().expect("keys").len(),
+        1,
+        "the first start makes a key"
+    );
+
     // The window is mapped and carries the app's title.
     let search = run(tool("xdotool")
         .args(["search", "--sync", "--onlyvisible", "--name", "^Orchard$"])
@@ -151,4 +181,21 @@ fn desktop_app_shows_its_window_with_runtime_facts() {
         rest.push_str(&line);
     }
     assert!(!rest.contains("panicked"), "the app panicked: {rest}");
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1; the whole response, or None when nothing listens.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
 }

@@ -90,3 +90,13 @@ def test_errors_are_sdk_exceptions(client, server):
     stranger = anthropic.Anthropic(base_url=server.base_url, api_key="orch-wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         stranger.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_a_stop_sequence_is_reported(client):
+    kwargs = dict(model=MODEL, max_tokens=12, extra_body={"temperature": 0},
+                  messages=[{"role": "user", "content": "What is the capital of France?"}])
+    text = client.messages.create(**kwargs).content[0].text
+    word = text.split()[2]
+    cut = client.messages.create(stop_sequences=[word], **kwargs)
+    assert cut.stop_reason == "stop_sequence" and cut.stop_sequence == word
+    assert cut.content[0].text == text[: text.index(word)]

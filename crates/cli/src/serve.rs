@@ -1,13 +1,10 @@
 //! `orchard serve`: the OpenAI/Anthropic-compatible port, headless.
 
-use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use orchard_core::catalog::Catalog;
-use orchard_core::{ManagerOptions, ModelManager};
-use orchard_server::{AuthConfig, ServerConfig};
+use orchard_server::LaunchOptions;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -54,88 +51,36 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = crate::open_store()?;
-    let settings = store.settings().map_err(|e| e.to_string())?;
-    let host = args.host.unwrap_or(settings.host.clone());
-    let port = args.port.unwrap_or(settings.port);
-    let ip: IpAddr = host
-        .parse()
-        .or_else(|_| {
-            if host == "localhost" {
-                Ok(IpAddr::from([127, 0, 0, 1]))
-            } else {
-                Err(())
-            }
-        })
-        .map_err(|()| {
-            format!("--host {host:?} is not an IP address (use 127.0.0.1, ::1 or 0.0.0.0)")
-        })?;
-
-    let open = args.no_auth || !settings.require_api_key;
-    if open && !ip.is_loopback() {
-        return Err(format!(
-            "refusing to serve without API keys on {host}: binding beyond localhost requires a key (drop --no-auth, or bind 127.0.0.1)"
-        ));
-    }
-    let auth = if open {
-        AuthConfig::open()
-    } else {
-        let extra: Vec<String> = args.api_key.iter().cloned().collect();
-        if extra.is_empty() && !store.has_active_api_key().map_err(|e| e.to_string())? {
-            let key = store.create_api_key("default").map_err(|e| e.to_string())?;
-            println!(
-                "Created API key {:?} (id {}); it is shown only this once:",
-                key.name, key.id
-            );
-            println!("  {}", key.secret);
-            println!("Manage keys with `orchard keys create|list|revoke`.");
-        }
-        AuthConfig::required(&extra)
+    let options = LaunchOptions {
+        host: args.host,
+        port: args.port,
+        models: args.models,
+        api_key: args.api_key,
+        no_auth: args.no_auth,
     };
-
-    let mut catalog = Catalog::new().with_hub_cache(Catalog::default_hub_cache());
-    let mut startup = Vec::new();
-    for model in &args.models {
-        if std::path::Path::new(model).is_dir() {
-            let entry = catalog.add_folder(model)?;
-            startup.push(entry.id);
-        } else if catalog.resolve(model).is_some() {
-            startup.push(model.clone());
-        } else {
-            return Err(format!(
-                "--model {model}: no such folder and no downloaded model with that id"
-            ));
-        }
-    }
-    let manager = ModelManager::new(catalog, ManagerOptions::from_settings(&settings));
-    for name in &startup {
-        println!("Loading {name} ...");
-        let model = manager.load_now(name).await.map_err(|e| e.to_string())?;
+    let launched = orchard_server::launch(store, options, |name| println!("Loading {name} ..."))
+        .await
+        .map_err(|e| e.to_string())?;
+    for model in launched.manager.loaded() {
         println!(
             "Loaded {} ({} MiB of weights)",
             model.id,
             model.entry.weight_bytes >> 20
         );
     }
-    let _reaper = manager.spawn_idle_reaper();
-
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, port))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on {host}:{port}: {e} (is another server using the port? try --port)"
-            )
-        })?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let config = ServerConfig {
-        auth: auth.clone(),
-        max_request_bytes: settings.max_request_bytes,
-        extra_origins: Vec::new(),
-    };
-    let app = orchard_server::router(manager, store, config);
-    println!("Orchard is serving on http://{address}/v1");
+    if let Some(key) = &launched.new_key {
+        println!(
+            "Created API key {:?} (id {}); it is shown only this once:",
+            key.name, key.id
+        );
+        println!("  {}", key.secret);
+        println!("Manage keys with `orchard keys create|list|revoke`.");
+    }
+    let _reaper = launched.manager.spawn_idle_reaper();
+    println!("Orchard is serving on http://{}/v1", launched.address);
     println!(
         "{}",
-        if auth.required {
+        if launched.auth_required {
             "API key required (Authorization: Bearer KEY or x-api-key: KEY)"
         } else {
             "No API key needed (localhost only)"
@@ -149,8 +94,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         shutdown_signal().await;
         let _ = signalled_tx.send(());
     };
-    let mut server = tokio::spawn(orchard_server::serve(listener, app, shutdown));
-    let grace = Duration::from_secs(settings.shutdown_grace_seconds);
+    let grace = Duration::from_secs(launched.settings.shutdown_grace_seconds);
+    let mut server = tokio::spawn(orchard_server::serve(
+        launched.listener,
+        launched.app,
+        shutdown,
+    ));
     tokio::select! {
         result = &mut server => {
             return match result {

@@ -231,3 +231,27 @@ async fn bad_requests_fail_before_queueing() {
         .expect_err("unknown tool");
     assert!(err.to_string().contains("\"b\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_models_generate_at_the_same_time() {
+    let manager = manager(options());
+    let small = manager.get(SMALL).await.expect("small");
+    let large = manager.get(LARGE).await.expect("large");
+    let mut long = orchard_core::start(small, chat("Write a long story about a dragon.", 400))
+        .await
+        .expect("start");
+    assert!(matches!(long.next().await, Some(Ok(Output::Delta(_)))));
+    // The other model answers in full while the first is still generating.
+    let mut short = orchard_core::start(large, chat("Say hi.", 2))
+        .await
+        .expect("start");
+    let mut finished = false;
+    while let Some(output) = short.next().await {
+        finished |= matches!(output.expect("ok"), Output::Done { .. });
+    }
+    assert!(finished);
+    assert!(
+        matches!(long.next().await, Some(Ok(Output::Delta(_)))),
+        "the first model is still mid-answer"
+    );
+}

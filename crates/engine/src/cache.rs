@@ -61,6 +61,25 @@ impl LayerCache {
         Ok((k.try_index((.., .., ..end))?, v.try_index((.., .., ..end))?))
     }
 
+    /// A new cache holding this one's first `positions` positions. It shares
+    /// their memory until its first update copies them into its own buffers;
+    /// this cache is left as it was.
+    fn copy_prefix(&self, positions: i32) -> Result<LayerCache> {
+        let n = positions.min(self.offset);
+        let (keys, values) = match (&self.keys, &self.values) {
+            (Some(k), Some(v)) if n > 0 => (
+                Some(k.try_index((.., .., ..n))?),
+                Some(v.try_index((.., .., ..n))?),
+            ),
+            _ => (None, None),
+        };
+        Ok(LayerCache {
+            keys,
+            values,
+            offset: n.max(0),
+        })
+    }
+
     /// Keeps only the first `positions` positions (the rest becomes room).
     fn truncate(&mut self, positions: i32) {
         self.offset = self.offset.min(positions);
@@ -101,6 +120,18 @@ impl KvCache {
     pub fn truncate(&mut self, positions: usize) {
         let positions = i32::try_from(positions).unwrap_or(i32::MAX);
         self.layers.iter_mut().for_each(|l| l.truncate(positions));
+    }
+
+    /// A separate cache of the first `positions` positions; this one is unchanged.
+    pub fn copy_prefix(&self, positions: usize) -> Result<KvCache> {
+        let positions = i32::try_from(positions).unwrap_or(i32::MAX);
+        Ok(KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.copy_prefix(positions))
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Memory held by the cached keys and values.

@@ -60,6 +60,8 @@ pub struct GenerationStats {
     /// MLX's peak memory during the request, in bytes.
     pub peak_memory_bytes: usize,
     pub finish_reason: FinishReason,
+    /// The stop string that ended generation, if one did.
+    pub stop_sequence: Option<String>,
 }
 
 /// Where the next step starts from.
@@ -301,6 +303,8 @@ pub struct TextStream<'m> {
     finished: bool,
     /// `Done`, held while the last delta goes out.
     pending_done: Option<Event>,
+    /// The stop string found, once one is.
+    matched_stop: Option<String>,
 }
 
 impl<'m> TextStream<'m> {
@@ -354,6 +358,7 @@ impl<'m> TextStream<'m> {
             first_token: None,
             finished: false,
             pending_done: None,
+            matched_stop: None,
         })
     }
 
@@ -384,6 +389,7 @@ impl<'m> TextStream<'m> {
             decode_tokens_per_second: per_second(self.generated.saturating_sub(1), decode_secs),
             peak_memory_bytes: mlx_rs::memory::peak_memory().unwrap_or(0),
             finish_reason,
+            stop_sequence: self.matched_stop.clone(),
         }
     }
 
@@ -442,6 +448,13 @@ impl<'m> TextStream<'m> {
         let text = self.detokenizer.text();
         let stop_at = find_stop(&text, before, &self.options.stop);
         if let Some(at) = stop_at {
+            self.matched_stop = self
+                .options
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .find(|s| text[at..].starts_with(s.as_str()))
+                .cloned();
             return Ok(Some(self.finish(FinishReason::Stop, Some(&text[..at]))));
         }
         Ok(self.take_delta(&text, false))

@@ -68,8 +68,17 @@ impl PromptCache {
         let Some((index, shared)) = best else {
             return Ok(None);
         };
-        let mut entry = self.entries.swap_remove(index);
-        entry.cache.truncate(shared);
+        if shared < self.entries[index].tokens.len() {
+            // The prompt leaves this sequence part-way (another conversation
+            // with the same system prompt, or an edited turn): copy the shared
+            // part and keep the sequence for the request that continues it.
+            self.clock += 1;
+            let entry = &mut self.entries[index];
+            entry.last_used = self.clock;
+            return Ok(Some((entry.cache.copy_prefix(shared)?, shared)));
+        }
+        // The prompt continues the whole sequence: move it out, no copy.
+        let entry = self.entries.swap_remove(index);
         Ok(Some((entry.cache, shared)))
     }
 

@@ -101,7 +101,8 @@ fn reused_and_fresh_caches_give_the_same_logits() {
         .collect();
     let (mut reused, shared) = cache.take(&prompt).expect("take").expect("a shared prefix");
     assert_eq!(shared, 250);
-    assert!(cache.is_empty());
+    // The stored sequence stays whole for a request that continues it.
+    assert_eq!(cache.len(), 1);
     let with_reuse = model
         .last_logits(&prompt[shared..], &mut reused)
         .expect("rest");
@@ -114,6 +115,46 @@ fn reused_and_fresh_caches_give_the_same_logits() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(diff <= 1e-4, "logits differ by {diff}");
+
+    let continued: Vec<u32> = history.iter().copied().chain(tokens(5, 6)).collect();
+    let (mut whole, shared) = cache
+        .take(&continued)
+        .expect("take")
+        .expect("the whole history");
+    assert_eq!(shared, 300);
+    assert!(cache.is_empty(), "a continuing request takes the sequence");
+    let continued_logits = model
+        .last_logits(&continued[shared..], &mut whole)
+        .expect("rest");
+    let fresh = model
+        .last_logits(&continued, &mut model.new_cache())
+        .expect("all");
+    let diff = continued_logits
+        .iter()
+        .zip(&fresh)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "logits differ by {diff}");
+}
+
+#[test]
+fn conversations_sharing_a_system_prompt_keep_their_own_caches() {
+    let (_dir, model) = tiny_llama();
+    let system = tokens(200, 7);
+    let a: Vec<u32> = system.iter().copied().chain(tokens(40, 8)).collect();
+    let b: Vec<u32> = system.iter().copied().chain(tokens(40, 9)).collect();
+    let mut cache = PromptCache::new(256 << 20);
+    run(&model, &a, Some(&mut cache));
+    let (_, _, b_stats) = run(&model, &b, Some(&mut cache));
+    assert_eq!(
+        b_stats.cached_prompt_tokens, 200,
+        "b reuses the system prompt"
+    );
+    // a's own cache survived b: asking a again reuses all of it.
+    let (a_ids, _, a_again) = run(&model, &a, Some(&mut cache));
+    assert_eq!(a_again.cached_prompt_tokens, a.len() - 1);
+    let (plain_ids, _, _) = run(&model, &a, None);
+    assert_eq!(a_ids, plain_ids);
 }
 
 #[test]

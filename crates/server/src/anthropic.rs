@@ -360,8 +360,8 @@ async fn handle_messages(
                         "role": "assistant",
                         "model": model_id,
                         "content": blocks.into_json(),
-                        "stop_reason": stop_reason(finish),
-                        "stop_sequence": null,
+                        "stop_reason": stop_reason(finish, &stats),
+                        "stop_sequence": stats.stop_sequence.clone(),
                         "usage": usage(&stats),
                     }))
                     .into_response());
@@ -417,7 +417,7 @@ async fn handle_messages(
                     "message_delta",
                     json!({
                         "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason(finish), "stop_sequence": null},
+                        "delta": {"stop_reason": stop_reason(finish, &stats), "stop_sequence": stats.stop_sequence.clone()},
                         "usage": {"output_tokens": stats.generated_tokens},
                     }),
                 ));
@@ -522,8 +522,9 @@ fn tool_use_id(call: &ToolCall) -> String {
     format!("toolu_{}", call.id.trim_start_matches("call_"))
 }
 
-fn stop_reason(finish: Finish) -> Value {
+fn stop_reason(finish: Finish, stats: &GenerationStats) -> Value {
     match finish {
+        Finish::Stop if stats.stop_sequence.is_some() => json!("stop_sequence"),
         Finish::Stop => json!("end_turn"),
         Finish::Length => json!("max_tokens"),
         Finish::ToolCalls => json!("tool_use"),

@@ -8,6 +8,7 @@
 mod anthropic;
 pub mod auth;
 pub mod error;
+pub mod launch;
 pub mod metrics;
 mod openai;
 mod sse;
@@ -30,6 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::AuthConfig;
 pub use error::{ApiError, Flavor};
+pub use launch::{LaunchError, LaunchOptions, Launched, launch};
 pub use metrics::Metrics;
 
 /// Every route, as (method, path); the OpenAPI document must list exactly these.

@@ -1,0 +1,142 @@
+//! Starting a server from the user's settings, the same way in `orchard serve`
+//! and in the desktop app: resolve the address and the auth policy (creating
+//! the first API key when there is none), build the catalog and the manager,
+//! load the models asked for, and bind the port.
+
+use std::net::{IpAddr, SocketAddr};
+
+use orchard_core::catalog::Catalog;
+use orchard_core::{ManagerOptions, ModelManager};
+use orchard_store::{NewApiKey, Settings, Store};
+use tokio::net::TcpListener;
+
+use crate::{AuthConfig, ServerConfig};
+
+/// What the caller overrides for this run; None keeps the setting.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchOptions {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Folders or Hugging Face repo ids to serve, loaded before the port opens.
+    pub models: Vec<String>,
+    /// A key accepted for this run besides the stored ones.
+    pub api_key: Option<String>,
+    /// Serve without keys (localhost only).
+    pub no_auth: bool,
+}
+
+/// A server ready to run with [`crate::serve`].
+#[derive(Debug)]
+pub struct Launched {
+    pub listener: TcpListener,
+    pub app: axum::Router,
+    pub address: SocketAddr,
+    pub auth_required: bool,
+    /// The key made because none existed: show it once.
+    pub new_key: Option<NewApiKey>,
+    pub manager: ModelManager,
+    pub settings: Settings,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "cannot listen on {address}: {source} (is another server using the port? choose another with --port or the `port` setting)"
+    )]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] orchard_store::StoreError),
+    #[error(transparent)]
+    Model(#[from] orchard_core::CoreError),
+}
+
+/// Prepares a server; `on_loading` is told each model name before it loads.
+pub async fn launch(
+    store: Store,
+    options: LaunchOptions,
+    mut on_loading: impl FnMut(&str),
+) -> Result<Launched, LaunchError> {
+    let settings = store.settings()?;
+    let host = options.host.unwrap_or_else(|| settings.host.clone());
+    let port = options.port.unwrap_or(settings.port);
+    let ip: IpAddr = if host == "localhost" {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().map_err(|_| {
+            LaunchError::Invalid(format!(
+                "host {host:?} is not an IP address (use 127.0.0.1, ::1 or 0.0.0.0)"
+            ))
+        })?
+    };
+
+    let open = options.no_auth || !settings.require_api_key;
+    if open && !ip.is_loopback() {
+        return Err(LaunchError::Invalid(format!(
+            "refusing to serve without API keys on {host}: binding beyond localhost requires a key (drop --no-auth, or bind 127.0.0.1)"
+        )));
+    }
+    let mut new_key = None;
+    let auth = if open {
+        AuthConfig::open()
+    } else {
+        let extra: Vec<String> = options.api_key.into_iter().collect();
+        if extra.is_empty() && !store.has_active_api_key()? {
+            new_key = Some(store.create_api_key("default")?);
+        }
+        AuthConfig::required(&extra)
+    };
+
+    let mut catalog = Catalog::new().with_hub_cache(Catalog::default_hub_cache());
+    let mut startup = Vec::new();
+    for model in &options.models {
+        if std::path::Path::new(model).is_dir() {
+            let entry = catalog.add_folder(model).map_err(LaunchError::Invalid)?;
+            startup.push(entry.id);
+        } else if catalog.resolve(model).is_some() {
+            startup.push(model.clone());
+        } else {
+            return Err(LaunchError::Invalid(format!(
+                "--model {model}: no such folder and no downloaded model with that id"
+            )));
+        }
+    }
+    let manager = ModelManager::new(catalog, ManagerOptions::from_settings(&settings));
+    for name in &startup {
+        on_loading(name);
+        manager.load_now(name).await?;
+    }
+
+    let address = SocketAddr::new(ip, port);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| LaunchError::Bind {
+            address: address.to_string(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| LaunchError::Bind {
+        address: address.to_string(),
+        source,
+    })?;
+    let config = ServerConfig {
+        auth: auth.clone(),
+        max_request_bytes: settings.max_request_bytes,
+        extra_origins: Vec::new(),
+    };
+    let app = crate::router(manager.clone(), store, config);
+    Ok(Launched {
+        listener,
+        app,
+        address,
+        auth_required: auth.required,
+        new_key,
+        manager,
+        settings,
+    })
+}

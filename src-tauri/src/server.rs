@@ -1,0 +1,110 @@
+//! The API server the app hosts: started with the window on the app's tokio
+//! runtime, from the same settings and code as `orchard serve`. Its status is
+//! kept for the window, which shows the URL and a newly created key.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tauri::{AppHandle, Manager, Runtime};
+
+/// What the window shows about the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerStatusView {
+    pub state: ServerState,
+    /// `http://HOST:PORT/v1` once running.
+    pub url: Option<String>,
+    pub api_key_required: bool,
+    /// A key made on this start because none existed; the only time it is shown.
+    pub new_api_key: Option<String>,
+    /// Why the server is not running, when it failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    Starting,
+    Running,
+    Failed,
+}
+
+/// The hosted server's status, managed by Tauri; only [`start`] writes it.
+#[derive(Debug)]
+pub struct HostedServer(Mutex<ServerStatusView>);
+
+impl Default for HostedServer {
+    fn default() -> Self {
+        HostedServer(Mutex::new(ServerStatusView {
+            state: ServerState::Starting,
+            url: None,
+            api_key_required: true,
+            new_api_key: None,
+            error: None,
+        }))
+    }
+}
+
+impl HostedServer {
+    pub fn status(&self) -> ServerStatusView {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, status: ServerStatusView) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+}
+
+/// Starts the server in the background. A failure (port taken, bad settings)
+/// is logged and shown in the window; the app keeps running without it.
+pub fn start<R: Runtime>(app: &AppHandle<R>) {
+    app.manage(HostedServer::default());
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let failed = |message: String| {
+            tracing::error!(error = %message, "the API server did not start");
+            app.state::<HostedServer>().set(ServerStatusView {
+                state: ServerState::Failed,
+                url: None,
+                api_key_required: true,
+                new_api_key: None,
+                error: Some(message),
+            });
+        };
+        let store = match open_store() {
+            Ok(store) => store,
+            Err(message) => return failed(message),
+        };
+        let launched =
+            match orchard_server::launch(store, orchard_server::LaunchOptions::default(), |_| {})
+                .await
+            {
+                Ok(launched) => launched,
+                Err(e) => return failed(e.to_string()),
+            };
+        let url = format!("http://{}/v1", launched.address);
+        tracing::info!(%url, "API server listening");
+        app.state::<HostedServer>().set(ServerStatusView {
+            state: ServerState::Running,
+            url: Some(url),
+            api_key_required: launched.auth_required,
+            new_api_key: launched.new_key.map(|k| k.secret),
+            error: None,
+        });
+        let _reaper = launched.manager.spawn_idle_reaper();
+        // Runs until the app exits, which ends the runtime.
+        if let Err(e) =
+            orchard_server::serve(launched.listener, launched.app, std::future::pending()).await
+        {
+            failed(format!("the API server stopped: {e}"));
+        }
+    });
+}
+
+fn open_store() -> Result<orchard_store::Store, String> {
+    let dir = orchard_core::paths::data_dir().ok_or(
+        "cannot find a home directory for Orchard's data; set ORCHARD_HOME to a writable folder",
+    )?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("orchard.db");
+    orchard_store::Store::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
