@@ -6,12 +6,21 @@ import {
   HttpTransport,
   TauriTransport,
   TransportError,
+  parseServerStatus,
   pickTransport,
   toError,
   type RuntimeInfo,
+  type ServerStatus,
 } from "./transport";
 
 const INFO: RuntimeInfo = { orchard_version: "0.1.0", mlx_version: "0.29.3", device: "gpu" };
+const RUNNING: ServerStatus = {
+  state: "running",
+  url: "http://127.0.0.1:10240/v1",
+  api_key_required: true,
+  new_api_key: "orch-0123abcd",
+  error: null,
+};
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -53,6 +62,17 @@ describe("HttpTransport", () => {
     handler = json(200, INFO);
     await expect(new HttpTransport(baseUrl).runtimeInfo()).resolves.toEqual(INFO);
     expect(seen).toEqual([{ method: "GET", url: "/api/runtime", accept: "application/json" }]);
+  });
+
+  it("GETs /api/server and returns the server status", async () => {
+    handler = json(200, RUNNING);
+    await expect(new HttpTransport(baseUrl).serverStatus()).resolves.toEqual(RUNNING);
+    expect(seen).toEqual([{ method: "GET", url: "/api/server", accept: "application/json" }]);
+  });
+
+  it("turns a failed server status request into an Error with the server's message", async () => {
+    handler = json(503, { error: { message: "the database is locked", code: "store" } });
+    await expect(new HttpTransport(baseUrl).serverStatus()).rejects.toThrow("the database is locked");
   });
 
   it("tolerates a trailing slash on the base URL", async () => {
@@ -132,6 +152,11 @@ describe("TauriTransport", () => {
     expect(calls).toEqual(["runtime_info"]);
   });
 
+  it("invokes the server_status command", async () => {
+    mockIPC((cmd) => (cmd === "server_status" ? RUNNING : undefined));
+    await expect(new TauriTransport().serverStatus()).resolves.toEqual(RUNNING);
+  });
+
   it("normalises a { code, message } rejection into an Error with that message", async () => {
     mockIPC(() => {
       throw { code: "mlx_unavailable", message: "libmlx.dylib not found" };
@@ -143,6 +168,28 @@ describe("TauriTransport", () => {
     expect(err).toBeInstanceOf(TransportError);
     expect((err as Error).message).toBe("libmlx.dylib not found");
     expect((err as TransportError).code).toBe("mlx_unavailable");
+  });
+});
+
+describe("parseServerStatus", () => {
+  it("accepts each state the Rust side sends", () => {
+    expect(parseServerStatus(RUNNING)).toEqual(RUNNING);
+    const failed = { ...RUNNING, state: "failed", url: null, new_api_key: null, error: "port taken" };
+    expect(parseServerStatus(failed)).toEqual(failed);
+  });
+
+  it("rejects malformed values", () => {
+    for (const bad of [
+      null,
+      "running",
+      { ...RUNNING, state: "sleeping" },
+      { ...RUNNING, url: 10240 },
+      { ...RUNNING, api_key_required: "yes" },
+      { ...RUNNING, new_api_key: undefined },
+      { ...RUNNING, error: {} },
+    ]) {
+      expect(() => parseServerStatus(bad)).toThrow(TransportError);
+    }
   });
 });
 

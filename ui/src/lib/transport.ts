@@ -15,8 +15,21 @@ export type RuntimeInfo = {
   device: Device;
 };
 
+/** The OpenAI/Anthropic-compatible API server the app hosts. */
+export type ServerStatus = {
+  state: "starting" | "running" | "failed";
+  /** `http://HOST:PORT/v1` once running. */
+  url: string | null;
+  api_key_required: boolean;
+  /** A key created on this first start; the only time it can be shown. */
+  new_api_key: string | null;
+  /** Why the server is not running, when it failed. */
+  error: string | null;
+};
+
 export interface Transport {
   runtimeInfo(): Promise<RuntimeInfo>;
+  serverStatus(): Promise<ServerStatus>;
 }
 
 /** An Error that may carry the machine-readable `code` sent by the Rust side. */
@@ -82,6 +95,34 @@ export function parseRuntimeInfo(value: unknown): RuntimeInfo {
   throw new TransportError("Malformed runtime info received from Orchard");
 }
 
+const SERVER_STATES: readonly string[] = ["starting", "running", "failed"];
+
+function isStringOrNull(value: unknown): value is string | null {
+  return value === null || typeof value === "string";
+}
+
+/** Checks that a value received from the other side really is a ServerStatus. */
+export function parseServerStatus(value: unknown): ServerStatus {
+  if (
+    isRecord(value) &&
+    typeof value.state === "string" &&
+    SERVER_STATES.includes(value.state) &&
+    isStringOrNull(value.url) &&
+    typeof value.api_key_required === "boolean" &&
+    isStringOrNull(value.new_api_key) &&
+    isStringOrNull(value.error)
+  ) {
+    return {
+      state: value.state as ServerStatus["state"],
+      url: value.url,
+      api_key_required: value.api_key_required,
+      new_api_key: value.new_api_key,
+      error: value.error,
+    };
+  }
+  throw new TransportError("Malformed server status received from Orchard");
+}
+
 /** Talks to the Rust side through Tauri commands. */
 export class TauriTransport implements Transport {
   async runtimeInfo(): Promise<RuntimeInfo> {
@@ -92,6 +133,16 @@ export class TauriTransport implements Transport {
       throw toError(reason);
     }
     return parseRuntimeInfo(value);
+  }
+
+  async serverStatus(): Promise<ServerStatus> {
+    let value: unknown;
+    try {
+      value = await invoke<unknown>("server_status");
+    } catch (reason) {
+      throw toError(reason);
+    }
+    return parseServerStatus(value);
   }
 }
 
@@ -105,6 +156,10 @@ export class HttpTransport implements Transport {
 
   async runtimeInfo(): Promise<RuntimeInfo> {
     return parseRuntimeInfo(await this.getJson("/api/runtime"));
+  }
+
+  async serverStatus(): Promise<ServerStatus> {
+    return parseServerStatus(await this.getJson("/api/server"));
   }
 
   private async getJson(path: string): Promise<unknown> {
