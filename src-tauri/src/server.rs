@@ -70,7 +70,7 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
                 error: Some(message),
             });
         };
-        let store = match open_store() {
+        let store = match orchard_core::paths::open_store() {
             Ok(store) => store,
             Err(message) => return failed(message),
         };
@@ -98,13 +98,4 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
             failed(format!("the API server stopped: {e}"));
         }
     });
-}
-
-fn open_store() -> Result<orchard_store::Store, String> {
-    let dir = orchard_core::paths::data_dir().ok_or(
-        "cannot find a home directory for Orchard's data; set ORCHARD_HOME to a writable folder",
-    )?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join("orchard.db");
-    orchard_store::Store::open(&path).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -33,7 +33,7 @@ pub fn run(command: KeysCommand) -> ExitCode {
 }
 
 fn keys(command: KeysCommand) -> Result<(), String> {
-    let store = crate::open_store()?;
+    let store = orchard_core::paths::open_store()?;
     match command {
         KeysCommand::Create { name } => {
             let key = store.create_api_key(&name).map_err(|e| e.to_string())?;

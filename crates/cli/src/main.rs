@@ -116,16 +116,6 @@ fn run_doctor(json: bool) -> ExitCode {
     }
 }
 
-/// The state database in the data directory, created on first use.
-fn open_store() -> Result<orchard_store::Store, String> {
-    let dir = orchard_core::paths::data_dir().ok_or(
-        "cannot find a home directory for Orchard's data; set ORCHARD_HOME to a writable folder",
-    )?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join("orchard.db");
-    orchard_store::Store::open(&path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// Logs to stderr; `RUST_LOG` filters (default: info).
 fn init_logging() {
     use tracing_subscriber::EnvFilter;

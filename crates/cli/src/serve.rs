@@ -50,7 +50,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = crate::open_store()?;
+    let store = orchard_core::paths::open_store()?;
     let options = LaunchOptions {
         host: args.host,
         port: args.port,

@@ -197,6 +197,16 @@ impl ModelManager {
     /// The loaded model called `name`, loading it first when allowed.
     /// Concurrent requests for a model being loaded wait for that one load.
     pub async fn get(&self, name: &str) -> Result<Arc<LoadedModel>, CoreError> {
+        self.get_or_load(name, self.inner.options.jit_loading).await
+    }
+
+    /// Loads `name` now, whatever the JIT setting (the app's "start" button,
+    /// `--model` at startup).
+    pub async fn load_now(&self, name: &str) -> Result<Arc<LoadedModel>, CoreError> {
+        self.get_or_load(name, true).await
+    }
+
+    async fn get_or_load(&self, name: &str, may_load: bool) -> Result<Arc<LoadedModel>, CoreError> {
         let entry = self
             .catalog()
             .resolve(name)
@@ -210,26 +220,11 @@ impl ModelManager {
                 model.touch();
                 return Ok(Arc::clone(model));
             }
-            if !self.inner.options.jit_loading {
+            if !may_load {
                 return Err(CoreError::NotLoaded(entry.id));
             }
             Arc::clone(slots.entry(entry.id.clone()).or_default())
         };
-        let model = slot.get_or_try_init(|| self.load(entry)).await?;
-        model.touch();
-        Ok(Arc::clone(model))
-    }
-
-    /// Loads `name` now (the app's "start" button, `--model` at startup).
-    pub async fn load_now(&self, name: &str) -> Result<Arc<LoadedModel>, CoreError> {
-        let entry = self
-            .catalog()
-            .resolve(name)
-            .ok_or_else(|| CoreError::ModelNotFound {
-                name: name.to_string(),
-                available: self.entries().into_iter().map(|e| e.id).collect(),
-            })?;
-        let slot = Arc::clone(self.slots().entry(entry.id.clone()).or_default());
         let model = slot.get_or_try_init(|| self.load(entry)).await?;
         model.touch();
         Ok(Arc::clone(model))

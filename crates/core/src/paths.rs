@@ -36,3 +36,13 @@ pub const FIXTURE_MODELS: [&str; 2] = [
     "SmolLM2-135M-Instruct-4bit",
     "SmolLM2-135M-Instruct-float16",
 ];
+
+/// Opens (creating if needed) the state database, `orchard.db` in the data directory.
+pub fn open_store() -> Result<orchard_store::Store, String> {
+    let dir = data_dir().ok_or(
+        "cannot find a home directory for Orchard's data; set ORCHARD_HOME to a writable folder",
+    )?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("orchard.db");
+    orchard_store::Store::open(&path).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -75,6 +75,15 @@ impl Tool {
     }
 }
 
+/// Anthropic tool definitions as OpenAI-style functions.
+fn functions(tools: Option<Vec<Tool>>) -> Vec<Value> {
+    tools
+        .unwrap_or_default()
+        .iter()
+        .map(Tool::as_function)
+        .collect()
+}
+
 /// Text of a `system` field: a string or text blocks.
 fn system_text(system: Option<Value>) -> Result<Option<String>, ApiError> {
     match system {
@@ -284,12 +293,7 @@ async fn handle_messages(
             "max_tokens must be at least 1",
         ));
     }
-    let tools: Vec<Value> = request
-        .tools
-        .unwrap_or_default()
-        .iter()
-        .map(Tool::as_function)
-        .collect();
+    let tools = functions(request.tools);
     let choice = tool_choice(request.tool_choice)?;
     if tools.is_empty() && matches!(choice, ToolChoice::Required | ToolChoice::Function(_)) {
         return Err(ApiError::invalid(
@@ -549,12 +553,7 @@ pub async fn count_tokens(
     async {
         let request: CountRequest = parse_body(body)?;
         refuse_unknown(&request.other)?;
-        let tools: Vec<Value> = request
-            .tools
-            .unwrap_or_default()
-            .iter()
-            .map(Tool::as_function)
-            .collect();
+        let tools = functions(request.tools);
         let messages = chat_messages(system_text(request.system)?, request.messages)?;
         let model = state.manager.get(&request.model).await?;
         let count = tokio::task::spawn_blocking(move || model.count_chat_tokens(messages, &tools))

@@ -85,6 +85,11 @@ impl Server {
             .json(body)
     }
 
+    /// POSTs `body`; the status and the JSON answer.
+    async fn call(&self, path: &str, body: &Value) -> (u16, Value) {
+        error_of(self.post(path, body).send().await.expect("send")).await
+    }
+
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
             .get(format!("{}{path}", self.base))
@@ -223,14 +228,7 @@ async fn bad_requests_get_clear_errors_in_each_format() {
         (json!({"model": MODEL, "messages": "hi"}), 400, "messages"),
     ];
     for (body, status, param) in cases {
-        let (got, error) = error_of(
-            server
-                .post("/v1/chat/completions", &body)
-                .send()
-                .await
-                .expect("send"),
-        )
-        .await;
+        let (got, error) = server.call("/v1/chat/completions", &body).await;
         assert_eq!(got, status, "{body} -> {error}");
         assert_eq!(error["error"]["param"], param, "{body} -> {error}");
         assert!(
@@ -239,17 +237,12 @@ async fn bad_requests_get_clear_errors_in_each_format() {
                 .is_some_and(|m| !m.is_empty())
         );
     }
-    let (status, error) = error_of(
-        server
-            .post(
-                "/v1/chat/completions",
-                &json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
-            )
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, error) = server
+        .call(
+            "/v1/chat/completions",
+            &json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (404, Some("model_not_found"))
@@ -267,28 +260,16 @@ async fn bad_requests_get_clear_errors_in_each_format() {
 
     let big =
         json!({"model": MODEL, "messages": [{"role": "user", "content": "x".repeat(10_000)}]});
-    let (status, error) = error_of(
-        server
-            .post("/v1/chat/completions", &big)
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, error) = server.call("/v1/chat/completions", &big).await;
     assert_eq!(status, 413);
     assert_eq!(error["error"]["code"], "request_too_large");
 
-    let (status, error) = error_of(
-        server
-            .post(
-                "/v1/messages",
-                &json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}),
-            )
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, error) = server
+        .call(
+            "/v1/messages",
+            &json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
     assert_eq!(status, 400, "max_tokens is required: {error}");
     assert_eq!(error["type"], "error");
     assert_eq!(error["error"]["type"], "invalid_request_error");
@@ -385,13 +366,9 @@ async fn a_stream_is_openai_sse_and_ends_with_done() {
 
     // The same conversation again reuses the cached prompt.
     let again: Value = server
-        .post("/v1/chat/completions", &chat("Name a colour.", 8))
-        .send()
+        .call("/v1/chat/completions", &chat("Name a colour.", 8))
         .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+        .1;
     assert!(
         again["usage"]["prompt_tokens_details"]["cached_tokens"]
             .as_u64()
@@ -434,14 +411,7 @@ async fn a_full_queue_answers_429_with_retry_after() {
     let _ = waiting.chunk().await;
     drop(waiting);
     let short = tokio::time::timeout(Duration::from_secs(120), async {
-        server
-            .post("/v1/chat/completions", &chat("Hi", 3))
-            .send()
-            .await
-            .expect("send")
-            .json::<Value>()
-            .await
-            .expect("json")
+        server.call("/v1/chat/completions", &chat("Hi", 3)).await.1
     })
     .await
     .expect("the abandoned generations stopped");
@@ -490,28 +460,17 @@ async fn anthropic_messages_and_token_counts() {
         "system": "Answer briefly.",
         "messages": [{"role": "user", "content": [{"type": "text", "text": "Name a fruit."}]}],
     });
-    let message: Value = server
-        .post("/v1/messages", &body)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let message: Value = server.call("/v1/messages", &body).await.1;
     assert_eq!(message["type"], "message");
     assert_eq!(message["content"][0]["type"], "text");
     assert!(message["stop_reason"] == "max_tokens" || message["stop_reason"] == "end_turn");
     let count: Value = server
-        .post(
+        .call(
             "/v1/messages/count_tokens",
             &json!({"model": MODEL, "system": "Answer briefly.", "messages": body["messages"]}),
         )
-        .send()
         .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+        .1;
     let input = message["usage"]["input_tokens"].as_u64().expect("n")
         + message["usage"]["cache_read_input_tokens"]
             .as_u64()
@@ -584,14 +543,7 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
         "max_tokens": 6,
         "temperature": 0,
     });
-    let whole: Value = server
-        .post("/v1/chat/completions", &body)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let whole: Value = server.call("/v1/chat/completions", &body).await.1;
     let message = &whole["choices"][0]["message"];
     let reasoning = message["reasoning_content"]
         .as_str()
@@ -626,17 +578,13 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
     assert_eq!(pieces, reasoning);
 
     let anthropic: Value = server
-        .post(
+        .call(
             "/v1/messages",
             &json!({"model": "Thinking-SmolLM2", "max_tokens": 6, "temperature": 0,
             "messages": [{"role": "user", "content": "Is 7 prime?"}]}),
         )
-        .send()
         .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+        .1;
     assert_eq!(anthropic["content"][0]["type"], "thinking", "{anthropic}");
     assert_eq!(anthropic["content"][0]["thinking"], reasoning.as_str());
 }
