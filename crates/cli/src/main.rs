@@ -4,6 +4,7 @@ mod bench;
 mod generate;
 mod import;
 mod keys;
+mod models;
 mod serve;
 
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum Command {
     /// Create, list and revoke API keys for the port.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// List and delete the models in the Hugging Face cache.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Some(Command::Import(args)) => import::run(args),
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Keys(command)) => keys::run(command),
+        Some(Command::Models(command)) => models::run(command),
         None if cli.version => print_version(),
         None => {
             use clap::CommandFactory;

@@ -152,3 +152,44 @@ fn serve_rejects_a_model_that_does_not_exist() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--model no/such-model"), "{stderr}");
 }
+
+#[test]
+fn models_lists_the_cache_with_capabilities_and_deletes() {
+    let hub = tempfile::tempdir().expect("tempdir");
+    // A cached copy of the fixture in the Hugging Face layout (files, not links).
+    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
+    let fixture = std::path::Path::new(&deps).join("models/SmolLM2-135M-Instruct-4bit");
+    let repo = hub
+        .path()
+        .join("models--mlx-community--SmolLM2-135M-Instruct-4bit");
+    let snapshot = repo.join("snapshots").join("abc123");
+    std::fs::create_dir_all(&snapshot).expect("snapshot");
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(file), snapshot.join(file)).expect("copy");
+    }
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs/main"), "abc123").expect("ref");
+    let run = |args: &[&str]| {
+        orchard()
+            .args(args)
+            .env("HF_HUB_CACHE", hub.path())
+            .output()
+            .expect("run orchard models")
+    };
+    let listed = run(&["models", "list", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let models: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(models[0]["id"], "mlx-community/SmolLM2-135M-Instruct-4bit");
+    assert_eq!(models[0]["revisions"], serde_json::json!(["abc123"]));
+    assert_eq!(models[0]["capabilities"]["model_type"], "llama");
+    assert_eq!(models[0]["capabilities"]["supported"], true);
+    let text = String::from_utf8(run(&["models", "list"]).stdout).expect("utf-8");
+    assert!(text.contains("llama, 0.1B params, 4-bit"), "{text}");
+
+    let bad = run(&["models", "rm", "../../etc"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a Hugging Face repo id"));
+    let removed = run(&["models", "rm", "mlx-community/SmolLM2-135M-Instruct-4bit"]);
+    assert!(removed.status.success(), "{removed:?}");
+    assert!(!repo.exists());
+}

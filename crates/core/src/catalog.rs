@@ -53,13 +53,7 @@ impl Catalog {
 
     /// The Hugging Face cache folder other tools use.
     pub fn default_hub_cache() -> Option<PathBuf> {
-        if let Some(dir) = std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
-            return Some(PathBuf::from(dir));
-        }
-        if let Some(home) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
-            return Some(PathBuf::from(home).join("hub"));
-        }
-        dirs::home_dir().map(|home| home.join(".cache").join("huggingface").join("hub"))
+        orchard_hub::HubCache::default_root()
     }
 
     /// Adds a model folder; returns its entry. The folder must hold a config.json.
@@ -131,48 +125,26 @@ fn weight_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Models in a Hugging Face cache: `models--org--name/snapshots/<rev>` where
-/// `refs/main` points, holding config.json and tokenizer.json.
+/// Models in a Hugging Face cache whose current revision (`refs/main`, else
+/// the newest) holds config.json and tokenizer.json.
 fn scan_hub_cache(cache: &Path) -> Vec<ModelEntry> {
-    let Ok(read) = std::fs::read_dir(cache) else {
-        return Vec::new();
-    };
-    let mut entries = Vec::new();
-    for item in read.flatten() {
-        let folder = item.file_name().to_string_lossy().into_owned();
-        let Some(repo) = folder.strip_prefix("models--") else {
-            continue;
-        };
-        let id = repo.replacen("--", "/", 1);
-        let root = item.path();
-        let snapshot = std::fs::read_to_string(root.join("refs").join("main"))
-            .ok()
-            .map(|rev| root.join("snapshots").join(rev.trim()))
-            .filter(|dir| dir.is_dir())
-            .or_else(|| newest_snapshot(&root.join("snapshots")));
-        let Some(dir) = snapshot else { continue };
-        if !dir.join("config.json").is_file() || !dir.join("tokenizer.json").is_file() {
-            continue;
-        }
-        entries.push(ModelEntry {
-            id,
-            weight_bytes: weight_bytes(&dir),
-            aliases: vec![dir.to_string_lossy().into_owned()],
-            dir,
-            source: Source::HuggingFace,
-        });
-    }
-    entries.sort_by(|a, b| a.id.cmp(&b.id));
-    entries
-}
-
-fn newest_snapshot(snapshots: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(snapshots)
-        .ok()?
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .map(|e| e.path())
+    orchard_hub::HubCache::new(cache)
+        .models()
+        .into_iter()
+        .filter_map(|model| {
+            let dir = model.current()?.dir.clone();
+            if !dir.join("config.json").is_file() || !dir.join("tokenizer.json").is_file() {
+                return None;
+            }
+            Some(ModelEntry {
+                id: model.repo.to_string(),
+                weight_bytes: weight_bytes(&dir),
+                aliases: vec![dir.to_string_lossy().into_owned()],
+                dir,
+                source: Source::HuggingFace,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,27 @@
+//! Capability detection on the real SmolLM2 fixture that `make setup` converts.
+
+use orchard_hub::capabilities::{ModelFiles, detect};
+
+#[test]
+fn smollm2_is_a_supported_4bit_llama_of_about_135m_parameters() {
+    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
+    let dir = std::path::Path::new(&deps).join("models/SmolLM2-135M-Instruct-4bit");
+    let files = ModelFiles::read_dir(&dir).expect("the fixture: run `make setup`");
+    let caps = detect(&files, &["llama", "qwen3"]);
+    assert_eq!(caps.model_type.as_deref(), Some("llama"));
+    assert!(caps.supported);
+    let quant = caps.quantization.expect("4-bit");
+    assert_eq!(quant.bits, 4);
+    let params = caps.parameters.expect("estimated");
+    assert!((125_000_000..145_000_000).contains(&params), "{params}");
+    assert_eq!(caps.context_length, Some(8192));
+    assert!(caps.weight_bytes > 50_000_000);
+    // SmolLM2's template renders neither tools nor reasoning.
+    assert!(!caps.tool_use && !caps.reasoning && !caps.vision && !caps.embedding);
+    let kv = caps.kv_bytes_per_token.expect("attention shape");
+    assert_eq!(kv, 2 * 30 * 3 * 64 * 2);
+    assert_eq!(
+        caps.memory_estimate(2048),
+        Some(caps.weight_bytes + kv * 2048)
+    );
+}
