@@ -24,6 +24,16 @@ pub enum ModelsCommand {
         #[arg(long)]
         revision: Option<String>,
     },
+    /// Register a model folder outside the cache; servers then offer it by name.
+    Add {
+        /// The folder (config.json, weights, tokenizer).
+        path: String,
+        /// The name clients use (default: the folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Forget a registered folder (its files stay).
+    Forget { name: String },
 }
 
 #[derive(Debug, Serialize)]
@@ -51,9 +61,9 @@ fn cache() -> Result<HubCache, String> {
 }
 
 fn models(command: ModelsCommand) -> Result<(), String> {
-    let cache = cache()?;
     match command {
         ModelsCommand::List { json } => {
+            let cache = cache()?;
             let supported: Vec<&str> = orchard_engine::models::ARCHITECTURES
                 .iter()
                 .map(|(name, _)| *name)
@@ -83,11 +93,26 @@ fn models(command: ModelsCommand) -> Result<(), String> {
             }
         }
         ModelsCommand::Rm { repo, revision } => {
+            let cache = cache()?;
             let repo = RepoId::parse(&repo).map_err(|e| e.to_string())?;
             let freed = cache
                 .delete(&repo, revision.as_deref())
                 .map_err(|e| e.to_string())?;
             println!("Deleted {repo}; freed {} MiB.", freed >> 20);
+        }
+        ModelsCommand::Add { path, name } => {
+            let mut catalog = orchard_core::catalog::Catalog::new();
+            let entry = catalog.add_folder_as(&path, name.as_deref())?;
+            let store = orchard_core::paths::open_store()?;
+            store
+                .add_local_model(&entry.id, &entry.dir.to_string_lossy())
+                .map_err(|e| e.to_string())?;
+            println!("Registered {} as {:?}.", entry.dir.display(), entry.id);
+        }
+        ModelsCommand::Forget { name } => {
+            let store = orchard_core::paths::open_store()?;
+            store.remove_local_model(&name).map_err(|e| e.to_string())?;
+            println!("Forgot {name:?}; its files are untouched.");
         }
     }
     Ok(())

@@ -193,3 +193,42 @@ fn models_lists_the_cache_with_capabilities_and_deletes() {
     assert!(removed.status.success(), "{removed:?}");
     assert!(!repo.exists());
 }
+
+#[test]
+fn a_registered_folder_is_served_by_its_name() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
+    let fixture = std::path::Path::new(&deps).join("models/SmolLM2-135M-Instruct-4bit");
+    let run = |args: &[&str]| {
+        orchard()
+            .args(args)
+            .env("ORCHARD_HOME", home.path())
+            .env("HF_HUB_CACHE", home.path().join("hub"))
+            .output()
+            .expect("run orchard")
+    };
+    let added = run(&[
+        "models",
+        "add",
+        &fixture.to_string_lossy(),
+        "--name",
+        "smol",
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let again = run(&["models", "add", &fixture.to_string_lossy()]);
+    assert!(!again.status.success(), "the same folder twice");
+    let not_a_model = run(&["models", "add", &home.path().to_string_lossy()]);
+    assert!(String::from_utf8_lossy(&not_a_model.stderr).contains("no config.json"));
+
+    // `serve --model smol` finds and loads it by the registered name, then
+    // stops because the port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port().to_string();
+    let served = run(&["serve", "--model", "smol", "--port", &port]);
+    let stdout = String::from_utf8_lossy(&served.stdout);
+    let stderr = String::from_utf8_lossy(&served.stderr);
+    assert!(stdout.contains("Loading smol"), "{stdout}{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert!(run(&["models", "forget", "smol"]).status.success());
+    assert!(!run(&["models", "forget", "smol"]).status.success());
+}

@@ -58,6 +58,11 @@ impl Catalog {
 
     /// Adds a model folder; returns its entry. The folder must hold a config.json.
     pub fn add_folder(&mut self, given: &str) -> Result<ModelEntry, String> {
+        self.add_folder_as(given, None)
+    }
+
+    /// Adds a model folder served as `name` (default: the folder's name).
+    pub fn add_folder_as(&mut self, given: &str, name: Option<&str>) -> Result<ModelEntry, String> {
         let path = Path::new(given);
         if !path.join("config.json").is_file() {
             return Err(format!(
@@ -65,10 +70,11 @@ impl Catalog {
             ));
         }
         let dir = path.canonicalize().map_err(|e| format!("{given}: {e}"))?;
-        let id = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| given.to_string());
+        let id = name.map(str::to_string).unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| given.to_string())
+        });
         if self.local.iter().any(|e| e.id == id && e.dir != dir) {
             return Err(format!(
                 "two model folders are both named {id}; rename one of them"

@@ -94,6 +94,12 @@ pub async fn launch(
     };
 
     let mut catalog = Catalog::new().with_hub_cache(Catalog::default_hub_cache());
+    for local in store.local_models()? {
+        // A registered folder that moved or broke is skipped, not fatal.
+        if let Err(e) = catalog.add_folder_as(&local.path, Some(&local.name)) {
+            tracing::warn!(name = %local.name, error = %e, "skipping a registered model folder");
+        }
+    }
     let mut startup = Vec::new();
     for model in &options.models {
         if std::path::Path::new(model).is_dir() {

@@ -1,8 +1,9 @@
 //! Orchard's state in one SQLite file (`orchard.db` in the data directory):
-//! settings and API keys. Schema changes are numbered files in `migrations/`
+//! settings, API keys and registered model folders. Schema changes are numbered files in `migrations/`
 //! that are only ever added; [`Store::open`] applies the ones a file lacks.
 
 mod api_keys;
+mod local_models;
 mod settings;
 
 use std::path::Path;
@@ -11,10 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use api_keys::{ApiKeyInfo, NewApiKey};
+pub use local_models::LocalModel;
 pub use settings::Settings;
 
 /// The schema, in order. `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_local_models.sql"),
+];
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
