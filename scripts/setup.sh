@@ -40,6 +40,7 @@ need() {
 debian_packages=(
   build-essential pkg-config libclang-dev      # mlx-c and its bindings
   libopenblas0-pthread                         # fast BLAS for MLX on CPU
+  libssl-dev                                   # TLS to the Hugging Face Hub (native-tls)
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev
   librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev   # the Tauri shell
   xvfb xauth imagemagick xdotool dbus-x11 at-spi2-core fonts-dejavu-core  # desktop tests

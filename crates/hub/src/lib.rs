@@ -1,16 +1,17 @@
-//! Hugging Face models as Orchard sees them, without the network: repo ids
-//! checked before they touch a path, the standard cache layout (`blobs/`,
-//! `snapshots/`, `refs/`) read and pruned the way `huggingface_hub` keeps it,
-//! and what a model can do, read from its small files.
-//!
-//! Search and downloads (which need the network) build on these.
+//! Hugging Face models as Orchard sees them: repo ids checked before they
+//! touch a path, the standard cache layout (`blobs/`, `snapshots/`, `refs/`)
+//! read and pruned the way `huggingface_hub` keeps it, what a model can do
+//! (read from its small files), and the Hub's search and model details.
+//! Downloads build on these.
 
 pub mod cache;
 pub mod capabilities;
+pub mod client;
 pub mod repo;
 
 pub use cache::{CachedModel, CachedRevision, HubCache};
 pub use capabilities::{Capabilities, Quantization};
+pub use client::{HubClient, ModelInfo, SearchPage, SearchQuery, Sort};
 pub use repo::RepoId;
 
 /// What can go wrong in this crate.
@@ -22,6 +23,15 @@ pub enum HubError {
     /// Nothing by that name in the cache.
     #[error("{0}")]
     NotFound(String),
+    /// The Hub wants a token, or refuses it (gated model).
+    #[error("{0}")]
+    Auth(String),
+    /// The Hub asks to slow down; retry after this many seconds when it says.
+    #[error("the Hub is rate-limiting requests; retry {}", .0.map_or("later".to_string(), |s| format!("in {s} s")))]
+    RateLimited(Option<u64>),
+    /// The Hub could not be reached, or answered with something unusable.
+    #[error("{0}")]
+    Network(String),
     /// A model file exists but cannot be read as expected.
     #[error("{path}: {message}")]
     File { path: String, message: String },
