@@ -108,7 +108,8 @@ impl ModelFiles {
     }
 }
 
-fn is_weight_file(name: &str) -> bool {
+/// Whether a file holds weights (counted in the on-disk size).
+pub fn is_weight_file(name: &str) -> bool {
     name.ends_with(".safetensors") || name.ends_with(".gguf") || name.ends_with(".bin")
 }
 

@@ -292,6 +292,53 @@ impl HubClient {
         })
     }
 
+    /// The small files capability detection reads, fetched from the Hub
+    /// (only those `info` lists), with the file list and weight sizes from `info`.
+    pub async fn model_files(
+        &self,
+        repo: &RepoId,
+        info: &ModelInfo,
+    ) -> Result<crate::capabilities::ModelFiles> {
+        let revision = info.sha.as_deref();
+        let listed = |name: &str| info.files.iter().any(|f| f.name == name);
+        let fetch_json = |name: &'static str| async move {
+            if !listed(name) {
+                return Ok(None);
+            }
+            let text = self.file_text(repo, revision, name).await?;
+            parse_json::<Value>(&text, name).map(Some)
+        };
+        let config = fetch_json("config.json").await?.ok_or_else(|| {
+            HubError::NotFound(format!(
+                "{repo} has no config.json: it is not a model Orchard can read"
+            ))
+        })?;
+        let tokenizer_config = fetch_json("tokenizer_config.json").await?;
+        let mut optional_text = Vec::new();
+        for name in ["chat_template.jinja", "README.md"] {
+            optional_text.push(if listed(name) {
+                Some(self.file_text(repo, revision, name).await?)
+            } else {
+                None
+            });
+        }
+        let readme = optional_text.pop().flatten();
+        let chat_template = optional_text.pop().flatten();
+        Ok(crate::capabilities::ModelFiles {
+            config,
+            tokenizer_config,
+            chat_template,
+            readme,
+            files: info.files.iter().map(|f| f.name.clone()).collect(),
+            weight_bytes: info
+                .files
+                .iter()
+                .filter(|f| crate::capabilities::is_weight_file(&f.name))
+                .filter_map(|f| f.size)
+                .sum(),
+        })
+    }
+
     /// A small text file of the repo (README.md, config.json), cached like the API.
     pub async fn file_text(
         &self,

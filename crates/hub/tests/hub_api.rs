@@ -119,10 +119,20 @@ async fn resolve(Path((org, name, rev, file)): Path<(String, String, String, Str
 async fn file_host(
     Path((_org, name, _rev, file)): Path<(String, String, String, String)>,
 ) -> Response {
-    if file == "README.md" {
-        format!("---\ntags:\n- mlx\n---\n# {name}\n").into_response()
-    } else {
-        StatusCode::NOT_FOUND.into_response()
+    let fixture = std::env::var_os("ORCHARD_DEPS_DIR")
+        .map(|d| std::path::PathBuf::from(d).join("models/SmolLM2-135M-Instruct-4bit"));
+    match file.as_str() {
+        "README.md" => {
+            format!("---\ntags:\n- mlx\n- function-calling\n---\n# {name}\n").into_response()
+        }
+        // The real SmolLM2 config, as the Hub would serve it.
+        "config.json" => {
+            match fixture.and_then(|dir| std::fs::read_to_string(dir.join("config.json")).ok()) {
+                Some(text) => text.into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -298,4 +308,19 @@ async fn every_hub_error_is_clear() {
     assert!(
         matches!(unreachable.search(&SearchQuery::default()).await, Err(HubError::Network(m)) if m.contains("cannot reach"))
     );
+}
+
+#[tokio::test]
+async fn capabilities_of_a_remote_model_from_its_small_files() {
+    let hub = start_hub().await;
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let info = client.model_info(&repo, None).await.expect("info");
+    let files = client.model_files(&repo, &info).await.expect("small files");
+    let caps = orchard_hub::capabilities::detect(&files, &["llama"]);
+    assert_eq!(caps.model_type.as_deref(), Some("llama"));
+    assert!(caps.supported);
+    assert_eq!(caps.weight_bytes, 76_000_000);
+    assert!(caps.tool_use, "the README tags it function-calling");
+    assert_eq!(caps.context_length, Some(8192));
 }
