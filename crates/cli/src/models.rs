@@ -1,15 +1,44 @@
-//! `orchard models`: the models in the Hugging Face cache, what they can do,
-//! and deleting them. (Search and download arrive with the Hub client.)
+//! `orchard models`: search the Hugging Face Hub, a model's details and
+//! capabilities, the models in the local cache, deleting them, and
+//! registering folders. (Downloads are not built yet.)
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use orchard_hub::capabilities::{Capabilities, ModelFiles, detect};
+use orchard_hub::client::{HubClient, SearchQuery, Sort};
 use orchard_hub::{HubCache, RepoId};
 use serde::Serialize;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
+    /// Search the Hub (HF_ENDPOINT, default huggingface.co).
+    Search {
+        /// Words in the model's name.
+        query: Option<String>,
+        /// Only this author or organization; `--author ''` for everyone.
+        #[arg(long, default_value = "mlx-community")]
+        author: String,
+        /// downloads, likes, last_modified or trending.
+        #[arg(long, default_value = "downloads")]
+        sort: String,
+        /// Results to show (1 to 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A Hub model's details and capabilities.
+    Info {
+        repo: String,
+        /// A branch, tag or commit (default main).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List cached models with their size and capabilities.
     List {
         /// Print JSON.
@@ -60,14 +89,95 @@ fn cache() -> Result<HubCache, String> {
         .ok_or_else(|| "cannot find the Hugging Face cache; set HF_HUB_CACHE or HF_HOME".into())
 }
 
+fn supported() -> Vec<&'static str> {
+    orchard_engine::models::ARCHITECTURES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect()
+}
+
 fn models(command: ModelsCommand) -> Result<(), String> {
     match command {
+        ModelsCommand::Search {
+            query,
+            author,
+            sort,
+            limit,
+            json,
+        } => {
+            let sort: Sort = serde_json::from_value(serde_json::Value::String(sort.clone()))
+                .map_err(|_| {
+                    format!("--sort {sort:?}: use downloads, likes, last_modified or trending")
+                })?;
+            let query = SearchQuery {
+                text: query,
+                author: (!author.is_empty()).then_some(author),
+                sort,
+                limit,
+                ..SearchQuery::default()
+            };
+            let page = block_on(async { HubClient::from_env(None)?.search(&query).await })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&page).map_err(|e| e.to_string())?
+                );
+            } else if page.models.is_empty() {
+                println!("No models found.");
+            } else {
+                for model in &page.models {
+                    println!(
+                        "{}  {} downloads, {} likes",
+                        model.id, model.downloads, model.likes
+                    );
+                }
+            }
+        }
+        ModelsCommand::Info {
+            repo,
+            revision,
+            json,
+        } => {
+            let repo = RepoId::parse(&repo).map_err(|e| e.to_string())?;
+            let (info, capabilities) = block_on(async {
+                let client = HubClient::from_env(None)?;
+                let info = client.model_info(&repo, revision.as_deref()).await?;
+                let files = client.model_files(&repo, &info).await?;
+                Ok::<_, orchard_hub::HubError>((info, detect(&files, &supported())))
+            })?;
+            if json {
+                let both = serde_json::json!({"info": info, "capabilities": capabilities});
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?
+                );
+            } else {
+                let listed = Listed {
+                    id: info.id.clone(),
+                    revisions: info.sha.iter().cloned().collect(),
+                    size_on_disk: info.total_size,
+                    capabilities: Some(capabilities),
+                };
+                println!("{}  {}", info.id, describe(&listed));
+                println!(
+                    "license {}, {} downloads, {} likes{}",
+                    info.license.as_deref().unwrap_or("unknown"),
+                    info.downloads,
+                    info.likes,
+                    if info.gated { ", gated" } else { "" }
+                );
+                for file in &info.files {
+                    println!(
+                        "  {} ({} bytes)",
+                        file.name,
+                        file.size.map_or("?".into(), |s| s.to_string())
+                    );
+                }
+            }
+        }
         ModelsCommand::List { json } => {
             let cache = cache()?;
-            let supported: Vec<&str> = orchard_engine::models::ARCHITECTURES
-                .iter()
-                .map(|(name, _)| *name)
-                .collect();
+            let supported = supported();
             let listed: Vec<Listed> = cache
                 .models()
                 .into_iter()
@@ -146,4 +256,16 @@ fn describe(model: &Listed) -> String {
         }
     }
     parts.join(", ")
+}
+
+/// Runs one Hub call on a small runtime; errors become the message to print.
+fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, orchard_hub::HubError>>,
+) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(work)
+        .map_err(|e| e.to_string())
 }

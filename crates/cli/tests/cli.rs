@@ -232,3 +232,67 @@ fn a_registered_folder_is_served_by_its_name() {
     assert!(run(&["models", "forget", "smol"]).status.success());
     assert!(!run(&["models", "forget", "smol"]).status.success());
 }
+
+/// A one-thread stand-in for the Hub: search answers one model, details 404.
+fn tiny_hub() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let (status, body) = if request_line.starts_with("GET /api/models?") {
+                assert!(
+                    request_line.contains("author=mlx-community"),
+                    "{request_line}"
+                );
+                (
+                    "200 OK",
+                    r#"[{"id": "mlx-community/Tiny-4bit", "downloads": 42, "likes": 3}]"#,
+                )
+            } else {
+                ("404 Not Found", "")
+            };
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+#[test]
+fn models_search_and_info_talk_to_hf_endpoint() {
+    let hub = tiny_hub();
+    let run = |args: &[&str]| {
+        orchard()
+            .args(args)
+            .env("HF_ENDPOINT", &hub)
+            .output()
+            .expect("run orchard models")
+    };
+    let found = run(&["models", "search", "tiny", "--json"]);
+    assert!(found.status.success(), "{found:?}");
+    let page: serde_json::Value = serde_json::from_slice(&found.stdout).expect("json");
+    assert_eq!(page["models"][0]["id"], "mlx-community/Tiny-4bit");
+    let text = String::from_utf8(run(&["models", "search", "tiny"]).stdout).expect("utf-8");
+    assert!(
+        text.contains("mlx-community/Tiny-4bit  42 downloads, 3 likes"),
+        "{text}"
+    );
+
+    let missing = run(&["models", "info", "nobody/nothing"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such model"));
+    let bad_sort = run(&["models", "search", "--sort", "random"]);
+    assert!(String::from_utf8_lossy(&bad_sort.stderr).contains("use downloads, likes"));
+}
