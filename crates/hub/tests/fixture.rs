@@ -25,3 +25,25 @@ fn smollm2_is_a_supported_4bit_llama_of_about_135m_parameters() {
         Some(caps.weight_bytes + kv * 2048)
     );
 }
+
+fn template_files(name: &str, model_type: &str) -> ModelFiles {
+    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
+    let path = std::path::Path::new(&deps)
+        .join("templates")
+        .join(name)
+        .join("tokenizer_config.json");
+    let text = std::fs::read_to_string(&path).expect("the npm tokenizer configs: run `make setup`");
+    ModelFiles {
+        config: serde_json::json!({"model_type": model_type}),
+        tokenizer_config: Some(serde_json::from_str(&text).expect("json")),
+        ..ModelFiles::default()
+    }
+}
+
+#[test]
+fn qwen3s_template_means_tools_and_reasoning_and_llama3s_neither() {
+    let qwen = detect(&template_files("qwen3", "qwen3"), &["llama", "qwen3"]);
+    assert!(qwen.supported && qwen.tool_use && qwen.reasoning);
+    let llama = detect(&template_files("llama3", "llama"), &["llama", "qwen3"]);
+    assert!(llama.supported && !llama.tool_use && !llama.reasoning);
+}
