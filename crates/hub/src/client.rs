@@ -135,6 +135,8 @@ struct Cached {
 pub struct HubClient {
     endpoint: String,
     http: reqwest::Client,
+    /// For HEAD requests, whose first answer carries the file's metadata.
+    no_redirect: reqwest::Client,
     token: Option<String>,
     /// Answers by URL, reused for [`CACHE_TTL`].
     cache: Mutex<HashMap<String, Cached>>,
@@ -157,15 +159,25 @@ impl HubClient {
                 "the Hub endpoint {endpoint:?} must start with https:// or http://"
             )));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("orchard/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("orchard/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                // No overall timeout: a large file takes as long as it takes;
+                // a stalled connection is caught by the read timeout.
+                .read_timeout(Duration::from_secs(60))
+        };
+        let http = builder()
+            .build()
+            .map_err(|e| HubError::Network(format!("cannot set up HTTP: {e}")))?;
+        let no_redirect = builder()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HubError::Network(format!("cannot set up HTTP: {e}")))?;
         Ok(HubClient {
             endpoint,
             http,
+            no_redirect,
             token,
             cache: Mutex::new(HashMap::new()),
         })
@@ -359,13 +371,13 @@ impl HubClient {
         {
             return Ok((hit.body.clone(), hit.next.clone()));
         }
-        let mut request = self.http.get(url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|e| {
-            HubError::Network(format!("cannot reach the Hub at {}: {e}", self.endpoint))
-        })?;
+        let response = self
+            .authorized(self.http.get(url))
+            .send()
+            .await
+            .map_err(|e| {
+                HubError::Network(format!("cannot reach the Hub at {}: {e}", self.endpoint))
+            })?;
         let status = response.status().as_u16();
         if status != 200 {
             let retry = response
@@ -393,6 +405,54 @@ impl HubClient {
             },
         );
         Ok((body, next))
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn no_redirect(&self) -> &reqwest::Client {
+        &self.no_redirect
+    }
+
+    /// Adds the token, when there is one.
+    pub(crate) fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// `{endpoint}/{repo}/resolve/{revision}/{file}`, after checking both names.
+    pub(crate) fn resolve_url(&self, repo: &RepoId, revision: &str, file: &str) -> Result<String> {
+        check_revision(revision)?;
+        join_repo_file(std::path::Path::new("snapshot"), file)?;
+        Ok(format!(
+            "{}/{repo}/resolve/{revision}/{file}",
+            self.endpoint
+        ))
+    }
+
+    /// Sends, retrying network failures and 5xx answers with backoff.
+    pub(crate) async fn send_with_retries(
+        &self,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut failures = 0u32;
+        loop {
+            let outcome = self.authorized(make()).send().await;
+            let retry = match &outcome {
+                Ok(response) => response.status().is_server_error(),
+                Err(_) => true,
+            };
+            if !retry || failures >= 4 {
+                return outcome.map_err(|e| {
+                    HubError::Network(format!("cannot reach the Hub at {}: {e}", self.endpoint))
+                });
+            }
+            failures += 1;
+            tokio::time::sleep(Duration::from_millis(250 << failures)).await;
+        }
     }
 
     fn cache_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
@@ -435,7 +495,7 @@ fn next_link(header: &str) -> Option<String> {
     })
 }
 
-fn status_error(status: u16, url: &str, retry_after: Option<String>) -> HubError {
+pub(crate) fn status_error(status: u16, url: &str, retry_after: Option<String>) -> HubError {
     match status {
         401 => HubError::Auth(format!(
             "the Hub wants a token for {url}; set one with your Hugging Face access token"

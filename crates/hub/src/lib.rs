@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod capabilities;
 pub mod client;
+pub mod download;
 pub mod repo;
 
 pub use cache::{CachedModel, CachedRevision, HubCache};

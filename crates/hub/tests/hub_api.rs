@@ -8,17 +8,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use orchard_hub::client::{HubClient, SearchQuery, Sort};
 use orchard_hub::{HubError, RepoId};
 use serde_json::{Value, json};
+
+/// A file-host request: the file and its Range header.
+type Fetch = (String, Option<String>);
 
 #[derive(Clone)]
 struct Hub {
     base: String,
     hits: Arc<AtomicUsize>,
     models: Arc<Vec<Value>>,
+    /// (file, Range header) of every file-host request.
+    ranges: Arc<std::sync::Mutex<Vec<Fetch>>>,
 }
 
 fn catalog() -> Vec<Value> {
@@ -111,29 +116,113 @@ async fn info(
     }
 }
 
-async fn resolve(Path((org, name, rev, file)): Path<(String, String, String, String)>) -> Response {
-    // As the Hub does for large files: a redirect to a file host.
-    Redirect::temporary(&format!("/files/{org}/{name}/{rev}/{file}")).into_response()
-}
+/// The commit every revision of the fake repo resolves to.
+const COMMIT: &str = "c0ffee0000000000000000000000000000000001";
 
-async fn file_host(
-    Path((_org, name, _rev, file)): Path<(String, String, String, String)>,
-) -> Response {
+/// The fake repo's files: (name, content).
+fn repo_files() -> Vec<(&'static str, Vec<u8>)> {
     let fixture = std::env::var_os("ORCHARD_DEPS_DIR")
         .map(|d| std::path::PathBuf::from(d).join("models/SmolLM2-135M-Instruct-4bit"));
-    match file.as_str() {
-        "README.md" => {
-            format!("---\ntags:\n- mlx\n- function-calling\n---\n# {name}\n").into_response()
-        }
-        // The real SmolLM2 config, as the Hub would serve it.
-        "config.json" => {
-            match fixture.and_then(|dir| std::fs::read_to_string(dir.join("config.json")).ok()) {
-                Some(text) => text.into_response(),
-                None => StatusCode::NOT_FOUND.into_response(),
-            }
-        }
-        _ => StatusCode::NOT_FOUND.into_response(),
+    let config = fixture
+        .and_then(|dir| std::fs::read(dir.join("config.json")).ok())
+        .unwrap_or_default();
+    // Deterministic bytes standing in for weights.
+    let weights: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    vec![
+        (
+            "README.md",
+            b"---\ntags:\n- mlx\n- function-calling\n---\n# SmolLM2-135M-Instruct-4bit\n".to_vec(),
+        ),
+        ("config.json", config),
+        ("model.safetensors", weights),
+    ]
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// As the Hub answers `resolve`: a redirect to the file host, carrying the
+/// commit, the etag (SHA-256 for LFS files, a git hash otherwise) and the size.
+async fn resolve(
+    Path((org, name, _rev, file)): Path<(String, String, String, String)>,
+) -> Response {
+    let Some((_, content)) = repo_files().into_iter().find(|(n, _)| *n == file) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let etag = if file.ends_with(".safetensors") {
+        sha256_hex(&content)
+    } else {
+        format!("{:040x}", content.len())
+    };
+    (
+        StatusCode::FOUND,
+        [
+            (
+                header::LOCATION,
+                format!("/files/{org}/{name}/{COMMIT}/{file}"),
+            ),
+            (
+                header::HeaderName::from_static("x-repo-commit"),
+                COMMIT.to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-linked-etag"),
+                format!("\"{etag}\""),
+            ),
+            (
+                header::HeaderName::from_static("x-linked-size"),
+                content.len().to_string(),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// The file host: whole files, or the byte range asked for.
+async fn file_host(
+    State(hub): State<Hub>,
+    Path((_org, _name, _rev, file)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((_, content)) = repo_files().into_iter().find(|(n, _)| *n == file) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    hub.ranges
+        .lock()
+        .expect("lock")
+        .push((file.clone(), range.clone()));
+    let start: usize = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if start == 0 {
+        return content.into_response();
     }
+    if start >= content.len() {
+        return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+    }
+    (
+        StatusCode::PARTIAL_CONTENT,
+        [(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{}", content.len() - 1, content.len()),
+        )],
+        content[start..].to_vec(),
+    )
+        .into_response()
 }
 
 async fn start_hub() -> Hub {
@@ -145,6 +234,7 @@ async fn start_hub() -> Hub {
         base,
         hits: Arc::new(AtomicUsize::new(0)),
         models: Arc::new(catalog()),
+        ranges: Arc::default(),
     };
     let app = Router::new()
         .route("/api/models", get(search))
@@ -323,4 +413,170 @@ async fn capabilities_of_a_remote_model_from_its_small_files() {
     assert_eq!(caps.weight_bytes, 76_000_000);
     assert!(caps.tool_use, "the README tags it function-calling");
     assert_eq!(caps.context_length, Some(8192));
+}
+
+fn weights() -> Vec<u8> {
+    repo_files()
+        .into_iter()
+        .find(|(n, _)| *n == "model.safetensors")
+        .expect("weights")
+        .1
+}
+
+#[tokio::test]
+async fn a_download_lands_in_the_cache_layout_with_progress() {
+    let hub = start_hub().await;
+    let cache = tempfile::tempdir().expect("cache");
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let mut seen = Vec::new();
+    let path = client
+        .download_file(cache.path(), &repo, "main", "model.safetensors", |p| {
+            seen.push(p)
+        })
+        .await
+        .expect("download");
+    assert_eq!(std::fs::read(&path).expect("read"), weights());
+    let folder = cache
+        .path()
+        .join("models--mlx-community--SmolLM2-135M-Instruct-4bit");
+    assert_eq!(
+        path,
+        folder
+            .join("snapshots")
+            .join(COMMIT)
+            .join("model.safetensors")
+    );
+    assert!(
+        std::fs::symlink_metadata(&path)
+            .expect("meta")
+            .file_type()
+            .is_symlink()
+    );
+    assert!(folder.join("blobs").join(sha256_hex(&weights())).is_file());
+    assert_eq!(
+        std::fs::read_to_string(folder.join("refs/main")).expect("ref"),
+        COMMIT
+    );
+    assert_eq!(
+        seen.last().map(|p| (p.downloaded, p.total)),
+        Some((300_000, Some(300_000)))
+    );
+    assert!(seen.windows(2).all(|w| w[0].downloaded <= w[1].downloaded));
+
+    // The cache reader sees it, and a second download fetches nothing.
+    let cached = orchard_hub::HubCache::new(cache.path())
+        .model(&repo)
+        .expect("cached");
+    assert_eq!(cached.size_on_disk, 300_000);
+    let before = hub.ranges.lock().expect("lock").len();
+    client
+        .download_file(cache.path(), &repo, "main", "model.safetensors", |_| {})
+        .await
+        .expect("again");
+    assert_eq!(hub.ranges.lock().expect("lock").len(), before);
+}
+
+#[tokio::test]
+async fn a_partial_file_resumes_with_a_range_and_a_corrupt_one_is_fetched_again() {
+    let hub = start_hub().await;
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let blobs = |root: &std::path::Path| {
+        root.join("models--mlx-community--SmolLM2-135M-Instruct-4bit/blobs")
+    };
+    let incomplete = format!("{}.incomplete", sha256_hex(&weights()));
+
+    // What a killed download leaves: the first 120 000 bytes.
+    let cache = tempfile::tempdir().expect("cache");
+    std::fs::create_dir_all(blobs(cache.path())).expect("blobs");
+    std::fs::write(blobs(cache.path()).join(&incomplete), &weights()[..120_000]).expect("partial");
+    let path = client
+        .download_file(cache.path(), &repo, "main", "model.safetensors", |_| {})
+        .await
+        .expect("resume");
+    assert_eq!(std::fs::read(&path).expect("read"), weights());
+    let ranges = hub.ranges.lock().expect("lock").clone();
+    assert_eq!(
+        ranges,
+        [(
+            "model.safetensors".to_string(),
+            Some("bytes=120000-".to_string())
+        )]
+    );
+    assert!(!blobs(cache.path()).join(&incomplete).exists());
+
+    // A partial file with wrong bytes: the hash fails, the file is fetched whole again.
+    let cache = tempfile::tempdir().expect("cache");
+    std::fs::create_dir_all(blobs(cache.path())).expect("blobs");
+    std::fs::write(blobs(cache.path()).join(&incomplete), vec![0xAB; 50_000]).expect("corrupt");
+    hub.ranges.lock().expect("lock").clear();
+    let path = client
+        .download_file(cache.path(), &repo, "main", "model.safetensors", |_| {})
+        .await
+        .expect("refetch");
+    assert_eq!(std::fs::read(&path).expect("read"), weights());
+    let ranges = hub.ranges.lock().expect("lock").clone();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(
+        ranges[1].1, None,
+        "the second fetch starts from the beginning"
+    );
+}
+
+#[tokio::test]
+async fn download_errors_and_bad_names() {
+    let hub = start_hub().await;
+    let cache = tempfile::tempdir().expect("cache");
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let missing = client
+        .download_file(cache.path(), &repo, "main", "nope.bin", |_| {})
+        .await;
+    assert!(matches!(missing, Err(HubError::NotFound(_))), "{missing:?}");
+    let escape = client
+        .download_file(cache.path(), &repo, "main", "../../../etc/passwd", |_| {})
+        .await;
+    assert!(matches!(escape, Err(HubError::Invalid(_))), "{escape:?}");
+    let revision = client
+        .download_file(cache.path(), &repo, "../main", "config.json", |_| {})
+        .await;
+    assert!(
+        matches!(revision, Err(HubError::Invalid(_))),
+        "{revision:?}"
+    );
+}
+
+/// huggingface_hub (Python) reads what Orchard downloaded, offline.
+#[tokio::test]
+async fn huggingface_hub_reads_the_download_offline() {
+    let hub = start_hub().await;
+    let cache = tempfile::tempdir().expect("cache");
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    for file in ["config.json", "model.safetensors"] {
+        client
+            .download_file(cache.path(), &repo, "main", file, |_| {})
+            .await
+            .expect("download");
+    }
+    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
+    let python = std::path::Path::new(&deps).join("venv/bin/python");
+    let script = "import hashlib, sys\nfrom huggingface_hub import hf_hub_download\nfor name in ('config.json', 'model.safetensors'):\n    path = hf_hub_download('mlx-community/SmolLM2-135M-Instruct-4bit', name)\n    print(name, hashlib.sha256(open(path, 'rb').read()).hexdigest())";
+    let output = std::process::Command::new(python)
+        .args(["-c", script])
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", cache.path())
+        .output()
+        .expect("run python: `make setup` makes the venv");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(
+        stdout.contains(&format!("model.safetensors {}", sha256_hex(&weights()))),
+        "{stdout}"
+    );
 }

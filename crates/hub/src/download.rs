@@ -1,0 +1,326 @@
+//! Downloading a repo file into the Hugging Face cache, as `huggingface_hub`
+//! lays it out: the content in `blobs/<etag>`, a relative link from
+//! `snapshots/<commit>/<file>`, and `refs/<branch>` naming the commit. A file
+//! in progress is `blobs/<etag>.incomplete`; a later call continues it from its
+//! length with a Range request. Files stored with Git LFS (their etag is a
+//! SHA-256) are verified, and a corrupt result is fetched again from the start.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::client::HubClient;
+use crate::repo::{RepoId, join_repo_file};
+use crate::{HubError, Result};
+
+/// Network failures and 5xx answers are retried this many times, with backoff.
+const RETRIES: u32 = 4;
+
+/// Progress of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes on disk so far (resumed bytes included).
+    pub downloaded: u64,
+    /// The file's size, when the Hub says.
+    pub total: Option<u64>,
+}
+
+/// What the Hub says about a file before it is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The commit the revision resolves to (`X-Repo-Commit`).
+    pub commit: String,
+    /// The blob's name: the SHA-256 for LFS files, the git hash otherwise.
+    pub etag: String,
+    pub size: Option<u64>,
+}
+
+impl FileMeta {
+    /// The SHA-256 the content must have, for LFS files.
+    fn sha256(&self) -> Option<&str> {
+        (self.etag.len() == 64 && self.etag.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(&self.etag)
+    }
+}
+
+impl HubClient {
+    /// The commit, etag and size of `file` at `revision`, without its content.
+    pub async fn file_meta(&self, repo: &RepoId, revision: &str, file: &str) -> Result<FileMeta> {
+        let url = self.resolve_url(repo, revision, file)?;
+        let response = self
+            .send_with_retries(|| self.no_redirect().head(&url))
+            .await?;
+        let status = response.status().as_u16();
+        if !(200..400).contains(&status) {
+            return Err(crate::client::status_error(status, &url, None));
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.trim_matches('"')
+                        .trim_start_matches("W/")
+                        .trim_matches('"')
+                        .to_string()
+                })
+        };
+        let commit = header("x-repo-commit")
+            .ok_or_else(|| HubError::Network(format!("the Hub gave no X-Repo-Commit for {url}")))?;
+        let etag = header("x-linked-etag")
+            .or_else(|| header("etag"))
+            .ok_or_else(|| HubError::Network(format!("the Hub gave no ETag for {url}")))?;
+        // Both name folders in the cache: they must be plain hex-like names.
+        for (what, value) in [("commit", &commit), ("etag", &etag)] {
+            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(HubError::Network(format!(
+                    "the Hub sent a malformed {what}: {value:?}"
+                )));
+            }
+        }
+        let size = header("x-linked-size")
+            .or_else(|| header("content-length"))
+            .and_then(|s| s.parse().ok());
+        Ok(FileMeta { commit, etag, size })
+    }
+
+    /// Downloads `file` of `repo` at `revision` into the cache at `cache_root`
+    /// (continuing a partial download) and returns its path in the snapshot.
+    pub async fn download_file(
+        &self,
+        cache_root: &Path,
+        repo: &RepoId,
+        revision: &str,
+        file: &str,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<PathBuf> {
+        let meta = self.file_meta(repo, revision, file).await?;
+        let folder = cache_root.join(repo.cache_folder());
+        let snapshot = join_repo_file(&folder.join("snapshots").join(&meta.commit), file)?;
+        let blob = folder.join("blobs").join(&meta.etag);
+        if !blob.is_file() {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let partial = self
+                    .fetch_to_partial(repo, &meta, file, &blob, &mut progress)
+                    .await?;
+                match verify(&partial, &meta).await? {
+                    true => {
+                        rename(&partial, &blob).await?;
+                        break;
+                    }
+                    // A corrupt partial file: start again from nothing, once.
+                    false if attempt == 1 => {
+                        let _ = tokio::fs::remove_file(&partial).await;
+                    }
+                    false => {
+                        let _ = tokio::fs::remove_file(&partial).await;
+                        return Err(HubError::Network(format!(
+                            "{file} of {repo} does not match its SHA-256 after downloading it twice"
+                        )));
+                    }
+                }
+            }
+        }
+        link(&blob, &snapshot).await?;
+        if revision != meta.commit {
+            let reference = join_repo_file(&folder.join("refs"), revision)?;
+            write_file(&reference, meta.commit.as_bytes()).await?;
+        }
+        Ok(snapshot)
+    }
+
+    /// Continues `<blob>.incomplete` to the end of the file; returns its path.
+    async fn fetch_to_partial(
+        &self,
+        repo: &RepoId,
+        meta: &FileMeta,
+        file: &str,
+        blob: &Path,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<PathBuf> {
+        let partial = blob.with_file_name(format!("{}.incomplete", meta.etag));
+        create_parent(&partial).await?;
+        // Resolve by commit, so every attempt fetches the same bytes.
+        let url = self.resolve_url(repo, &meta.commit, file)?;
+        let mut failures = 0;
+        loop {
+            let have = tokio::fs::metadata(&partial)
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if meta.size == Some(have) {
+                return Ok(partial);
+            }
+            match self
+                .fetch_from(&url, &partial, have, meta.size, progress)
+                .await
+            {
+                Ok(()) => return Ok(partial),
+                Err(e @ (HubError::Network(_) | HubError::RateLimited(_)))
+                    if failures < RETRIES =>
+                {
+                    failures += 1;
+                    backoff(failures, &e).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn fetch_from(
+        &self,
+        url: &str,
+        partial: &Path,
+        have: u64,
+        total: Option<u64>,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<()> {
+        let mut request = self.authorized(self.http().get(url));
+        if have > 0 {
+            request = request.header("Range", format!("bytes={have}-"));
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| HubError::Network(format!("cannot reach the Hub: {e}")))?;
+        let status = response.status().as_u16();
+        let mut out = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(partial)
+            .await
+            .map_err(|e| io_error(partial, e))?;
+        let mut downloaded = match status {
+            // The server ignored the range: start over.
+            200 => {
+                out.set_len(0).await.map_err(|e| io_error(partial, e))?;
+                0
+            }
+            206 => have,
+            // The partial file is already whole (or longer than the file: redo it).
+            416 => {
+                out.set_len(0).await.map_err(|e| io_error(partial, e))?;
+                return Err(HubError::Network(
+                    "the partial file did not fit the file; starting over".into(),
+                ));
+            }
+            500..=599 => {
+                return Err(HubError::Network(format!(
+                    "the Hub answered {status} for {url}"
+                )));
+            }
+            _ => return Err(crate::client::status_error(status, url, None)),
+        };
+        progress(Progress { downloaded, total });
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| HubError::Network(format!("the download broke off: {e}")))?
+        {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| io_error(partial, e))?;
+            downloaded += chunk.len() as u64;
+            progress(Progress { downloaded, total });
+        }
+        out.flush().await.map_err(|e| io_error(partial, e))?;
+        Ok(())
+    }
+}
+
+async fn backoff(failures: u32, error: &HubError) {
+    let wait = match error {
+        HubError::RateLimited(Some(seconds)) => Duration::from_secs((*seconds).min(60)),
+        _ => Duration::from_millis(250 << failures.min(6)),
+    };
+    tokio::time::sleep(wait).await;
+}
+
+/// Whether the file has the content its etag promises (always true for non-LFS files).
+async fn verify(path: &Path, meta: &FileMeta) -> Result<bool> {
+    let Some(expected) = meta.sha256().map(str::to_ascii_lowercase) else {
+        return Ok(true);
+    };
+    let path = path.to_path_buf();
+    let actual = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hex(&hasher.finalize()))
+    })
+    .await
+    .map_err(|e| HubError::Network(format!("hashing failed: {e}")))?
+    .map_err(|e| HubError::File {
+        path: "download".into(),
+        message: e.to_string(),
+    })?;
+    Ok(actual == expected)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> HubError {
+    HubError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+async fn create_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io_error(parent, e))?;
+    }
+    Ok(())
+}
+
+async fn rename(from: &Path, to: &Path) -> Result<()> {
+    tokio::fs::rename(from, to)
+        .await
+        .map_err(|e| io_error(to, e))
+}
+
+async fn write_file(path: &Path, content: &[u8]) -> Result<()> {
+    create_parent(path).await?;
+    tokio::fs::write(path, content)
+        .await
+        .map_err(|e| io_error(path, e))
+}
+
+/// Points the snapshot entry at the blob: a relative link where the system
+/// has them (as huggingface_hub makes), a copy elsewhere.
+async fn link(blob: &Path, snapshot: &Path) -> Result<()> {
+    create_parent(snapshot).await?;
+    let _ = tokio::fs::remove_file(snapshot).await;
+    #[cfg(unix)]
+    {
+        let depth = snapshot
+            .strip_prefix(blob.parent().and_then(Path::parent).unwrap_or(blob))
+            .map(|p| p.components().count() - 1)
+            .unwrap_or(2);
+        let mut target = PathBuf::new();
+        for _ in 0..depth {
+            target.push("..");
+        }
+        target.push("blobs");
+        target.push(blob.file_name().unwrap_or_default());
+        tokio::fs::symlink(&target, snapshot)
+            .await
+            .map_err(|e| io_error(snapshot, e))
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::fs::copy(blob, snapshot)
+            .await
+            .map(|_| ())
+            .map_err(|e| io_error(snapshot, e))
+    }
+}
