@@ -29,6 +29,21 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Download a model into the Hugging Face cache; an interrupted download
+    /// continues where it stopped when run again.
+    Download {
+        repo: String,
+        /// A branch, tag or commit (default main).
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Only files matching these patterns (`*.ext`, `prefix*`, a name);
+        /// default: configs, safetensors weights, tokenizer and template files.
+        #[arg(long = "include", value_name = "PATTERN")]
+        include: Vec<String>,
+        /// Print one JSON line per progress event and the result.
+        #[arg(long)]
+        json: bool,
+    },
     /// A Hub model's details and capabilities.
     Info {
         repo: String,
@@ -131,6 +146,34 @@ fn models(command: ModelsCommand) -> Result<(), String> {
                         model.id, model.downloads, model.likes
                     );
                 }
+            }
+        }
+        ModelsCommand::Download {
+            repo,
+            revision,
+            include,
+            json,
+        } => {
+            let repo = RepoId::parse(&repo).map_err(|e| e.to_string())?;
+            let cache = cache()?;
+            let patterns: Vec<&str> = if include.is_empty() {
+                orchard_hub::download::DEFAULT_PATTERNS.to_vec()
+            } else {
+                include.iter().map(String::as_str).collect()
+            };
+            let mut report = ProgressReport::new(json);
+            let snapshot = block_on(async {
+                HubClient::from_env(None)?
+                    .download_model(cache.root(), &repo, &revision, &patterns, |p| {
+                        report.update(p)
+                    })
+                    .await
+            })?;
+            report.finish();
+            if json {
+                println!("{}", serde_json::json!({"done": true, "path": snapshot}));
+            } else {
+                println!("Downloaded {repo} to {}", snapshot.display());
             }
         }
         ModelsCommand::Info {
@@ -268,4 +311,78 @@ fn block_on<T>(
         .map_err(|e| format!("cannot start the async runtime: {e}"))?
         .block_on(work)
         .map_err(|e| e.to_string())
+}
+
+/// Download progress: a bar redrawn in place on a terminal, a line every few
+/// seconds otherwise, or JSON lines.
+struct ProgressReport {
+    json: bool,
+    terminal: bool,
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+}
+
+impl ProgressReport {
+    fn new(json: bool) -> Self {
+        use std::io::IsTerminal;
+        ProgressReport {
+            json,
+            terminal: std::io::stderr().is_terminal(),
+            started: std::time::Instant::now(),
+            last: None,
+        }
+    }
+
+    fn update(&mut self, p: &orchard_hub::download::ModelProgress) {
+        let now = std::time::Instant::now();
+        let every = if self.terminal { 100 } else { 2000 };
+        let done = p.downloaded >= p.total;
+        if !done
+            && self
+                .last
+                .is_some_and(|t| now.duration_since(t).as_millis() < every)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = p.downloaded as f64 / seconds;
+        let eta = if rate > 0.0 {
+            (p.total.saturating_sub(p.downloaded)) as f64 / rate
+        } else {
+            0.0
+        };
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"file": p.file, "index": p.index, "files": p.files,
+                    "downloaded": p.downloaded, "total": p.total,
+                    "bytes_per_second": rate.round(), "eta_seconds": eta.round()})
+            );
+            return;
+        }
+        let percent = (p.downloaded * 100).checked_div(p.total).unwrap_or(100);
+        let line = format!(
+            "[{}/{}] {} {:>3}% {}/{} MiB {:.1} MiB/s ETA {:.0}s",
+            p.index,
+            p.files,
+            p.file,
+            percent,
+            p.downloaded >> 20,
+            p.total >> 20,
+            rate / 1048576.0,
+            eta
+        );
+        if self.terminal {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if self.terminal && !self.json {
+            eprintln!();
+        }
+    }
 }

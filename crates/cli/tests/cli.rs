@@ -247,6 +247,8 @@ fn tiny_hub() -> String {
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                 line.clear();
             }
+            let config = r#"{"model_type": "llama"}"#;
+            let mut extra = String::new();
             let (status, body) = if request_line.starts_with("GET /api/models?") {
                 assert!(
                     request_line.contains("author=mlx-community"),
@@ -256,14 +258,37 @@ fn tiny_hub() -> String {
                     "200 OK",
                     r#"[{"id": "mlx-community/Tiny-4bit", "downloads": 42, "likes": 3}]"#,
                 )
+            } else if request_line
+                .starts_with("GET /api/models/mlx-community/Tiny-4bit/revision/main")
+            {
+                (
+                    "200 OK",
+                    r#"{"id": "mlx-community/Tiny-4bit", "sha": "c0ffee01", "siblings": [{"rfilename": "config.json", "size": 23}, {"rfilename": "model.bin", "size": 9}]}"#,
+                )
+            } else if request_line.contains(" /mlx-community/Tiny-4bit/resolve/")
+                && request_line.contains("/config.json ")
+            {
+                extra = "X-Repo-Commit: c0ffee01\r\nETag: \"0123abcd\"\r\n".into();
+                (
+                    "200 OK",
+                    if request_line.starts_with("HEAD") {
+                        ""
+                    } else {
+                        config
+                    },
+                )
             } else {
                 ("404 Not Found", "")
+            };
+            let length = if request_line.starts_with("HEAD") {
+                config.len()
+            } else {
+                body.len()
             };
             let mut stream = stream;
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
             );
         }
     });
@@ -295,4 +320,39 @@ fn models_search_and_info_talk_to_hf_endpoint() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such model"));
     let bad_sort = run(&["models", "search", "--sort", "random"]);
     assert!(String::from_utf8_lossy(&bad_sort.stderr).contains("use downloads, likes"));
+}
+
+#[test]
+fn models_download_fetches_the_needed_files_into_the_cache() {
+    let hub = tiny_hub();
+    let cache = tempfile::tempdir().expect("tempdir");
+    let output = orchard()
+        .args(["models", "download", "mlx-community/Tiny-4bit", "--json"])
+        .env("HF_ENDPOINT", &hub)
+        .env("HF_HUB_CACHE", cache.path())
+        .output()
+        .expect("run orchard models download");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a result line")).expect("json");
+    assert_eq!(last["done"], true);
+    let progress: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("progress")).expect("json");
+    assert_eq!(progress["file"], "config.json");
+    let snapshot = cache
+        .path()
+        .join("models--mlx-community--Tiny-4bit/snapshots/c0ffee01");
+    assert_eq!(
+        std::fs::read_to_string(snapshot.join("config.json")).expect("downloaded"),
+        r#"{"model_type": "llama"}"#
+    );
+    // model.bin is not a file a model needs by default.
+    assert!(!snapshot.join("model.bin").exists());
+    let bad = orchard()
+        .args(["models", "download", "../x"])
+        .env("HF_ENDPOINT", &hub)
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a Hugging Face repo id"));
 }

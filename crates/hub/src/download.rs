@@ -324,3 +324,114 @@ async fn link(blob: &Path, snapshot: &Path) -> Result<()> {
             .map_err(|e| io_error(snapshot, e))
     }
 }
+
+/// The files a model needs by default: configs, weights, tokenizer and template.
+pub const DEFAULT_PATTERNS: &[&str] = &[
+    "*.json",
+    "*.safetensors",
+    "*.jinja",
+    "*.txt",
+    "*.model",
+    "*.tiktoken",
+    "README.md",
+];
+
+/// Whether `name` matches one of `patterns` (`*.ext`, `prefix*` or an exact name).
+pub fn matches_patterns(name: &str, patterns: &[&str]) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    patterns
+        .iter()
+        .any(|p| match (p.strip_prefix('*'), p.strip_suffix('*')) {
+            (Some(suffix), _) => base.ends_with(suffix),
+            (None, Some(prefix)) => base.starts_with(prefix),
+            (None, None) => base == *p || name == *p,
+        })
+}
+
+/// Progress of a whole model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelProgress {
+    pub file: String,
+    /// 1-based index of the file among `files`.
+    pub index: usize,
+    pub files: usize,
+    /// This file's progress.
+    pub progress: Progress,
+    /// All files: bytes on disk so far, and the total.
+    pub downloaded: u64,
+    pub total: u64,
+}
+
+impl HubClient {
+    /// Downloads the files of `repo` at `revision` that match `patterns`, one
+    /// after another, resuming any partial file; returns the snapshot folder.
+    pub async fn download_model(
+        &self,
+        cache_root: &Path,
+        repo: &RepoId,
+        revision: &str,
+        patterns: &[&str],
+        mut progress: impl FnMut(&ModelProgress),
+    ) -> Result<PathBuf> {
+        let info = self.model_info(repo, Some(revision)).await?;
+        let files: Vec<&crate::client::RepoFile> = info
+            .files
+            .iter()
+            .filter(|f| matches_patterns(&f.name, patterns))
+            .collect();
+        if files.is_empty() {
+            return Err(HubError::NotFound(format!(
+                "{repo} has no files matching {}",
+                patterns.join(", ")
+            )));
+        }
+        let total: u64 = files.iter().filter_map(|f| f.size).sum();
+        let mut finished = 0u64;
+        let mut snapshot = None;
+        for (i, file) in files.iter().enumerate() {
+            let path = self
+                .download_file(cache_root, repo, revision, &file.name, |p| {
+                    progress(&ModelProgress {
+                        file: file.name.clone(),
+                        index: i + 1,
+                        files: files.len(),
+                        progress: p,
+                        downloaded: finished + p.downloaded,
+                        total,
+                    })
+                })
+                .await?;
+            finished += file.size.unwrap_or(0);
+            // The snapshot folder: the path less the file's own components.
+            let depth = Path::new(&file.name).components().count();
+            snapshot = path.ancestors().nth(depth).map(Path::to_path_buf);
+        }
+        snapshot.ok_or_else(|| HubError::NotFound(format!("{repo}: nothing was downloaded")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_pick_what_a_model_needs() {
+        for name in [
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "chat_template.jinja",
+            "sub/tokenizer.json",
+        ] {
+            assert!(matches_patterns(name, DEFAULT_PATTERNS), "{name}");
+        }
+        for name in [
+            "pytorch_model.bin",
+            "model.gguf",
+            "original/consolidated.pth",
+            ".gitattributes",
+        ] {
+            assert!(!matches_patterns(name, DEFAULT_PATTERNS), "{name}");
+        }
+        assert!(matches_patterns("tokenizer.json", &["tokenizer*"]));
+    }
+}

@@ -90,13 +90,8 @@ async fn info(
             "sha": "0123456789abcdef0123456789abcdef01234567",
             "downloads": 500, "likes": 5, "lastModified": "2026-10-01T00:00:00.000Z",
             "tags": ["mlx", "safetensors", "llama"], "pipeline_tag": "text-generation",
-            "cardData": {"license": "apache-2.0"}, "gated": false, "usedStorage": 76_000_123u64,
-            "siblings": [
-                {"rfilename": "config.json", "size": 1000},
-                {"rfilename": "model.safetensors", "size": 76_000_000u64,
-                 "lfs": {"sha256": "a".repeat(64), "size": 76_000_000u64}},
-                {"rfilename": "README.md", "size": 123},
-            ],
+            "cardData": {"license": "apache-2.0"}, "gated": false, "usedStorage": repo_files().iter().map(|(_, c)| c.len()).sum::<usize>(),
+            "siblings": siblings(),
         }))
         .into_response(),
         ("private", _) if !headers.contains_key(header::AUTHORIZATION) => {
@@ -114,6 +109,20 @@ async fn info(
         }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The repo's files as the Hub lists them, LFS metadata on the weights.
+fn siblings() -> Vec<Value> {
+    repo_files()
+        .into_iter()
+        .map(|(name, content)| {
+            let mut entry = json!({"rfilename": name, "size": content.len()});
+            if name.ends_with(".safetensors") {
+                entry["lfs"] = json!({"sha256": sha256_hex(&content), "size": content.len()});
+            }
+            entry
+        })
+        .collect()
 }
 
 /// The commit every revision of the fake repo resolves to.
@@ -340,7 +349,8 @@ async fn model_details_files_sizes_and_readme() {
     let client = HubClient::new(&hub.base, None).expect("client");
     let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
     let info = client.model_info(&repo, None).await.expect("info");
-    assert_eq!(info.total_size, 76_000_123);
+    let all: usize = repo_files().iter().map(|(_, c)| c.len()).sum();
+    assert_eq!(info.total_size, all as u64);
     assert_eq!(info.license.as_deref(), Some("apache-2.0"));
     assert!(!info.gated);
     let weights = info
@@ -348,8 +358,11 @@ async fn model_details_files_sizes_and_readme() {
         .iter()
         .find(|f| f.name == "model.safetensors")
         .expect("weights");
-    assert_eq!(weights.size, Some(76_000_000));
-    assert_eq!(weights.sha256.as_deref(), Some("a".repeat(64).as_str()));
+    assert_eq!(weights.size, Some(300_000));
+    assert_eq!(
+        weights.sha256.as_deref(),
+        Some(sha256_hex(&self::weights()).as_str())
+    );
     let readme = client
         .file_text(&repo, None, "README.md")
         .await
@@ -410,7 +423,7 @@ async fn capabilities_of_a_remote_model_from_its_small_files() {
     let caps = orchard_hub::capabilities::detect(&files, &["llama"]);
     assert_eq!(caps.model_type.as_deref(), Some("llama"));
     assert!(caps.supported);
-    assert_eq!(caps.weight_bytes, 76_000_000);
+    assert_eq!(caps.weight_bytes, 300_000);
     assert!(caps.tool_use, "the README tags it function-calling");
     assert_eq!(caps.context_length, Some(8192));
 }
@@ -578,5 +591,49 @@ async fn huggingface_hub_reads_the_download_offline() {
     assert!(
         stdout.contains(&format!("model.safetensors {}", sha256_hex(&weights()))),
         "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_whole_model_downloads_with_progress_over_all_files() {
+    let hub = start_hub().await;
+    let cache = tempfile::tempdir().expect("cache");
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let mut events = Vec::new();
+    let snapshot = client
+        .download_model(
+            cache.path(),
+            &repo,
+            "main",
+            orchard_hub::download::DEFAULT_PATTERNS,
+            |p| events.push(p.clone()),
+        )
+        .await
+        .expect("download");
+    assert!(snapshot.ends_with(format!("snapshots/{COMMIT}")));
+    let mut names: Vec<String> = std::fs::read_dir(&snapshot)
+        .expect("snapshot")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["README.md", "config.json", "model.safetensors"]);
+    assert_eq!(
+        std::fs::read(snapshot.join("model.safetensors")).expect("read"),
+        weights()
+    );
+    let last = events.last().expect("progress");
+    assert_eq!((last.index, last.files), (3, 3));
+    assert_eq!(last.downloaded, last.total);
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].downloaded <= w[1].downloaded)
+    );
+    // The capabilities of what was downloaded.
+    let files = orchard_hub::capabilities::ModelFiles::read_dir(&snapshot).expect("files");
+    assert_eq!(
+        orchard_hub::capabilities::detect(&files, &["llama"]).weight_bytes,
+        300_000
     );
 }
