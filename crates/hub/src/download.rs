@@ -386,6 +386,7 @@ impl HubClient {
             )));
         }
         let total: u64 = files.iter().filter_map(|f| f.size).sum();
+        check_free_space(cache_root, repo, total)?;
         let mut finished = 0u64;
         let mut snapshot = None;
         for (i, file) in files.iter().enumerate() {
@@ -410,9 +411,67 @@ impl HubClient {
     }
 }
 
+/// Refuses a download that cannot fit, before fetching anything. Blobs
+/// already complete and bytes of partial files count as done.
+fn check_free_space(cache_root: &Path, repo: &RepoId, total: u64) -> Result<()> {
+    let blobs = cache_root.join(repo.cache_folder()).join("blobs");
+    let on_disk: u64 = std::fs::read_dir(&blobs)
+        .map(|read| {
+            read.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let need = total.saturating_sub(on_disk);
+    // The nearest existing folder: the cache itself may not exist yet.
+    let probe = cache_root
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(cache_root);
+    match free_space(probe) {
+        Some(free) if free < need => Err(HubError::DiskFull {
+            path: probe.display().to_string(),
+            need_mib: need.div_ceil(1 << 20),
+            free_mib: free >> 20,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes available to this user on the file system holding `path`.
+#[cfg(unix)]
+fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stats` points to
+    // writable memory of the right type; statvfs fills it when it returns 0.
+    let status = unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) };
+    if status != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it initialised `stats`.
+    let stats = unsafe { stats.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Some(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+/// Without statvfs the check is skipped.
+#[cfg(not(unix))]
+fn free_space(_path: &Path) -> Option<u64> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_space_is_read() {
+        let free = free_space(Path::new("/")).expect("statvfs works here");
+        assert!(free > 0);
+    }
 
     #[test]
     fn patterns_pick_what_a_model_needs() {

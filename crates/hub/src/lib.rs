@@ -33,6 +33,15 @@ pub enum HubError {
     /// The Hub could not be reached, or answered with something unusable.
     #[error("{0}")]
     Network(String),
+    /// Not enough free disk space for a download.
+    #[error(
+        "the download needs {need_mib} MiB but only {free_mib} MiB are free at {path}; free some space or choose fewer files"
+    )]
+    DiskFull {
+        path: String,
+        need_mib: u64,
+        free_mib: u64,
+    },
     /// A model file exists but cannot be read as expected.
     #[error("{path}: {message}")]
     File { path: String, message: String },

@@ -99,6 +99,10 @@ async fn info(
         }
         ("private", _) => axum::Json(json!({"id": "private/x", "siblings": []})).into_response(),
         ("gated", _) => StatusCode::FORBIDDEN.into_response(),
+        // A model larger than any disk here.
+        ("huge", _) => axum::Json(json!({"id": "huge/x", "siblings": [
+            {"rfilename": "model.safetensors", "size": 1u64 << 60}]}))
+        .into_response(),
         ("busy", _) => {
             (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")]).into_response()
         }
@@ -635,5 +639,29 @@ async fn a_whole_model_downloads_with_progress_over_all_files() {
     assert_eq!(
         orchard_hub::capabilities::detect(&files, &["llama"]).weight_bytes,
         300_000
+    );
+}
+
+#[tokio::test]
+async fn a_model_larger_than_the_free_space_is_refused_up_front() {
+    let hub = start_hub().await;
+    let cache = tempfile::tempdir().expect("cache");
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("huge/x").expect("id");
+    let err = client
+        .download_model(
+            cache.path(),
+            &repo,
+            "main",
+            orchard_hub::download::DEFAULT_PATTERNS,
+            |_| {},
+        )
+        .await
+        .expect_err("too big");
+    assert!(matches!(err, HubError::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("MiB are free"), "{err}");
+    assert!(
+        hub.ranges.lock().expect("lock").is_empty(),
+        "nothing was fetched"
     );
 }
