@@ -85,6 +85,8 @@ struct Listed {
     id: String,
     revisions: Vec<String>,
     size_on_disk: u64,
+    /// Seconds since the Unix epoch when a file of the model was last read.
+    last_used: Option<u64>,
     capabilities: Option<Capabilities>,
 }
 
@@ -199,6 +201,7 @@ fn models(command: ModelsCommand) -> Result<(), String> {
                     id: info.id.clone(),
                     revisions: info.sha.iter().cloned().collect(),
                     size_on_disk: info.total_size,
+                    last_used: None,
                     capabilities: Some(capabilities),
                 };
                 println!("{}  {}", info.id, describe(&listed));
@@ -228,6 +231,10 @@ fn models(command: ModelsCommand) -> Result<(), String> {
                     id: model.repo.to_string(),
                     revisions: model.revisions.iter().map(|r| r.commit.clone()).collect(),
                     size_on_disk: model.size_on_disk,
+                    last_used: model
+                        .last_accessed
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs()),
                     capabilities: model
                         .current()
                         .and_then(|r| ModelFiles::read_dir(&r.dir).ok())
