@@ -1,5 +1,7 @@
 //! Helpers shared by the cross-crate tests: deterministic inputs and plain-Rust
-//! reference maths to check MLX against.
+//! reference maths to check MLX against, and a fake Hugging Face Hub.
+
+pub mod fake_hub;
 
 /// Deterministic pseudo-random numbers in [-1, 1) (a 64-bit LCG), so that every
 /// run and every machine checks the same inputs.

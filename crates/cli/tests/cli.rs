@@ -357,111 +357,17 @@ fn models_download_fetches_the_needed_files_into_the_cache() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a Hugging Face repo id"));
 }
 
-/// A Hub whose file host sends one LFS file slowly (64 KiB every 50 ms) and
-/// records the Range header of each fetch.
-fn slow_hub(
-    content: std::sync::Arc<Vec<u8>>,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
-) {
-    use sha2::Digest;
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let ranges = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sha: String = sha2::Sha256::digest(content.as_slice())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let seen = std::sync::Arc::clone(&ranges);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (content, seen, sha) = (
-                std::sync::Arc::clone(&content),
-                std::sync::Arc::clone(&seen),
-                sha.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut request_line = String::new();
-                let _ = reader.read_line(&mut request_line);
-                let mut range = None;
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                        range = value.trim().trim_end_matches('-').parse::<usize>().ok();
-                    }
-                    line.clear();
-                }
-                let mut stream = stream;
-                let path = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_string();
-                if path.starts_with("/api/models/org/big/revision/main") {
-                    let body = format!(
-                        r#"{{"id": "org/big", "siblings": [{{"rfilename": "model.safetensors", "size": {}}}]}}"#,
-                        content.len()
-                    );
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                } else if path.starts_with("/org/big/resolve/") {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 302 Found\r\nLocation: /files/model.safetensors\r\nX-Repo-Commit: feed01\r\nX-Linked-Etag: \"{sha}\"\r\nX-Linked-Size: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                        content.len()
-                    );
-                } else if path == "/files/model.safetensors" {
-                    seen.lock()
-                        .expect("lock")
-                        .push(range.map(|r| format!("bytes={r}-")));
-                    let start = range.unwrap_or(0);
-                    let head = match range {
-                        Some(r) => format!(
-                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {r}-{}/{}\r\n",
-                            content.len() - 1,
-                            content.len()
-                        ),
-                        None => "HTTP/1.1 200 OK\r\n".to_string(),
-                    };
-                    let _ = write!(
-                        stream,
-                        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                        content.len() - start
-                    );
-                    for chunk in content[start..].chunks(64 << 10) {
-                        if stream.write_all(chunk).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(50));
-                    }
-                } else {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                }
-            });
-        }
-    });
-    (base, ranges)
-}
-
 /// The process is killed mid-file; run again, the download continues from the
 /// bytes on disk and ends with the right SHA-256.
 #[test]
 fn a_killed_download_resumes_where_it_stopped() {
     use sha2::Digest;
-    let content: Vec<u8> = (0..1_600_000u32)
-        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
-        .collect();
-    let content = std::sync::Arc::new(content);
-    let (hub, ranges) = slow_hub(std::sync::Arc::clone(&content));
+    let fake = orchard_tests::fake_hub::FakeHub::start(
+        "org/big",
+        orchard_tests::fake_hub::FakeHub::weights(1_600_000),
+        std::time::Duration::from_millis(50),
+    );
+    let (hub, ranges, content) = (fake.base.clone(), fake.ranges.clone(), fake.content.clone());
     let cache = tempfile::tempdir().expect("tempdir");
     let download = || {
         let mut command = orchard();

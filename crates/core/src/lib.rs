@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod chat;
 pub mod doctor;
+pub mod downloads;
 pub mod error;
 pub mod generation;
 pub mod manager;

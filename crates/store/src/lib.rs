@@ -1,8 +1,9 @@
 //! Orchard's state in one SQLite file (`orchard.db` in the data directory):
-//! settings, API keys and registered model folders. Schema changes are numbered files in `migrations/`
+//! settings, API keys, registered model folders and downloads. Schema changes are numbered files in `migrations/`
 //! that are only ever added; [`Store::open`] applies the ones a file lacks.
 
 mod api_keys;
+mod downloads;
 mod local_models;
 mod settings;
 
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use api_keys::{ApiKeyInfo, NewApiKey};
+pub use downloads::{DOWNLOAD_STATES, DownloadRecord};
 pub use local_models::LocalModel;
 pub use settings::Settings;
 
@@ -19,6 +21,7 @@ pub use settings::Settings;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_local_models.sql"),
+    include_str!("../migrations/0003_downloads.sql"),
 ];
 
 /// What can go wrong with the store.
