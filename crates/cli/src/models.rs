@@ -67,6 +67,9 @@ pub enum ModelsCommand {
         /// Only this revision (commit hash).
         #[arg(long)]
         revision: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Register a model folder outside the cache; servers then offer it by name.
     Add {
@@ -133,7 +136,11 @@ fn models(command: ModelsCommand) -> Result<(), String> {
                 limit,
                 ..SearchQuery::default()
             };
-            let page = block_on(async { HubClient::from_env(None)?.search(&query).await })?;
+            let page = block_on(async {
+                HubClient::from_env(orchard_hub::client::read_token())?
+                    .search(&query)
+                    .await
+            })?;
             if json {
                 println!(
                     "{}",
@@ -165,7 +172,7 @@ fn models(command: ModelsCommand) -> Result<(), String> {
             };
             let mut report = ProgressReport::new(json);
             let snapshot = block_on(async {
-                HubClient::from_env(None)?
+                HubClient::from_env(orchard_hub::client::read_token())?
                     .download_model(cache.root(), &repo, &revision, &patterns, |p| {
                         report.update(p)
                     })
@@ -185,7 +192,7 @@ fn models(command: ModelsCommand) -> Result<(), String> {
         } => {
             let repo = RepoId::parse(&repo).map_err(|e| e.to_string())?;
             let (info, capabilities) = block_on(async {
-                let client = HubClient::from_env(None)?;
+                let client = HubClient::from_env(orchard_hub::client::read_token())?;
                 let info = client.model_info(&repo, revision.as_deref()).await?;
                 let files = client.model_files(&repo, &info).await?;
                 Ok::<_, orchard_hub::HubError>((info, detect(&files, &supported())))
@@ -252,13 +259,24 @@ fn models(command: ModelsCommand) -> Result<(), String> {
                 }
             }
         }
-        ModelsCommand::Rm { repo, revision } => {
+        ModelsCommand::Rm {
+            repo,
+            revision,
+            json,
+        } => {
             let cache = cache()?;
             let repo = RepoId::parse(&repo).map_err(|e| e.to_string())?;
             let freed = cache
                 .delete(&repo, revision.as_deref())
                 .map_err(|e| e.to_string())?;
-            println!("Deleted {repo}; freed {} MiB.", freed >> 20);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"deleted": repo, "freed_bytes": freed})
+                );
+            } else {
+                println!("Deleted {repo}; freed {} MiB.", freed >> 20);
+            }
         }
         ModelsCommand::Add { path, name } => {
             let mut catalog = orchard_core::catalog::Catalog::new();

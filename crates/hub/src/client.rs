@@ -138,6 +138,8 @@ pub struct HubClient {
     /// For HEAD requests, whose first answer carries the file's metadata.
     no_redirect: reqwest::Client,
     token: Option<String>,
+    /// No network calls at all (`HF_HUB_OFFLINE`).
+    offline: bool,
     /// Answers by URL, reused for [`CACHE_TTL`].
     cache: Mutex<HashMap<String, Cached>>,
 }
@@ -149,7 +151,14 @@ impl HubClient {
             .ok()
             .filter(|e| !e.is_empty())
             .unwrap_or_else(|| DEFAULT_ENDPOINT.into());
-        HubClient::new(&endpoint, token)
+        let mut client = HubClient::new(&endpoint, token)?;
+        client.offline = offline_from_env();
+        Ok(client)
+    }
+
+    /// Refuses every network call, as `HF_HUB_OFFLINE=1` asks.
+    pub fn set_offline(&mut self, offline: bool) {
+        self.offline = offline;
     }
 
     pub fn new(endpoint: &str, token: Option<String>) -> Result<HubClient> {
@@ -179,6 +188,7 @@ impl HubClient {
             http,
             no_redirect,
             token,
+            offline: false,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -365,12 +375,26 @@ impl HubClient {
         Ok(self.get_cached(&url).await?.0)
     }
 
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    pub(crate) fn check_online(&self) -> Result<()> {
+        if self.offline {
+            return Err(HubError::Network(
+                "offline mode (HF_HUB_OFFLINE) is on: the Hub is not asked; use models already in the cache".into(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn get_cached(&self, url: &str) -> Result<(String, Option<String>)> {
         if let Some(hit) = self.cache_lock().get(url)
             && hit.at.elapsed() < CACHE_TTL
         {
             return Ok((hit.body.clone(), hit.next.clone()));
         }
+        self.check_online()?;
         let response = self
             .authorized(self.http.get(url))
             .send()
@@ -438,6 +462,7 @@ impl HubClient {
         &self,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
+        self.check_online()?;
         let mut failures = 0u32;
         loop {
             let outcome = self.authorized(make()).send().await;
@@ -458,6 +483,37 @@ impl HubClient {
     fn cache_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `HF_HUB_OFFLINE` set to 1, true or yes.
+fn offline_from_env() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// The Hugging Face token, where `huggingface_hub` keeps it: `HF_TOKEN`, else
+/// the `token` file in `HF_HOME` (default `~/.cache/huggingface`).
+pub fn read_token() -> Option<String> {
+    let home = std::env::var_os("HF_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".cache").join("huggingface")));
+    token_from(std::env::var("HF_TOKEN").ok(), home.as_deref())
+}
+
+fn token_from(variable: Option<String>, hf_home: Option<&std::path::Path>) -> Option<String> {
+    if let Some(token) = variable.filter(|t| !t.trim().is_empty()) {
+        return Some(token.trim().to_string());
+    }
+    let token = std::fs::read_to_string(hf_home?.join("token")).ok()?;
+    let token = token.trim();
+    (!token.is_empty()).then(|| token.to_string())
 }
 
 /// Revisions are branch names, tags or commit hashes: no slashes that climb, no spaces.
@@ -527,5 +583,24 @@ mod tests {
             assert!(check_revision(bad).is_err(), "{bad}");
         }
         assert!(HubClient::new("ftp://x", None).is_err());
+    }
+
+    #[test]
+    fn the_token_comes_from_hf_token_then_the_token_file() {
+        let home = tempfile::tempdir().expect("tmp");
+        assert_eq!(token_from(None, Some(home.path())), None);
+        std::fs::write(home.path().join("token"), "hf_file\n").expect("write");
+        assert_eq!(
+            token_from(None, Some(home.path())).as_deref(),
+            Some("hf_file")
+        );
+        assert_eq!(
+            token_from(Some(" hf_env ".into()), Some(home.path())).as_deref(),
+            Some("hf_env")
+        );
+        assert_eq!(
+            token_from(Some(String::new()), Some(home.path())).as_deref(),
+            Some("hf_file")
+        );
     }
 }

@@ -180,6 +180,7 @@ impl HubClient {
         total: Option<u64>,
         progress: &mut impl FnMut(Progress),
     ) -> Result<()> {
+        self.check_online()?;
         let mut request = self.authorized(self.http().get(url));
         if have > 0 {
             request = request.header("Range", format!("bytes={have}-"));
@@ -373,6 +374,18 @@ impl HubClient {
         patterns: &[&str],
         mut progress: impl FnMut(&ModelProgress),
     ) -> Result<PathBuf> {
+        if self.is_offline() {
+            // Offline, a model already in the cache is the answer; nothing is fetched.
+            let cached = crate::HubCache::new(cache_root).model(repo).and_then(|m| {
+                m.revisions
+                    .into_iter()
+                    .find(|r| r.commit == revision || r.refs.iter().any(|name| name == revision))
+            });
+            return match cached {
+                Some(revision) => Ok(revision.dir),
+                None => self.check_online().map(|()| PathBuf::new()),
+            };
+        }
         let info = self.model_info(repo, Some(revision)).await?;
         let files: Vec<&crate::client::RepoFile> = info
             .files

@@ -665,3 +665,48 @@ async fn a_model_larger_than_the_free_space_is_refused_up_front() {
         "nothing was fetched"
     );
 }
+
+#[tokio::test]
+async fn offline_mode_uses_the_cache_and_never_asks_the_hub() {
+    let hub = start_hub().await;
+    let cache = tempfile::tempdir().expect("cache");
+    let mut client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let online = client
+        .download_model(
+            cache.path(),
+            &repo,
+            "main",
+            orchard_hub::download::DEFAULT_PATTERNS,
+            |_| {},
+        )
+        .await
+        .expect("download");
+    client.set_offline(true);
+    let hits = hub.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let offline = client
+        .download_model(
+            cache.path(),
+            &repo,
+            "main",
+            orchard_hub::download::DEFAULT_PATTERNS,
+            |_| {},
+        )
+        .await
+        .expect("served from the cache");
+    assert_eq!(offline, online);
+    assert_eq!(hub.hits.load(std::sync::atomic::Ordering::SeqCst), hits);
+    let other = RepoId::parse("mlx-community/Qwen3-4B-4bit").expect("id");
+    let err = client
+        .download_model(
+            cache.path(),
+            &other,
+            "main",
+            orchard_hub::download::DEFAULT_PATTERNS,
+            |_| {},
+        )
+        .await
+        .expect_err("not cached");
+    assert!(err.to_string().contains("offline mode"), "{err}");
+    assert!(client.search(&SearchQuery::default()).await.is_err());
+}
