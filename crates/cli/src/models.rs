@@ -5,10 +5,12 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use orchard_core::downloads::{DownloadEvent, DownloadManager};
 use orchard_hub::capabilities::{Capabilities, ModelFiles, detect};
 use orchard_hub::client::{HubClient, SearchQuery, Sort};
 use orchard_hub::{HubCache, RepoId};
 use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -38,6 +40,7 @@ pub enum ModelsCommand {
         revision: String,
         /// Only files matching these patterns (`*.ext`, `prefix*`, a name);
         /// default: configs, safetensors weights, tokenizer and template files.
+        /// The download is recorded in Orchard's database, as the app's are.
         #[arg(long = "include", value_name = "PATTERN")]
         include: Vec<String>,
         /// Print one JSON line per progress event and the result.
@@ -165,20 +168,40 @@ fn models(command: ModelsCommand) -> Result<(), String> {
         } => {
             let repo = RepoId::parse(&repo).map_err(|e| e.to_string())?;
             let cache = cache()?;
-            let patterns: Vec<&str> = if include.is_empty() {
-                orchard_hub::download::DEFAULT_PATTERNS.to_vec()
-            } else {
-                include.iter().map(String::as_str).collect()
-            };
+            let store = orchard_core::paths::open_store()?;
             let mut report = ProgressReport::new(json);
-            let snapshot = block_on(async {
-                HubClient::from_env(orchard_hub::client::read_token())?
-                    .download_model(cache.root(), &repo, &revision, &patterns, |p| {
-                        report.update(p)
-                    })
-                    .await
+            let outcome = block_on(async {
+                let client = HubClient::from_env(orchard_hub::client::read_token())?;
+                let downloads = DownloadManager::new(store, client, cache.root().to_path_buf());
+                let mut events = downloads.subscribe();
+                downloads
+                    .start(repo.as_str(), &revision, &include)
+                    .map_err(|e| orchard_hub::HubError::Invalid(e.to_string()))?;
+                loop {
+                    match events.recv().await {
+                        Ok(event) if event.state == "running" && event.file.is_some() => {
+                            report.update(&event)
+                        }
+                        Ok(event) if event.state == "done" => return Ok(Ok(())),
+                        Ok(event) if event.state == "failed" => {
+                            return Ok(Err(event.error.unwrap_or_default()));
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return Ok(Err("the download stopped".into())),
+                    }
+                }
             })?;
             report.finish();
+            outcome?;
+            let snapshot = cache
+                .model(&repo)
+                .and_then(|m| {
+                    m.revisions
+                        .into_iter()
+                        .find(|r| r.commit == revision || r.refs.contains(&revision))
+                })
+                .map(|r| r.dir)
+                .ok_or("the download finished but its snapshot is missing")?;
             if json {
                 println!("{}", serde_json::json!({"done": true, "path": snapshot}));
             } else {
@@ -358,7 +381,7 @@ impl ProgressReport {
         }
     }
 
-    fn update(&mut self, p: &orchard_hub::download::ModelProgress) {
+    fn update(&mut self, p: &DownloadEvent) {
         let now = std::time::Instant::now();
         let every = if self.terminal { 100 } else { 2000 };
         let done = p.downloaded >= p.total;
@@ -377,22 +400,19 @@ impl ProgressReport {
         } else {
             0.0
         };
+        let file = p.file.as_deref().unwrap_or("");
         if self.json {
             println!(
                 "{}",
-                serde_json::json!({"file": p.file, "index": p.index, "files": p.files,
-                    "downloaded": p.downloaded, "total": p.total,
+                serde_json::json!({"file": file, "file_downloaded": p.file_downloaded,
+                    "file_total": p.file_total, "downloaded": p.downloaded, "total": p.total,
                     "bytes_per_second": rate.round(), "eta_seconds": eta.round()})
             );
             return;
         }
         let percent = (p.downloaded * 100).checked_div(p.total).unwrap_or(100);
         let line = format!(
-            "[{}/{}] {} {:>3}% {}/{} MiB {:.1} MiB/s ETA {:.0}s",
-            p.index,
-            p.files,
-            p.file,
-            percent,
+            "{file} {percent:>3}% {}/{} MiB {:.1} MiB/s ETA {:.0}s",
             p.downloaded >> 20,
             p.total >> 20,
             rate / 1048576.0,

@@ -329,6 +329,7 @@ fn models_download_fetches_the_needed_files_into_the_cache() {
     let output = orchard()
         .args(["models", "download", "mlx-community/Tiny-4bit", "--json"])
         .env("HF_ENDPOINT", &hub)
+        .env("ORCHARD_HOME", cache.path().join("orchard"))
         .env("HF_HUB_CACHE", cache.path())
         .output()
         .expect("run orchard models download");
@@ -374,6 +375,7 @@ fn a_killed_download_resumes_where_it_stopped() {
         command
             .args(["models", "download", "org/big"])
             .env("HF_ENDPOINT", &hub)
+            .env("ORCHARD_HOME", cache.path().join("orchard"))
             .env("HF_HUB_CACHE", cache.path());
         command
     };
@@ -406,6 +408,13 @@ fn a_killed_download_resumes_where_it_stopped() {
 
     let output = download().output().expect("run again");
     assert!(output.status.success(), "{output:?}");
+    // The download is recorded in Orchard's database, as the app's are.
+    let db = orchard_store::Store::open(&cache.path().join("orchard/orchard.db")).expect("db");
+    let record = db.download("org/big").expect("read").expect("recorded");
+    assert_eq!(
+        (record.state.as_str(), record.downloaded),
+        ("done", content.len() as u64)
+    );
     let file = cache
         .path()
         .join("models--org--big/snapshots/feed01/model.safetensors");

@@ -24,8 +24,11 @@ pub struct DownloadEvent {
     pub repo: String,
     /// queued, running, paused, done, failed or cancelled.
     pub state: String,
-    /// The file being fetched, while running.
+    /// The file being fetched, while running, and its own progress.
     pub file: Option<String>,
+    pub file_downloaded: u64,
+    pub file_total: Option<u64>,
+    /// All the download's files: bytes so far and in total.
     pub downloaded: u64,
     pub total: u64,
     pub error: Option<String>,
@@ -109,7 +112,7 @@ impl DownloadManager {
         self.inner
             .store
             .put_download(repo.as_str(), revision, &patterns, "running")?;
-        self.emit(repo.as_str(), "running", None, 0, 0, None);
+        self.emit(repo.as_str(), "running", 0, 0, None);
         let manager = self.clone();
         let revision = revision.to_string();
         let key = repo.to_string();
@@ -181,7 +184,7 @@ impl DownloadManager {
         }
         if record.state != "done" {
             self.inner.store.set_download_state(repo, state, None)?;
-            self.emit(repo, state, None, record.downloaded, record.total, None);
+            self.emit(repo, state, record.downloaded, record.total, None);
         }
         Ok(())
     }
@@ -201,14 +204,16 @@ impl DownloadManager {
                 &patterns,
                 |p: &ModelProgress| {
                     last = (p.downloaded, p.total);
-                    self.emit(
-                        &key,
-                        "running",
-                        Some(p.file.clone()),
-                        p.downloaded,
-                        p.total,
-                        None,
-                    );
+                    let _ = self.inner.events.send(DownloadEvent {
+                        repo: key.clone(),
+                        state: "running".into(),
+                        file: Some(p.file.clone()),
+                        file_downloaded: p.progress.downloaded,
+                        file_total: p.progress.total,
+                        downloaded: p.downloaded,
+                        total: p.total,
+                        error: None,
+                    });
                     if saved.elapsed() >= SAVE_EVERY {
                         saved = Instant::now();
                         let _ = self
@@ -232,23 +237,18 @@ impl DownloadManager {
             tracing::error!(repo = %key, error = %e, "cannot record the download's end");
         }
         self.running().remove(&key);
-        self.emit(&key, state, None, last.0, last.1, error);
+        self.emit(&key, state, last.0, last.1, error);
     }
 
-    fn emit(
-        &self,
-        repo: &str,
-        state: &str,
-        file: Option<String>,
-        downloaded: u64,
-        total: u64,
-        error: Option<String>,
-    ) {
+    /// A state change, with the download's totals.
+    fn emit(&self, repo: &str, state: &str, downloaded: u64, total: u64, error: Option<String>) {
         // No subscribers is fine.
         let _ = self.inner.events.send(DownloadEvent {
             repo: repo.to_string(),
             state: state.to_string(),
-            file,
+            file: None,
+            file_downloaded: 0,
+            file_total: None,
             downloaded,
             total,
             error,
