@@ -84,6 +84,15 @@ pub enum ModelsCommand {
     },
     /// Forget a registered folder (its files stay).
     Forget { name: String },
+    /// Store a Hugging Face token for gated and private models (the macOS
+    /// Keychain; elsewhere a file only you can read). Reads it from standard
+    /// input unless given.
+    Login {
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Forget the stored Hugging Face token.
+    Logout,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,11 +148,7 @@ fn models(command: ModelsCommand) -> Result<(), String> {
                 limit,
                 ..SearchQuery::default()
             };
-            let page = block_on(async {
-                HubClient::from_env(orchard_hub::client::read_token())?
-                    .search(&query)
-                    .await
-            })?;
+            let page = block_on(async { HubClient::from_env(token())?.search(&query).await })?;
             if json {
                 println!(
                     "{}",
@@ -171,7 +176,7 @@ fn models(command: ModelsCommand) -> Result<(), String> {
             let store = orchard_core::paths::open_store()?;
             let mut report = ProgressReport::new(json);
             let outcome = block_on(async {
-                let client = HubClient::from_env(orchard_hub::client::read_token())?;
+                let client = HubClient::from_env(token())?;
                 let downloads = DownloadManager::new(store, client, cache.root().to_path_buf());
                 let mut events = downloads.subscribe();
                 downloads
@@ -215,7 +220,7 @@ fn models(command: ModelsCommand) -> Result<(), String> {
         } => {
             let repo = RepoId::parse(&repo).map_err(|e| e.to_string())?;
             let (info, capabilities) = block_on(async {
-                let client = HubClient::from_env(orchard_hub::client::read_token())?;
+                let client = HubClient::from_env(token())?;
                 let info = client.model_info(&repo, revision.as_deref()).await?;
                 let files = client.model_files(&repo, &info).await?;
                 Ok::<_, orchard_hub::HubError>((info, detect(&files, &supported())))
@@ -309,6 +314,34 @@ fn models(command: ModelsCommand) -> Result<(), String> {
                 .add_local_model(&entry.id, &entry.dir.to_string_lossy())
                 .map_err(|e| e.to_string())?;
             println!("Registered {} as {:?}.", entry.dir.display(), entry.id);
+        }
+        ModelsCommand::Login { token } => {
+            let token = match token {
+                Some(token) => token,
+                None => {
+                    eprintln!(
+                        "Paste your Hugging Face token (from huggingface.co/settings/tokens) and press Enter:"
+                    );
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| format!("cannot read the token: {e}"))?;
+                    line
+                }
+            };
+            let token = token.trim();
+            if token.is_empty() || token.contains(char::is_whitespace) {
+                return Err("that is not a token: expected one word such as hf_...".into());
+            }
+            secrets()?.set(orchard_core::secrets::HF_TOKEN, token)?;
+            println!("Stored the Hugging Face token.");
+        }
+        ModelsCommand::Logout => {
+            if secrets()?.delete(orchard_core::secrets::HF_TOKEN)? {
+                println!("Forgot the Hugging Face token.");
+            } else {
+                println!("No Hugging Face token was stored.");
+            }
         }
         ModelsCommand::Forget { name } => {
             let store = orchard_core::paths::open_store()?;
@@ -430,4 +463,15 @@ impl ProgressReport {
             eprintln!();
         }
     }
+}
+
+fn secrets() -> Result<orchard_core::secrets::Secrets, String> {
+    orchard_core::paths::data_dir()
+        .map(orchard_core::secrets::Secrets::new)
+        .ok_or_else(|| "cannot find Orchard's data directory; set ORCHARD_HOME".into())
+}
+
+/// HF_TOKEN, the stored token, or huggingface_hub's token file.
+fn token() -> Option<String> {
+    orchard_core::secrets::hf_token(secrets().ok().as_ref())
 }

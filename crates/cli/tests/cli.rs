@@ -434,3 +434,44 @@ fn a_killed_download_resumes_where_it_stopped() {
         "{resumed_from} vs {left}"
     );
 }
+
+#[test]
+fn login_stores_the_token_privately_and_logout_forgets_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = orchard()
+            .args(args)
+            .env("ORCHARD_HOME", home.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run orchard");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("wait")
+    };
+    let login = run(&["models", "login"], "hf_secret123\n");
+    assert!(login.status.success(), "{login:?}");
+    let file = home.path().join("secrets/huggingface-token");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("stored"),
+        "hf_secret123"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let bad = run(&["models", "login", "--token", "two words"], "");
+    assert!(!bad.status.success());
+    let logout = run(&["models", "logout"], "");
+    assert!(String::from_utf8_lossy(&logout.stdout).contains("Forgot"));
+    assert!(!file.exists());
+}

@@ -8,6 +8,7 @@ pub mod error;
 pub mod generation;
 pub mod manager;
 pub mod paths;
+pub mod secrets;
 pub mod system;
 
 pub use error::CoreError;
