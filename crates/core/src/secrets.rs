@@ -23,6 +23,11 @@ impl Secrets {
         }
     }
 
+    /// The folder of the file store (where there is no Keychain).
+    pub fn folder(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Stores `value` under `name`.
     pub fn set(&self, name: &str, value: &str) -> Result<(), String> {
         check_name(name)?;
