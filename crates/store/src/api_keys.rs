@@ -14,6 +14,9 @@ use crate::{Result, Store, StoreError, now};
 const KEY_PREFIX: &str = "orch-";
 /// Characters of a key kept in the clear for listings.
 const SHOWN_CHARS: usize = 12;
+/// How often a key's `last_used_at` is written at most: a busy client would
+/// otherwise make every request a database write.
+const USE_RECORD_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// A key just made: the only time its secret is known.
 #[derive(Clone)]
@@ -121,23 +124,49 @@ impl Store {
     }
 
     /// The id of the live key whose secret this is, recording its use.
+    ///
+    /// The use is recorded at most once a minute per key, and only when the
+    /// database is free at once: a request never waits for, or fails on, this
+    /// bookkeeping. A skipped record is logged and made by a later request.
     pub fn verify_api_key(&self, secret: &str) -> Result<Option<i64>> {
         let conn = self.conn();
-        let id: Option<i64> = conn
+        let found: Option<(i64, Option<String>)> = conn
             .query_row(
-                "SELECT id FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
+                "SELECT id, last_used_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
                 params![hash_secret(secret)],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        if let Some(id) = id {
-            conn.execute(
-                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-                params![id, now()],
-            )?;
+        let Some((id, last_used_at)) = found else {
+            return Ok(None);
+        };
+        if used_recently(last_used_at.as_deref()) {
+            return Ok(Some(id));
         }
-        Ok(id)
+        // Another process holding the write lock must not hold up the request:
+        // try the write without waiting, then restore the usual wait.
+        conn.busy_timeout(std::time::Duration::ZERO)?;
+        let written = conn.execute(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        );
+        conn.busy_timeout(crate::BUSY_TIMEOUT)?;
+        if let Err(e) = written {
+            tracing::info!(key_id = id, error = %e, "did not record the API key's use this time");
+        }
+        Ok(Some(id))
     }
+}
+
+/// Whether a key's recorded last use is less than [`USE_RECORD_INTERVAL`] old.
+/// An unreadable value is rewritten.
+fn used_recently(last_used_at: Option<&str>) -> bool {
+    let Some(at) = last_used_at.and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok()) else {
+        return false;
+    };
+    let age = chrono::Utc::now().signed_duration_since(at);
+    // A time in the future (the clock was set back) is rewritten too.
+    age >= chrono::TimeDelta::zero() && age < USE_RECORD_INTERVAL
 }
 
 #[cfg(test)]
@@ -181,6 +210,106 @@ mod tests {
             store.revoke_api_key(key.id + 1),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    /// The stored `last_used_at` of key `id`.
+    fn last_used_at(store: &Store, id: i64) -> Option<String> {
+        store
+            .conn()
+            .query_row(
+                "SELECT last_used_at FROM api_keys WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .expect("row")
+    }
+
+    fn set_last_used_at(store: &Store, id: i64, at: chrono::DateTime<chrono::Utc>) -> String {
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        store
+            .conn()
+            .execute(
+                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )
+            .expect("set last_used_at");
+        at
+    }
+
+    #[test]
+    fn last_used_at_is_written_at_most_once_a_minute() {
+        let store = Store::open_in_memory().expect("store");
+        let key = store.create_api_key("busy client").expect("create");
+        assert_eq!(
+            store.verify_api_key(&key.secret).expect("verify"),
+            Some(key.id)
+        );
+        assert!(
+            last_used_at(&store, key.id).is_some(),
+            "the first use is recorded"
+        );
+
+        // A second request straight after writes nothing at all.
+        let writes = store.conn().total_changes();
+        assert_eq!(
+            store.verify_api_key(&key.secret).expect("verify"),
+            Some(key.id)
+        );
+        assert_eq!(
+            store.conn().total_changes(),
+            writes,
+            "a second use within a minute wrote to the database"
+        );
+
+        // A use 30 s ago is recent enough: kept as it is.
+        let recent = set_last_used_at(
+            &store,
+            key.id,
+            chrono::Utc::now() - chrono::Duration::seconds(30),
+        );
+        store.verify_api_key(&key.secret).expect("verify");
+        assert_eq!(last_used_at(&store, key.id), Some(recent));
+
+        // A use more than a minute ago is refreshed.
+        let stale = set_last_used_at(
+            &store,
+            key.id,
+            chrono::Utc::now() - chrono::Duration::seconds(90),
+        );
+        store.verify_api_key(&key.secret).expect("verify");
+        let refreshed = last_used_at(&store, key.id).expect("recorded");
+        assert_ne!(refreshed, stale, "a use after a minute is recorded");
+    }
+
+    #[test]
+    fn a_locked_database_does_not_fail_or_stall_verification() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("orchard.db");
+        let store = Store::open(&path).expect("store");
+        let key = store.create_api_key("editor").expect("create");
+
+        // Another process (here: another connection) holds the write lock.
+        let other = rusqlite::Connection::open(&path).expect("second connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        assert_eq!(
+            store
+                .verify_api_key(&key.secret)
+                .expect("verification must not fail on a locked database"),
+            Some(key.id)
+        );
+        other
+            .execute_batch("ROLLBACK")
+            .expect("release the write lock");
+
+        // The write was skipped, not queued; the next request records the use.
+        assert_eq!(last_used_at(&store, key.id), None);
+        assert_eq!(
+            store.verify_api_key(&key.secret).expect("verify"),
+            Some(key.id)
+        );
+        assert!(last_used_at(&store, key.id).is_some());
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod settings;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 pub use api_keys::{ApiKeyInfo, NewApiKey};
 pub use downloads::{DOWNLOAD_STATES, DownloadRecord};
@@ -23,6 +23,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_local_models.sql"),
     include_str!("../migrations/0003_downloads.sql"),
 ];
+
+/// How long a statement waits for another connection's write lock. Writes here
+/// take milliseconds; a wait this long means something is stuck.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,8 @@ impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
+        // Before anything else: another process may be creating this file now.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Self::init(conn)
@@ -67,7 +73,7 @@ impl Store {
     }
 
     fn init(mut conn: Connection) -> Result<Store> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
         Ok(Store {
@@ -95,19 +101,40 @@ fn user_version(conn: &Connection) -> Result<usize> {
 }
 
 /// Applies each missing migration in its own transaction.
+///
+/// Another process may be migrating the same file at this moment (the app and
+/// the CLI started together on a new database). So each transaction takes the
+/// write lock first (`BEGIN IMMEDIATE`, waiting up to the busy timeout) and
+/// reads `user_version` again under it: a migration another process applied
+/// meanwhile is skipped, not run twice.
 fn migrate(conn: &mut Connection) -> Result<()> {
+    // Checked before taking any lock, so that a newer file is refused and an
+    // up-to-date one (the usual case) is opened without writing.
     let current = user_version(conn)?;
-    if current > MIGRATIONS.len() {
+    check_known(current)?;
+    if current == MIGRATIONS.len() {
+        return Ok(());
+    }
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = user_version(&tx)?;
+        check_known(current)?;
+        let Some(sql) = MIGRATIONS.get(current) else {
+            return Ok(());
+        };
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", current + 1)?;
+        tx.commit()?;
+    }
+}
+
+/// Refuses a schema version from a newer Orchard.
+fn check_known(version: usize) -> Result<()> {
+    if version > MIGRATIONS.len() {
         return Err(StoreError::TooNew {
-            found: current,
+            found: version,
             known: MIGRATIONS.len(),
         });
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index + 1)?;
-        tx.commit()?;
     }
     Ok(())
 }
