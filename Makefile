@@ -32,26 +32,41 @@ else
 endif
 
 ## test: formatting, lints, UI checks and every test; the last line is the total
-test: lint test-ui test-rust test-api
-	@awk '/^(rust|api): / { p += $$2; f += $$4 } END { printf "total: %d passed, %d failed\n", p, f }' artifacts/summary.log
+# Every step runs even when an earlier one fails; scripts/summary.sh then counts
+# each one's results (a step that failed without a failed test, e.g. a compile
+# error or a lint, counts as one failure), prints "total: N passed, M failed"
+# last, and fails the run when anything failed. Each step's output is kept in
+# artifacts/steps/.
+TEST_STEPS := ui lint test-ui test-rust test-api
+test:
+	@mkdir -p artifacts/steps
+	@rm -f artifacts/steps/*.log artifacts/steps/*.status
+	@for step in $(TEST_STEPS); do \
+		status=0; \
+		$(MAKE) --no-print-directory SUITE_DEPS= $$step 2>&1 | tee artifacts/steps/$$step.log || status=$$?; \
+		echo $$status > artifacts/steps/$$step.status; \
+	done
+	@bash scripts/summary.sh artifacts/steps $(TEST_STEPS) | tee artifacts/summary.log
 
-lint: ui
+# What each test step needs first. `make test` builds it once, as its first step,
+# and runs the steps with SUITE_DEPS empty.
+SUITE_DEPS := ui
+
+lint: $(SUITE_DEPS)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test-ui: ui
+test-ui: $(SUITE_DEPS)
 	cd ui && npm run --silent check && npm test
 
-# The last line sums every test binary's result, so the log ends with the total.
-test-rust: ui
+# Every Rust test, every binary even when one fails.
+test-rust: $(SUITE_DEPS)
 	@mkdir -p artifacts
 	$(CARGO) test --workspace --locked --no-fail-fast 2>&1 | tee artifacts/cargo-test.log
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "rust: %d passed, %d failed\n", p, f }' artifacts/cargo-test.log | tee artifacts/summary.log
 
 # The real `orchard serve` with the official openai and anthropic SDKs,
 # schemathesis against docs/openapi.json, and a 2-minute soak.
-test-api: ui
+test-api: $(SUITE_DEPS)
 	@mkdir -p artifacts
 	$(CARGO) build --locked -q --bin orchard
 	cd tests/api && ../../.deps/venv/bin/python -m pytest -q -p no:cacheprovider 2>&1 | tee ../../artifacts/api-test.log
-	@tail -n 1 artifacts/api-test.log | awk '{ for (i = 2; i <= NF; i++) { if ($$i ~ /^passed/) p = $$(i-1); if ($$i ~ /^failed/) f = $$(i-1) } } END { printf "api: %d passed, %d failed\n", p, f }' | tee -a artifacts/summary.log
