@@ -1,0 +1,231 @@
+//! The Anthropic Messages API: `/v1/messages` and `/v1/messages/count_tokens`.
+//! Errors here answer in Anthropic's format. What each accepted parameter
+//! does is written down in docs/anthropic.md; anything else is refused.
+//!
+//! `types` holds the wire types, `params` and `tools` read the parameters,
+//! `convert` turns messages into the template's, `reply` and `stream` write
+//! the answer, whole or as server-sent events.
+
+mod convert;
+mod params;
+mod reply;
+mod stream;
+mod tools;
+mod types;
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use orchard_core::chat::ToolChoice;
+use orchard_core::{GenerateOptions, GenerationRequest, GenerationStats, Output, SamplingParams};
+use serde_json::{Value, json};
+
+use crate::auth::Authorized;
+use crate::error::{ApiError, parse_body};
+use crate::sse::{self, Step};
+use crate::{AppState, new_id};
+
+use convert::Conversation;
+use reply::Blocks;
+use tools::Tools;
+use types::{CountRequest, MessagesRequest};
+
+/// Everything that shapes a request's prompt, read and checked.
+struct Prompt {
+    conversation: Conversation,
+    tools: Vec<Value>,
+    tool_choice: ToolChoice,
+    thinking: params::Thinking,
+}
+
+impl Prompt {
+    fn read(
+        system: Option<&Value>,
+        messages: Vec<types::InMessage>,
+        tools: Option<&[Value]>,
+        tool_choice: Option<&Value>,
+        thinking: Option<&Value>,
+        context_management: Option<&Value>,
+        output_config: Option<&Value>,
+    ) -> Result<Prompt, ApiError> {
+        let effort = params::effort(output_config)?;
+        let thinking = params::thinking(thinking, effort)?;
+        let keep = params::context_management(context_management)?;
+        let tools = Tools::read(tools)?;
+        let tool_choice = params::tool_choice(tool_choice)?;
+        let conversation = convert::conversation(system, messages, keep)?;
+        let tools = tools.offered(&conversation.referenced_tools);
+        if tools.is_empty() && matches!(tool_choice, ToolChoice::Required | ToolChoice::Function(_)) {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                "tool_choice any or tool needs at least one tool in `tools`",
+            ));
+        }
+        Ok(Prompt {
+            conversation,
+            tools,
+            tool_choice,
+            thinking,
+        })
+    }
+}
+
+pub async fn messages(
+    State(state): State<AppState>,
+    _auth: Authorized,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    handle_messages(state, body)
+        .await
+        .map_err(ApiError::anthropic)
+}
+
+async fn handle_messages(
+    state: AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    let request: MessagesRequest = parse_body(body)?;
+    params::refuse_unknown(&request.other)?;
+    params::check_metadata(request.metadata.as_ref())?;
+    params::check_service_tier(request.service_tier.as_ref())?;
+    if request.max_tokens == 0 {
+        return Err(ApiError::invalid(
+            "max_tokens",
+            "max_tokens must be at least 1",
+        ));
+    }
+    let single_tool_call = params::single_tool_call(request.tool_choice.as_ref());
+    let prompt = Prompt::read(
+        request.system.as_ref(),
+        request.messages,
+        request.tools.as_deref(),
+        request.tool_choice.as_ref(),
+        request.thinking.as_ref(),
+        request.context_management.as_ref(),
+        request.output_config.as_ref(),
+    )?;
+    let defaults = SamplingParams::default();
+    let options = GenerateOptions {
+        // An upper bound: generation also stops where the context ends.
+        max_tokens: usize::try_from(request.max_tokens).unwrap_or(usize::MAX),
+        sampling: SamplingParams {
+            // Anthropic's default temperature is 1.
+            temperature: request.temperature.unwrap_or(1.0),
+            top_p: request.top_p.unwrap_or(defaults.top_p),
+            top_k: request.top_k.unwrap_or(defaults.top_k),
+            ..defaults
+        },
+        stop: params::stop_sequences(request.stop_sequences)?,
+        ..GenerateOptions::default()
+    };
+    let omit_thinking = prompt.thinking.omit;
+    let model = state.manager.get(&request.model).await?;
+    let mut generation = orchard_core::start(
+        model,
+        GenerationRequest::Chat {
+            messages: prompt.conversation.messages,
+            tools: prompt.tools,
+            tool_choice: prompt.tool_choice,
+            enable_thinking: prompt.thinking.enable,
+            reasoning_budget: prompt.thinking.budget,
+            single_tool_call,
+            options,
+            logprobs: false,
+        },
+    )
+    .await?;
+    let id = new_id("msg_");
+    let model_id = generation.model.id.clone();
+    let metrics = state.metrics.clone();
+    let record_model = model_id.clone();
+    let record = move |stats: &GenerationStats| {
+        metrics.generation("/v1/messages", &record_model, stats, arrived.elapsed());
+    };
+
+    if !request.stream {
+        let mut blocks = Blocks::new(omit_thinking);
+        let mut first = true;
+        while let Some(output) = generation.next().await {
+            match output? {
+                Output::Delta(delta) => {
+                    if std::mem::take(&mut first) {
+                        state.metrics.first_token(arrived.elapsed());
+                    }
+                    blocks.add(&delta.reasoning, &delta.content, &delta.tool_calls);
+                }
+                Output::Done { stats, finish } => {
+                    record(&stats);
+                    return Ok(Json(json!({
+                        "id": id,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model_id,
+                        "content": blocks.into_json(),
+                        "stop_reason": reply::stop_reason(finish, &stats),
+                        "stop_sequence": stats.stop_sequence.clone(),
+                        "usage": reply::usage(&stats),
+                    }))
+                    .into_response());
+                }
+            }
+        }
+        return Err(ApiError::internal("the generation ended without a result"));
+    }
+
+    let metrics = state.metrics.clone();
+    let mut encoder = stream::Encoder::new(id, model_id, generation.prompt_tokens, omit_thinking);
+    let mut first = true;
+    let events = sse::stream(generation, state.keep_alive, move |step| {
+        match &step {
+            Step::Output(Output::Delta(_)) if std::mem::take(&mut first) => {
+                metrics.first_token(arrived.elapsed());
+            }
+            Step::Output(Output::Done { stats, .. }) => record(stats),
+            _ => {}
+        }
+        encoder.encode(step)
+    });
+    Ok(events.into_response())
+}
+
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    _auth: Authorized,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    async {
+        let request: CountRequest = parse_body(body)?;
+        params::refuse_unknown(&request.other)?;
+        let prompt = Prompt::read(
+            request.system.as_ref(),
+            request.messages,
+            request.tools.as_deref(),
+            request.tool_choice.as_ref(),
+            request.thinking.as_ref(),
+            request.context_management.as_ref(),
+            request.output_config.as_ref(),
+        )?;
+        // The tokenizer and template only: counting never loads weights.
+        let prompter = state.manager.prompter(&request.model).await?;
+        let count = tokio::task::spawn_blocking(move || {
+            prompter
+                .chat_prompt(
+                    prompt.conversation.messages,
+                    &prompt.tools,
+                    &prompt.tool_choice,
+                    prompt.thinking.enable,
+                )
+                .map(|(tokens, _)| tokens.len())
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        Ok(Json(json!({"input_tokens": count})))
+    }
+    .await
+    .map_err(ApiError::anthropic)
+}

@@ -1,0 +1,145 @@
+//! The SSE events of a streamed reply: `message_start`, then for each
+//! content block `content_block_start`, its deltas and `content_block_stop`,
+//! then `message_delta` (stop reason and the final usage) and `message_stop`;
+//! `error` when generation fails after the response began.
+
+use axum::response::sse::Event;
+use orchard_core::Output;
+use serde_json::{Value, json};
+
+use super::reply::{input_usage, stop_reason, tool_use_id, usage};
+use crate::error::ApiError;
+use crate::sse::Step;
+
+/// Turns a generation's steps into Anthropic's events.
+#[derive(Debug)]
+pub struct Encoder {
+    id: String,
+    model: String,
+    prompt_tokens: usize,
+    omit_thinking: bool,
+    started: bool,
+    blocks: OpenBlock,
+}
+
+impl Encoder {
+    pub fn new(id: String, model: String, prompt_tokens: usize, omit_thinking: bool) -> Self {
+        Encoder {
+            id,
+            model,
+            prompt_tokens,
+            omit_thinking,
+            started: false,
+            blocks: OpenBlock::default(),
+        }
+    }
+
+    /// The events for one step.
+    pub fn encode(&mut self, step: Step) -> Vec<Event> {
+        let mut events = Vec::new();
+        if !std::mem::replace(&mut self.started, true) {
+            // How much of the prompt came from the cache is known only once
+            // the prompt has run; until core reports it earlier, the start
+            // counts the whole prompt as input and `message_delta` corrects it.
+            let mut usage = input_usage(self.prompt_tokens, 0);
+            usage["output_tokens"] = json!(0);
+            events.push(event(
+                "message_start",
+                json!({
+                    "type": "message_start",
+                    "message": {
+                        "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                        "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage,
+                    },
+                }),
+            ));
+        }
+        match step {
+            Step::Output(Output::Delta(delta)) => {
+                if !delta.reasoning.is_empty() {
+                    let index = self.blocks.switch("thinking", None, &mut events);
+                    if !self.omit_thinking {
+                        events.push(block_delta(index, json!({"type": "thinking_delta", "thinking": delta.reasoning})));
+                    }
+                }
+                if !delta.content.is_empty() {
+                    let index = self.blocks.switch("text", None, &mut events);
+                    events.push(block_delta(index, json!({"type": "text_delta", "text": delta.content})));
+                }
+                for call in &delta.tool_calls {
+                    let start = json!({"type": "tool_use", "id": tool_use_id(call), "name": call.name, "input": {}});
+                    let index = self.blocks.switch("tool_use", Some(start), &mut events);
+                    events.push(block_delta(index, json!({"type": "input_json_delta", "partial_json": call.arguments})));
+                }
+            }
+            Step::Output(Output::Done { stats, finish }) => {
+                self.blocks.close(&mut events);
+                events.push(event(
+                    "message_delta",
+                    json!({
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop_reason(finish, &stats), "stop_sequence": stats.stop_sequence.clone()},
+                        "usage": usage(&stats),
+                    }),
+                ));
+                events.push(event("message_stop", json!({"type": "message_stop"})));
+            }
+            Step::Error(error) => {
+                let api: ApiError = error.into();
+                events.push(event("error", api.anthropic().body()));
+            }
+            Step::End => {}
+        }
+        events
+    }
+}
+
+fn event(name: &str, data: Value) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
+
+fn block_delta(index: usize, delta: Value) -> Event {
+    event(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": index, "delta": delta}),
+    )
+}
+
+/// The content block a stream has open.
+#[derive(Debug, Default)]
+struct OpenBlock {
+    open: Option<&'static str>,
+    index: usize,
+}
+
+impl OpenBlock {
+    /// Makes the open block one of `kind` (a new one when `start` is given);
+    /// returns its index.
+    fn switch(&mut self, kind: &'static str, start: Option<Value>, events: &mut Vec<Event>) -> usize {
+        if self.open.is_some() && (self.open != Some(kind) || start.is_some()) {
+            self.close(events);
+        }
+        if self.open.is_none() {
+            let block = start.unwrap_or_else(|| match kind {
+                "thinking" => json!({"type": "thinking", "thinking": "", "signature": ""}),
+                _ => json!({"type": "text", "text": ""}),
+            });
+            events.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": self.index, "content_block": block}),
+            ));
+            self.open = Some(kind);
+        }
+        self.index
+    }
+
+    fn close(&mut self, events: &mut Vec<Event>) {
+        if self.open.take().is_some() {
+            events.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": self.index}),
+            ));
+            self.index += 1;
+        }
+    }
+}
