@@ -57,10 +57,11 @@ pub async fn runtime_info() -> Result<RuntimeInfoView, CommandError> {
 }
 
 /// The API server the app hosts: starting, running (URL, whether a key is
-/// needed, a key made on this first run) or failed (why).
+/// needed, a key made on this first run) or failed (why). The new key comes
+/// in one answer only; the window keeps it on screen from there.
 #[tauri::command]
 pub async fn server_status(
     server: tauri::State<'_, crate::server::HostedServer>,
 ) -> Result<crate::server::ServerStatusView, CommandError> {
-    Ok(server.status())
+    Ok(server.take_status())
 }

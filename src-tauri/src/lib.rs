@@ -56,10 +56,16 @@ mod tests {
     use tauri::webview::InvokeRequest;
     use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
 
-    fn invoke(command: &str) -> Result<serde_json::Value, serde_json::Value> {
+    /// The app on the mock runtime, its server status `server`, and its main window.
+    fn app_window(
+        server: server::HostedServer,
+    ) -> (
+        tauri::App<tauri::test::MockRuntime>,
+        tauri::WebviewWindow<tauri::test::MockRuntime>,
+    ) {
         // The real context: the real capability file decides what may be called.
         let app = build_app(mock_builder())
-            .manage(server::HostedServer::default())
+            .manage(server)
             .build(tauri::generate_context!())
             .expect("build the app on the mock runtime");
         let window = match app.get_webview_window("main") {
@@ -68,6 +74,14 @@ mod tests {
                 .build()
                 .expect("main window"),
         };
+        (app, window)
+    }
+
+    /// Calls `command` from the page, as the UI does.
+    fn invoke_on(
+        window: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+        command: &str,
+    ) -> Result<serde_json::Value, serde_json::Value> {
         let request = InvokeRequest {
             cmd: command.into(),
             callback: CallbackFn(0),
@@ -77,8 +91,13 @@ mod tests {
             headers: Default::default(),
             invoke_key: INVOKE_KEY.to_string(),
         };
-        get_ipc_response(&window, request)
+        get_ipc_response(window, request)
             .map(|body| body.deserialize::<serde_json::Value>().expect("json body"))
+    }
+
+    fn invoke(command: &str) -> Result<serde_json::Value, serde_json::Value> {
+        let (_app, window) = app_window(server::HostedServer::default());
+        invoke_on(&window, command)
     }
 
     #[test]
@@ -97,6 +116,32 @@ mod tests {
         assert_eq!(status["state"], "starting");
         assert_eq!(status["url"], serde_json::Value::Null);
         assert_eq!(status["api_key_required"], true);
+    }
+
+    #[test]
+    fn a_new_api_key_is_returned_by_server_status_only_once() {
+        let hosted = server::HostedServer::default();
+        hosted.set(server::ServerStatusView {
+            state: server::ServerState::Running,
+            url: Some("http://127.0.0.1:10240/v1".into()),
+            api_key_required: true,
+            new_api_key: Some("orch-only-once".into()),
+            error: None,
+        });
+        let (_app, window) = app_window(hosted);
+
+        let first = invoke_on(&window, "server_status").expect("server_status answers");
+        assert_eq!(first["new_api_key"], "orch-only-once");
+        let again = invoke_on(&window, "server_status").expect("server_status answers");
+        assert_eq!(
+            again["new_api_key"],
+            serde_json::Value::Null,
+            "the key came back: {again}"
+        );
+        // Everything else is still reported.
+        assert_eq!(again["state"], "running");
+        assert_eq!(again["url"], "http://127.0.0.1:10240/v1");
+        assert_eq!(again["api_key_required"], true);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The API server the app hosts: started with the window on the app's tokio
 //! runtime, from the same settings and code as `orchard serve`. Its status is
-//! kept for the window, which shows the URL and a newly created key.
+//! kept for the window, which shows the URL and, once, a newly created key.
 
 use std::sync::Mutex;
 
@@ -14,7 +14,8 @@ pub struct ServerStatusView {
     /// `http://HOST:PORT/v1` once running.
     pub url: Option<String>,
     pub api_key_required: bool,
-    /// A key made on this start because none existed; the only time it is shown.
+    /// A key made on this start because none existed, in the first status
+    /// read after it was made and never again (see [`HostedServer::take_status`]).
     pub new_api_key: Option<String>,
     /// Why the server is not running, when it failed.
     pub error: Option<String>,
@@ -45,11 +46,17 @@ impl Default for HostedServer {
 }
 
 impl HostedServer {
-    pub fn status(&self) -> ServerStatusView {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The status for the window. A newly created key is in the first answer
+    /// after it was made and in no later one: it is handed over, then forgotten,
+    /// so a page loaded later (or anything else that asks) cannot read it.
+    pub fn take_status(&self) -> ServerStatusView {
+        let mut status = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let view = status.clone();
+        status.new_api_key = None;
+        view
     }
 
-    fn set(&self, status: ServerStatusView) {
+    pub(crate) fn set(&self, status: ServerStatusView) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 }
