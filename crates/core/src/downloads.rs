@@ -1,10 +1,13 @@
 //! The download manager: model downloads that run in the background, report
 //! progress as events, can be paused, resumed and cancelled, and continue
 //! after a restart. Their state lives in SQLite; the bytes already fetched
-//! live in the cache's partial files, which the next run continues.
+//! live in the cache's partial files, which the next run continues. The app
+//! and `orchard serve` continue interrupted downloads when they start
+//! ([`DownloadManager::resume_at_startup`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ use orchard_hub::{HubClient, RepoId};
 use orchard_store::{DownloadRecord, Store};
 use serde::Serialize;
 use tokio::sync::broadcast;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 /// How often progress is written to the database (events go out on every chunk).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
@@ -45,20 +48,34 @@ pub enum DownloadError {
     Store(#[from] orchard_store::StoreError),
 }
 
-/// Runs downloads; clones share it.
-#[derive(Debug, Clone)]
+/// Runs downloads; clones share it. Its `Debug` output never shows the
+/// Hugging Face token.
+#[derive(Clone)]
 pub struct DownloadManager {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     store: Store,
     client: HubClient,
     cache_root: PathBuf,
-    /// Downloads running now, by repo; a task removes itself when it ends.
-    running: Mutex<HashMap<String, AbortHandle>>,
+    /// Downloads running now, by repo, with the id of their task; a task
+    /// removes itself (by that id) when it ends.
+    running: Mutex<HashMap<String, (u64, JoinHandle<()>)>>,
+    next_task: AtomicU64,
     events: broadcast::Sender<DownloadEvent>,
+}
+
+impl std::fmt::Debug for DownloadManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let running: Vec<String> = self.running().keys().cloned().collect();
+        // The client's own Debug redacts its token.
+        f.debug_struct("DownloadManager")
+            .field("client", &self.inner.client)
+            .field("cache_root", &self.inner.cache_root)
+            .field("running", &running)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DownloadManager {
@@ -69,9 +86,38 @@ impl DownloadManager {
                 client,
                 cache_root,
                 running: Mutex::new(HashMap::new()),
+                next_task: AtomicU64::new(0),
                 events: broadcast::channel(256).0,
             }),
         }
+    }
+
+    /// A manager for the user's setup: the Hub of `HF_ENDPOINT` (offline with
+    /// `HF_HUB_OFFLINE`), the token of [`crate::secrets::hf_token`], and the
+    /// Hugging Face cache (`HF_HUB_CACHE`, `HF_HOME`).
+    pub fn from_env(store: Store) -> Result<Self, DownloadError> {
+        let cache_root = orchard_hub::HubCache::default_root().ok_or_else(|| {
+            DownloadError::Invalid(
+                "cannot find the Hugging Face cache; set HF_HUB_CACHE or HF_HOME".into(),
+            )
+        })?;
+        let secrets = crate::paths::data_dir().map(crate::secrets::Secrets::new);
+        let client = HubClient::from_env(crate::secrets::hf_token(secrets.as_ref()))
+            .map_err(|e| DownloadError::Invalid(e.to_string()))?;
+        Ok(Self::new(store, client, cache_root))
+    }
+
+    /// At startup (`orchard serve`, the app): continues the downloads a crash
+    /// or quit left running, in the background, with [`DownloadManager::from_env`].
+    /// Returns the manager, or None when nothing was left running (then the
+    /// token is not even read).
+    pub fn resume_at_startup(store: &Store) -> Result<Option<Self>, DownloadError> {
+        if !store.downloads()?.iter().any(interrupted) {
+            return Ok(None);
+        }
+        let manager = Self::from_env(store.clone())?;
+        manager.resume_interrupted()?;
+        Ok(Some(manager))
     }
 
     /// Progress and state changes of every download.
@@ -83,7 +129,7 @@ impl DownloadManager {
         Ok(self.inner.store.downloads()?)
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, JoinHandle<()>)>> {
         self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -116,14 +162,16 @@ impl DownloadManager {
         let manager = self.clone();
         let revision = revision.to_string();
         let key = repo.to_string();
-        let task = tokio::spawn(async move { manager.run(repo, revision, patterns).await });
-        running.insert(key, task.abort_handle());
+        let id = self.inner.next_task.fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn(async move { manager.run(id, repo, revision, patterns).await });
+        running.insert(key, (id, task));
         Ok(())
     }
 
-    /// Stops a running download, keeping what it fetched for [`DownloadManager::resume`].
-    pub fn pause(&self, repo: &str) -> Result<(), DownloadError> {
-        self.stop(repo, "paused")?;
+    /// Stops a running download, keeping what it fetched for
+    /// [`DownloadManager::resume`]; returns once its task has stopped.
+    pub async fn pause(&self, repo: &str) -> Result<(), DownloadError> {
+        self.stop(repo, "paused").await?;
         Ok(())
     }
 
@@ -137,15 +185,16 @@ impl DownloadManager {
         self.start(&record.repo, &record.revision, &record.patterns)
     }
 
-    /// Stops a download and deletes its partial files.
-    pub fn cancel(&self, repo: &str) -> Result<(), DownloadError> {
-        self.stop(repo, "cancelled")?;
+    /// Stops a download and deletes its partial files, once its task has
+    /// stopped (so it cannot write to them again). A partial file another
+    /// process is writing (it holds the blob's lock) is left to it.
+    pub async fn cancel(&self, repo: &str) -> Result<(), DownloadError> {
         let id = RepoId::parse(repo).map_err(|e| DownloadError::Invalid(e.to_string()))?;
-        let blobs = self.inner.cache_root.join(id.cache_folder()).join("blobs");
-        for entry in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".incomplete") {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        let cancelled = self.stop(repo, "cancelled").await?;
+        orchard_hub::lock::remove_partials(&self.inner.cache_root, &id)
+            .map_err(|e| DownloadError::Invalid(e.to_string()))?;
+        if let Some(record) = cancelled {
+            self.emit(repo, "cancelled", record.downloaded, record.total, None);
         }
         Ok(())
     }
@@ -153,7 +202,7 @@ impl DownloadManager {
     /// Stops every running download without changing its recorded state, as
     /// on quitting: [`DownloadManager::resume_interrupted`] continues them.
     pub fn shutdown(&self) {
-        for (_, task) in self.running().drain() {
+        for (_, (_, task)) in self.running().drain() {
             task.abort();
         }
     }
@@ -165,7 +214,7 @@ impl DownloadManager {
             .store
             .downloads()?
             .into_iter()
-            .filter(|d| d.state == "running" || d.state == "queued")
+            .filter(interrupted)
             .collect();
         for record in &stale {
             self.start(&record.repo, &record.revision, &record.patterns)?;
@@ -173,23 +222,34 @@ impl DownloadManager {
         Ok(stale.len())
     }
 
-    fn stop(&self, repo: &str, state: &str) -> Result<(), DownloadError> {
-        let record = self
-            .inner
-            .store
-            .download(repo)?
-            .ok_or_else(|| DownloadError::NotFound(format!("no download of {repo}")))?;
-        if let Some(task) = self.running().remove(repo) {
-            task.abort();
+    /// Stops the task of `repo`, waits until it has, then records `state`
+    /// unless the download is done. Returns the record when the state
+    /// changed; a pause also announces it (a cancel does once its partial
+    /// files are gone).
+    async fn stop(&self, repo: &str, state: &str) -> Result<Option<DownloadRecord>, DownloadError> {
+        if self.inner.store.download(repo)?.is_none() {
+            return Err(DownloadError::NotFound(format!("no download of {repo}")));
         }
-        if record.state != "done" {
-            self.inner.store.set_download_state(repo, state, None)?;
+        let task = self.running().remove(repo);
+        if let Some((_, task)) = task {
+            task.abort();
+            // Cancelled or finished: either way it no longer runs.
+            let _ = task.await;
+        }
+        // The store keeps a download that finished meanwhile done.
+        if !self.inner.store.set_download_state(repo, state, None)? {
+            return Ok(None);
+        }
+        let record = self.inner.store.download(repo)?;
+        if let Some(record) = &record
+            && state != "cancelled"
+        {
             self.emit(repo, state, record.downloaded, record.total, None);
         }
-        Ok(())
+        Ok(record)
     }
 
-    async fn run(self, repo: RepoId, revision: String, patterns: Vec<String>) {
+    async fn run(self, id: u64, repo: RepoId, revision: String, patterns: Vec<String>) {
         let key = repo.to_string();
         let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
         let mut saved = Instant::now();
@@ -236,7 +296,13 @@ impl DownloadManager {
         {
             tracing::error!(repo = %key, error = %e, "cannot record the download's end");
         }
-        self.running().remove(&key);
+        {
+            let mut running = self.running();
+            // Only this task's own entry: a later start may have replaced it.
+            if running.get(&key).is_some_and(|(task, _)| *task == id) {
+                running.remove(&key);
+            }
+        }
         self.emit(&key, state, last.0, last.1, error);
     }
 
@@ -253,5 +319,30 @@ impl DownloadManager {
             total,
             error,
         });
+    }
+}
+
+/// A download a crash or quit left unfinished.
+fn interrupted(record: &DownloadRecord) -> bool {
+    record.state == "running" || record.state == "queued"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let token = "hf_SecretTokenValue123";
+        let client = HubClient::new("http://127.0.0.1:9", Some(token.into())).expect("client");
+        let store = Store::open_in_memory().expect("store");
+        let manager = DownloadManager::new(store, client, PathBuf::from("/tmp/hub-cache"));
+        for text in [format!("{manager:?}"), format!("{manager:#?}")] {
+            assert!(!text.contains(token), "{text}");
+            assert!(
+                text.contains("hub-cache") && text.contains("<redacted>"),
+                "{text}"
+            );
+        }
     }
 }

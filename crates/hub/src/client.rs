@@ -130,8 +130,7 @@ struct Cached {
     next: Option<String>,
 }
 
-/// A client of one Hub endpoint.
-#[derive(Debug)]
+/// A client of one Hub endpoint. Its `Debug` output never shows the token.
 pub struct HubClient {
     endpoint: String,
     http: reqwest::Client,
@@ -142,6 +141,17 @@ pub struct HubClient {
     offline: bool,
     /// Answers by URL, reused for [`CACHE_TTL`].
     cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl std::fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Written out so that logs and panics never print the token.
+        f.debug_struct("HubClient")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("offline", &self.offline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HubClient {
@@ -583,6 +593,21 @@ mod tests {
             assert!(check_revision(bad).is_err(), "{bad}");
         }
         assert!(HubClient::new("ftp://x", None).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let token = "hf_SecretTokenValue123";
+        let client = HubClient::new("http://127.0.0.1:9", Some(token.into())).expect("client");
+        for text in [format!("{client:?}"), format!("{client:#?}")] {
+            assert!(!text.contains(token), "{text}");
+            assert!(
+                text.contains("<redacted>") && text.contains("127.0.0.1:9"),
+                "{text}"
+            );
+        }
+        let anonymous = HubClient::new("http://127.0.0.1:9", None).expect("client");
+        assert!(format!("{anonymous:?}").contains("token: None"));
     }
 
     #[test]

@@ -1,22 +1,34 @@
 //! Downloading a repo file into the Hugging Face cache, as `huggingface_hub`
 //! lays it out: the content in `blobs/<etag>`, a relative link from
 //! `snapshots/<commit>/<file>`, and `refs/<branch>` naming the commit. A file
-//! in progress is `blobs/<etag>.incomplete`; a later call continues it from its
-//! length with a Range request. Files stored with Git LFS (their etag is a
-//! SHA-256) are verified, and a corrupt result is fetched again from the start.
+//! in progress is `blobs/<etag>.incomplete`, written only under the blob's
+//! lock (see [`crate::lock`]); a later call continues it from its length with
+//! a Range request. Every file is checked against its etag (the SHA-256 of an
+//! LFS file, the git blob SHA-1 of the others), and a corrupt result is
+//! fetched again from the start, once.
+//!
+//! The Hub answers `resolve` with redirects: for a small file, a `307` to a
+//! relative `/api/resolve-cache/...` URL on its own host, whose answer carries
+//! the file's metadata; for an LFS file, a `302` to a CDN host with the
+//! metadata (`X-Linked-Etag`, `X-Linked-Size`) on the redirect itself. As
+//! `huggingface_hub` does, [`HubClient::file_meta`] follows redirects that
+//! stay on the Hub and stops at the first that leaves it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
-
 use crate::client::HubClient;
+use crate::integrity::{Expected, matches_etag};
+use crate::lock::{BlobLock, PARTIAL_SUFFIX};
 use crate::repo::{RepoId, join_repo_file};
 use crate::{HubError, Result};
 
 /// Network failures and 5xx answers are retried this many times, with backoff.
 const RETRIES: u32 = 4;
+
+/// Redirects followed on the Hub's own host before giving up.
+const MAX_HOPS: usize = 10;
 
 /// Progress of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,54 +49,59 @@ pub struct FileMeta {
     pub size: Option<u64>,
 }
 
-impl FileMeta {
-    /// The SHA-256 the content must have, for LFS files.
-    fn sha256(&self) -> Option<&str> {
-        (self.etag.len() == 64 && self.etag.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then_some(&self.etag)
-    }
-}
-
 impl HubClient {
-    /// The commit, etag and size of `file` at `revision`, without its content.
+    /// The commit, etag and size of `file` at `revision`, without its content:
+    /// a `HEAD` of `resolve`, following redirects while they stay on the
+    /// Hub's host (a relative `Location` resolves against the request URL).
     pub async fn file_meta(&self, repo: &RepoId, revision: &str, file: &str) -> Result<FileMeta> {
-        let url = self.resolve_url(repo, revision, file)?;
-        let response = self
-            .send_with_retries(|| self.no_redirect().head(&url))
-            .await?;
-        let status = response.status().as_u16();
-        if !(200..400).contains(&status) {
-            return Err(crate::client::status_error(status, &url, None));
-        }
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    v.trim_matches('"')
-                        .trim_start_matches("W/")
-                        .trim_matches('"')
-                        .to_string()
+        let first = self.resolve_url(repo, revision, file)?;
+        let mut url = reqwest::Url::parse(&first)
+            .map_err(|e| HubError::Invalid(format!("bad Hub URL {first}: {e}")))?;
+        for _ in 0..MAX_HOPS {
+            let response = self
+                .send_with_retries(|| {
+                    self.no_redirect()
+                        .head(url.clone())
+                        // The size must be the file's, not a compressed one's.
+                        .header("Accept-Encoding", "identity")
                 })
-        };
-        let commit = header("x-repo-commit")
-            .ok_or_else(|| HubError::Network(format!("the Hub gave no X-Repo-Commit for {url}")))?;
-        let etag = header("x-linked-etag")
-            .or_else(|| header("etag"))
-            .ok_or_else(|| HubError::Network(format!("the Hub gave no ETag for {url}")))?;
-        // Both name folders in the cache: they must be plain hex-like names.
-        for (what, value) in [("commit", &commit), ("etag", &etag)] {
-            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(HubError::Network(format!(
-                    "the Hub sent a malformed {what}: {value:?}"
-                )));
+                .await?;
+            let status = response.status();
+            if !(status.is_success() || status.is_redirection()) {
+                return Err(crate::client::status_error(
+                    status.as_u16(),
+                    url.as_str(),
+                    None,
+                ));
             }
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            if let (true, Some(location)) = (status.is_redirection(), location) {
+                let target = url.join(location).map_err(|e| {
+                    HubError::Network(format!(
+                        "the Hub redirected {url} to a bad address {location:?}: {e}"
+                    ))
+                })?;
+                if self.is_hub_origin(&url, &target) {
+                    url = target;
+                    continue;
+                }
+            }
+            return meta_from(&response, url.as_str());
         }
-        let size = header("x-linked-size")
-            .or_else(|| header("content-length"))
-            .and_then(|s| s.parse().ok());
-        Ok(FileMeta { commit, etag, size })
+        Err(HubError::Network(format!(
+            "the Hub redirected {first} more than {MAX_HOPS} times"
+        )))
+    }
+
+    /// Whether a redirect from `from` to `to` stays on the Hub: the same
+    /// origin, or the public Hub itself. The token goes with such requests;
+    /// it never goes to a CDN.
+    fn is_hub_origin(&self, from: &reqwest::Url, to: &reqwest::Url) -> bool {
+        let hub = reqwest::Url::parse(crate::client::DEFAULT_ENDPOINT).map(|u| u.origin());
+        to.origin() == from.origin() || hub.is_ok_and(|hub| to.origin() == hub)
     }
 
     /// Downloads `file` of `repo` at `revision` into the cache at `cache_root`
@@ -102,28 +119,12 @@ impl HubClient {
         let snapshot = join_repo_file(&folder.join("snapshots").join(&meta.commit), file)?;
         let blob = folder.join("blobs").join(&meta.etag);
         if !blob.is_file() {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let partial = self
-                    .fetch_to_partial(repo, &meta, file, &blob, &mut progress)
+            // Another download of the same blob (here or in another process)
+            // finishes first; then the blob is there.
+            let _lock = BlobLock::acquire(cache_root, repo, &meta.etag).await?;
+            if !blob.is_file() {
+                self.fetch_blob(repo, &meta, file, &blob, &mut progress)
                     .await?;
-                match verify(&partial, &meta).await? {
-                    true => {
-                        rename(&partial, &blob).await?;
-                        break;
-                    }
-                    // A corrupt partial file: start again from nothing, once.
-                    false if attempt == 1 => {
-                        let _ = tokio::fs::remove_file(&partial).await;
-                    }
-                    false => {
-                        let _ = tokio::fs::remove_file(&partial).await;
-                        return Err(HubError::Network(format!(
-                            "{file} of {repo} does not match its SHA-256 after downloading it twice"
-                        )));
-                    }
-                }
             }
         }
         link(&blob, &snapshot).await?;
@@ -132,6 +133,38 @@ impl HubClient {
             write_file(&reference, meta.commit.as_bytes()).await?;
         }
         Ok(snapshot)
+    }
+
+    /// Fetches the blob into its partial file and moves it into place once it
+    /// matches its etag. The caller holds the blob's lock.
+    async fn fetch_blob(
+        &self,
+        repo: &RepoId,
+        meta: &FileMeta,
+        file: &str,
+        blob: &Path,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let partial = self
+                .fetch_to_partial(repo, meta, file, blob, progress)
+                .await?;
+            if matches_etag(&partial, &meta.etag).await? {
+                // A plain rename, not one left running in the background
+                // should this download be cancelled now.
+                return std::fs::rename(&partial, blob).map_err(|e| io_error(blob, e));
+            }
+            // A corrupt partial file: start again from nothing, once.
+            let _ = std::fs::remove_file(&partial);
+            if attempt > 1 {
+                let hash = Expected::of(&meta.etag).map_or("etag", Expected::name);
+                return Err(HubError::Network(format!(
+                    "{file} of {repo} does not match its {hash} after downloading it twice"
+                )));
+            }
+        }
     }
 
     /// Continues `<blob>.incomplete` to the end of the file; returns its path.
@@ -143,16 +176,13 @@ impl HubClient {
         blob: &Path,
         progress: &mut impl FnMut(Progress),
     ) -> Result<PathBuf> {
-        let partial = blob.with_file_name(format!("{}.incomplete", meta.etag));
+        let partial = blob.with_file_name(format!("{}{PARTIAL_SUFFIX}", meta.etag));
         create_parent(&partial).await?;
         // Resolve by commit, so every attempt fetches the same bytes.
         let url = self.resolve_url(repo, &meta.commit, file)?;
         let mut failures = 0;
         loop {
-            let have = tokio::fs::metadata(&partial)
-                .await
-                .map(|m| m.len())
-                .unwrap_or(0);
+            let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
             if meta.size == Some(have) {
                 return Ok(partial);
             }
@@ -172,6 +202,10 @@ impl HubClient {
         }
     }
 
+    /// Appends the file's bytes from `have` on to `partial`. The partial file
+    /// is opened and written with blocking calls on purpose: an operation
+    /// handed to another thread could still be running after this future is
+    /// dropped (a cancelled download), with the blob's lock already released.
     async fn fetch_from(
         &self,
         url: &str,
@@ -190,22 +224,21 @@ impl HubClient {
             .await
             .map_err(|e| HubError::Network(format!("cannot reach the Hub: {e}")))?;
         let status = response.status().as_u16();
-        let mut out = tokio::fs::OpenOptions::new()
+        let mut out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(partial)
-            .await
             .map_err(|e| io_error(partial, e))?;
         let mut downloaded = match status {
             // The server ignored the range: start over.
             200 => {
-                out.set_len(0).await.map_err(|e| io_error(partial, e))?;
+                out.set_len(0).map_err(|e| io_error(partial, e))?;
                 0
             }
             206 => have,
             // The partial file is already whole (or longer than the file: redo it).
             416 => {
-                out.set_len(0).await.map_err(|e| io_error(partial, e))?;
+                out.set_len(0).map_err(|e| io_error(partial, e))?;
                 return Err(HubError::Network(
                     "the partial file did not fit the file; starting over".into(),
                 ));
@@ -223,15 +256,52 @@ impl HubClient {
             .await
             .map_err(|e| HubError::Network(format!("the download broke off: {e}")))?
         {
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| io_error(partial, e))?;
+            out.write_all(&chunk).map_err(|e| io_error(partial, e))?;
             downloaded += chunk.len() as u64;
             progress(Progress { downloaded, total });
         }
-        out.flush().await.map_err(|e| io_error(partial, e))?;
+        out.flush().map_err(|e| io_error(partial, e))?;
         Ok(())
     }
+}
+
+/// The metadata on the Hub's last answer: a `200` after redirects on the Hub,
+/// or the redirect to a CDN. The size of a redirect is only `X-Linked-Size`:
+/// its `Content-Length` is the length of the redirect's own body.
+fn meta_from(response: &reqwest::Response, url: &str) -> Result<FileMeta> {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.trim()
+                    .trim_start_matches("W/")
+                    .trim_matches('"')
+                    .to_string()
+            })
+    };
+    let commit = header("x-repo-commit")
+        .ok_or_else(|| HubError::Network(format!("the Hub gave no X-Repo-Commit for {url}")))?;
+    let etag = header("x-linked-etag")
+        .or_else(|| header("etag"))
+        .ok_or_else(|| HubError::Network(format!("the Hub gave no ETag for {url}")))?;
+    // Both name folders in the cache: they must be plain hex-like names.
+    for (what, value) in [("commit", &commit), ("etag", &etag)] {
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(HubError::Network(format!(
+                "the Hub sent a malformed {what}: {value:?}"
+            )));
+        }
+    }
+    let size = header("x-linked-size")
+        .or_else(|| {
+            (!response.status().is_redirection())
+                .then(|| header("content-length"))
+                .flatten()
+        })
+        .and_then(|s| s.parse().ok());
+    Ok(FileMeta { commit, etag, size })
 }
 
 async fn backoff(failures: u32, error: &HubError) {
@@ -240,31 +310,6 @@ async fn backoff(failures: u32, error: &HubError) {
         _ => Duration::from_millis(250 << failures.min(6)),
     };
     tokio::time::sleep(wait).await;
-}
-
-/// Whether the file has the content its etag promises (always true for non-LFS files).
-async fn verify(path: &Path, meta: &FileMeta) -> Result<bool> {
-    let Some(expected) = meta.sha256().map(str::to_ascii_lowercase) else {
-        return Ok(true);
-    };
-    let path = path.to_path_buf();
-    let actual = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher)?;
-        Ok(hex(&hasher.finalize()))
-    })
-    .await
-    .map_err(|e| HubError::Network(format!("hashing failed: {e}")))?
-    .map_err(|e| HubError::File {
-        path: "download".into(),
-        message: e.to_string(),
-    })?;
-    Ok(actual == expected)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> HubError {
@@ -281,12 +326,6 @@ async fn create_parent(path: &Path) -> Result<()> {
             .map_err(|e| io_error(parent, e))?;
     }
     Ok(())
-}
-
-async fn rename(from: &Path, to: &Path) -> Result<()> {
-    tokio::fs::rename(from, to)
-        .await
-        .map_err(|e| io_error(to, e))
 }
 
 async fn write_file(path: &Path, content: &[u8]) -> Result<()> {

@@ -8,6 +8,8 @@ pub mod cache;
 pub mod capabilities;
 pub mod client;
 pub mod download;
+pub mod integrity;
+pub mod lock;
 pub mod repo;
 
 pub use cache::{CachedModel, CachedRevision, HubCache};

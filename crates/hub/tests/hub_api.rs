@@ -1,29 +1,38 @@
-//! The Hub client against a local Hub on 127.0.0.1:0 that answers with the
-//! Hub's JSON shapes: search paging and sorting, model details, README through
-//! a redirect, the short answer cache, and every error the Hub gives.
+//! The Hub client against a local Hub on 127.0.0.1:0 that answers as the
+//! real one does: search paging and sorting, model details, every error the
+//! Hub gives, and `resolve` with the Hub's redirects. A small file is a `307`
+//! to a relative `/api/resolve-cache/...` URL on the Hub's host, whose answer
+//! carries the `ETag` (the git blob SHA-1), `X-Repo-Commit` and the length;
+//! an LFS file is a `302` to a second listener standing in for the CDN, with
+//! `X-Linked-Etag` (the SHA-256) and `X-Linked-Size` on the redirect itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use orchard_hub::client::{HubClient, SearchQuery, Sort};
+use orchard_hub::integrity::git_blob_sha1;
 use orchard_hub::{HubError, RepoId};
 use serde_json::{Value, json};
 
-/// A file-host request: the file and its Range header.
+/// A file request: the file and its Range header.
 type Fetch = (String, Option<String>);
 
 #[derive(Clone)]
 struct Hub {
     base: String,
+    /// The CDN that LFS files redirect to: another origin.
+    cdn: String,
     hits: Arc<AtomicUsize>,
     models: Arc<Vec<Value>>,
-    /// (file, Range header) of every file-host request.
+    /// (file, Range header) of every GET of a file's content, on either host.
     ranges: Arc<std::sync::Mutex<Vec<Fetch>>>,
+    /// Whether a request to the CDN carried the token (it must not).
+    cdn_saw_token: Arc<AtomicBool>,
 }
 
 fn catalog() -> Vec<Value> {
@@ -161,78 +170,136 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// As the Hub answers `resolve`: a redirect to the file host, carrying the
-/// commit, the etag (SHA-256 for LFS files, a git hash otherwise) and the size.
+/// As the Hub answers `resolve` (GET or HEAD): an LFS file redirects to the
+/// CDN with its metadata on the redirect; a small file redirects, relatively,
+/// to the Hub's own resolve cache, which carries the metadata.
 async fn resolve(
-    Path((org, name, _rev, file)): Path<(String, String, String, String)>,
+    State(hub): State<Hub>,
+    Path((org, name, rev, file)): Path<(String, String, String, String)>,
 ) -> Response {
     let Some((_, content)) = repo_files().into_iter().find(|(n, _)| *n == file) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return (StatusCode::NOT_FOUND, [("x-error-code", "EntryNotFound")]).into_response();
     };
-    let etag = if file.ends_with(".safetensors") {
-        sha256_hex(&content)
-    } else {
-        format!("{:040x}", content.len())
-    };
+    let commit = (
+        header::HeaderName::from_static("x-repo-commit"),
+        COMMIT.to_string(),
+    );
+    if file.ends_with(".safetensors") {
+        return (
+            StatusCode::FOUND,
+            [
+                (
+                    header::LOCATION,
+                    format!("{}/files/{org}/{name}/{COMMIT}/{file}", hub.cdn),
+                ),
+                commit,
+                (
+                    header::HeaderName::from_static("x-linked-etag"),
+                    format!("\"{}\"", sha256_hex(&content)),
+                ),
+                (
+                    header::HeaderName::from_static("x-linked-size"),
+                    content.len().to_string(),
+                ),
+            ],
+        )
+            .into_response();
+    }
+    // The real Hub's Location: a path on its own host, with a query naming the request.
+    let location = format!(
+        "/api/resolve-cache/models/{org}/{name}/{COMMIT}/{file}?%2F{org}%2F{name}%2Fresolve%2F{rev}%2F{file}=&etag=%22{}%22",
+        git_blob_sha1(&content)
+    );
     (
-        StatusCode::FOUND,
-        [
-            (
-                header::LOCATION,
-                format!("/files/{org}/{name}/{COMMIT}/{file}"),
-            ),
-            (
-                header::HeaderName::from_static("x-repo-commit"),
-                COMMIT.to_string(),
-            ),
-            (
-                header::HeaderName::from_static("x-linked-etag"),
-                format!("\"{etag}\""),
-            ),
-            (
-                header::HeaderName::from_static("x-linked-size"),
-                content.len().to_string(),
-            ),
-        ],
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location), commit],
     )
         .into_response()
 }
 
-/// The file host: whole files, or the byte range asked for.
-async fn file_host(
+/// The Hub's resolve cache: a small file's content and metadata.
+async fn resolve_cache(
     State(hub): State<Hub>,
+    method: Method,
     Path((_org, _name, _rev, file)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let Some((_, content)) = repo_files().into_iter().find(|(n, _)| *n == file) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let etag = format!("\"{}\"", git_blob_sha1(&content));
+    let mut response = serve_bytes(&hub, &method, &file, content, &headers);
+    for (name, value) in [("etag", etag.as_str()), ("x-repo-commit", COMMIT)] {
+        response
+            .headers_mut()
+            .insert(name, value.parse().expect("header"));
+    }
+    response
+}
+
+/// The CDN: LFS files' content, no metadata of the Hub's.
+async fn file_host(
+    State(hub): State<Hub>,
+    method: Method,
+    Path((_org, _name, _rev, file)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        hub.cdn_saw_token.store(true, Ordering::SeqCst);
+    }
+    let Some((_, content)) = repo_files().into_iter().find(|(n, _)| *n == file) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    serve_bytes(&hub, &method, &file, content, &headers)
+}
+
+/// Whole files, or the byte range asked for; GETs are recorded.
+fn serve_bytes(
+    hub: &Hub,
+    method: &Method,
+    file: &str,
+    content: Vec<u8>,
+    headers: &HeaderMap,
+) -> Response {
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    hub.ranges
-        .lock()
-        .expect("lock")
-        .push((file.clone(), range.clone()));
+    if method == Method::GET {
+        hub.ranges
+            .lock()
+            .expect("lock")
+            .push((file.to_string(), range.clone()));
+    }
     let start: usize = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    let len = content.len();
     if start == 0 {
-        return content.into_response();
+        return (
+            [
+                (header::CONTENT_LENGTH, len.to_string()),
+                (header::ACCEPT_RANGES, "bytes".to_string()),
+            ],
+            content,
+        )
+            .into_response();
     }
-    if start >= content.len() {
+    if start >= len {
         return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
     }
     (
         StatusCode::PARTIAL_CONTENT,
-        [(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{}", content.len() - 1, content.len()),
-        )],
+        [
+            (
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{len}", len - 1),
+            ),
+            (header::CONTENT_LENGTH, (len - start).to_string()),
+        ],
         content[start..].to_vec(),
     )
         .into_response()
@@ -242,20 +309,31 @@ async fn start_hub() -> Hub {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let cdn_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let hub = Hub {
-        base,
+        base: format!("http://{}", listener.local_addr().expect("address")),
+        cdn: format!("http://{}", cdn_listener.local_addr().expect("address")),
         hits: Arc::new(AtomicUsize::new(0)),
         models: Arc::new(catalog()),
         ranges: Arc::default(),
+        cdn_saw_token: Arc::default(),
     };
     let app = Router::new()
         .route("/api/models", get(search))
         .route("/api/models/{org}/{name}/revision/{rev}", get(info))
         .route("/{org}/{name}/resolve/{rev}/{*file}", get(resolve))
+        .route(
+            "/api/resolve-cache/models/{org}/{name}/{rev}/{*file}",
+            get(resolve_cache),
+        )
+        .with_state(hub.clone());
+    let cdn = Router::new()
         .route("/files/{org}/{name}/{rev}/{*file}", get(file_host))
         .with_state(hub.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(cdn_listener, cdn).await });
     hub
 }
 
@@ -709,4 +787,83 @@ async fn offline_mode_uses_the_cache_and_never_asks_the_hub() {
         .expect_err("not cached");
     assert!(err.to_string().contains("offline mode"), "{err}");
     assert!(client.search(&SearchQuery::default()).await.is_err());
+}
+
+fn config() -> Vec<u8> {
+    repo_files()
+        .into_iter()
+        .find(|(n, _)| *n == "config.json")
+        .expect("config")
+        .1
+}
+
+/// The Hub's answers for a small file: a 307 to a relative URL on its host,
+/// the metadata on the final answer; for an LFS file, the redirect to the CDN.
+#[tokio::test]
+async fn file_metadata_follows_the_hubs_redirects_and_stops_at_the_cdn() {
+    let hub = start_hub().await;
+    let client = HubClient::new(&hub.base, Some("hf_secret".into())).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let small = client
+        .file_meta(&repo, "main", "config.json")
+        .await
+        .expect("metadata of a small file");
+    assert_eq!(small.commit, COMMIT);
+    assert_eq!(small.etag, git_blob_sha1(&config()));
+    assert_eq!(small.size, Some(config().len() as u64));
+
+    let lfs = client
+        .file_meta(&repo, "main", "model.safetensors")
+        .await
+        .expect("metadata of an LFS file");
+    assert_eq!(lfs.etag, sha256_hex(&weights()));
+    assert_eq!(lfs.size, Some(300_000));
+    // The HEAD stopped at the redirect: the CDN was not asked, nor given the token.
+    let path = client
+        .download_file(
+            tempfile::tempdir().expect("cache").path(),
+            &repo,
+            "main",
+            "model.safetensors",
+            |_| {},
+        )
+        .await
+        .expect("download through the CDN");
+    assert!(path.ends_with("model.safetensors"));
+    assert!(
+        !hub.cdn_saw_token.load(Ordering::SeqCst),
+        "the token went to the CDN"
+    );
+
+    let missing = client.file_meta(&repo, "main", "nope.json").await;
+    assert!(matches!(missing, Err(HubError::NotFound(_))), "{missing:?}");
+}
+
+/// A small file is checked against its git SHA-1: a corrupt partial file of
+/// the right length is deleted and the file fetched again.
+#[tokio::test]
+async fn a_corrupt_small_file_is_caught_by_its_git_sha1_and_fetched_again() {
+    let hub = start_hub().await;
+    let client = HubClient::new(&hub.base, None).expect("client");
+    let repo = RepoId::parse("mlx-community/SmolLM2-135M-Instruct-4bit").expect("id");
+    let cache = tempfile::tempdir().expect("cache");
+    let blobs = cache
+        .path()
+        .join("models--mlx-community--SmolLM2-135M-Instruct-4bit/blobs");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    let etag = git_blob_sha1(&config());
+    let mut wrong = config();
+    wrong.iter_mut().for_each(|b| *b = b.wrapping_add(1));
+    std::fs::write(blobs.join(format!("{etag}.incomplete")), &wrong).expect("corrupt");
+    let path = client
+        .download_file(cache.path(), &repo, "main", "config.json", |_| {})
+        .await
+        .expect("fetched again");
+    assert!(
+        std::fs::read(&path).expect("read") == config(),
+        "the corrupt bytes were kept"
+    );
+    assert!(blobs.join(&etag).is_file());
+    let ranges = hub.ranges.lock().expect("lock").clone();
+    assert_eq!(ranges, [("config.json".to_string(), None)]);
 }

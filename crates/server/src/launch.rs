@@ -130,6 +130,13 @@ pub async fn launch(
         address: address.to_string(),
         source,
     })?;
+    // Downloads a crash or quit left running continue in the background, now
+    // that this server is sure to start; their tasks keep the manager alive.
+    match orchard_core::downloads::DownloadManager::resume_at_startup(&store) {
+        Ok(Some(downloads)) => tracing::info!(?downloads, "resuming interrupted downloads"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot resume interrupted downloads"),
+    }
     let config = ServerConfig {
         auth: auth.clone(),
         max_request_bytes: settings.max_request_bytes,

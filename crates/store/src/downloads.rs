@@ -56,17 +56,35 @@ impl Store {
         Ok(())
     }
 
-    /// Sets the state (and the error, for `failed`).
-    pub fn set_download_state(&self, repo: &str, state: &str, error: Option<&str>) -> Result<()> {
+    /// Sets the state (and the error, for `failed`); returns whether it
+    /// changed. A `done` download stays done: a pause, cancel or failure that
+    /// races its end (or another process's) cannot undo it; only
+    /// [`Store::put_download`], a new start, replaces it.
+    pub fn set_download_state(&self, repo: &str, state: &str, error: Option<&str>) -> Result<bool> {
         check_state(state)?;
-        let changed = self.conn().execute(
-            "UPDATE downloads SET state = ?2, error = ?3, updated_at = ?4 WHERE repo = ?1",
+        let conn = self.conn();
+        // One statement, so the check and the write cannot be split by a writer.
+        let changed = conn.execute(
+            "UPDATE downloads SET state = ?2, error = ?3, updated_at = ?4
+             WHERE repo = ?1 AND (state <> 'done' OR ?2 = 'done')",
             params![repo, state, error, now()],
         )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("no download of {repo}")));
+        if changed > 0 {
+            return Ok(true);
         }
-        Ok(())
+        let exists = conn
+            .query_row(
+                "SELECT 1 FROM downloads WHERE repo = ?1",
+                params![repo],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound(format!("no download of {repo}")))
+        }
     }
 
     pub fn set_download_progress(&self, repo: &str, downloaded: u64, total: u64) -> Result<()> {
@@ -142,5 +160,45 @@ mod tests {
             Err(StoreError::NotFound(_))
         ));
         assert_eq!(store.downloads().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn a_done_download_stays_done_until_it_is_started_again() {
+        let store = Store::open_in_memory().expect("store");
+        store
+            .put_download("org/m", "main", &[], "running")
+            .expect("put");
+        assert!(
+            store
+                .set_download_state("org/m", "done", None)
+                .expect("done")
+        );
+        for late in ["paused", "cancelled", "failed", "running"] {
+            assert!(
+                !store
+                    .set_download_state("org/m", late, Some("late"))
+                    .expect("kept"),
+                "{late}"
+            );
+            let record = store.download("org/m").expect("read").expect("row");
+            assert_eq!(
+                (record.state.as_str(), record.error),
+                ("done", None),
+                "{late}"
+            );
+        }
+        // A new start replaces it.
+        store
+            .put_download("org/m", "main", &[], "running")
+            .expect("restart");
+        assert!(
+            store
+                .set_download_state("org/m", "paused", None)
+                .expect("paused")
+        );
+        assert_eq!(
+            store.download("org/m").expect("read").expect("row").state,
+            "paused"
+        );
     }
 }
