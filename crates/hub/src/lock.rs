@@ -87,9 +87,12 @@ pub fn remove_partials(cache_root: &Path, repo: &RepoId) -> Result<usize> {
     let mut removed = 0;
     for entry in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(etag) = name.strip_suffix(PARTIAL_SUFFIX) else {
+        let Some(stem) = name.strip_suffix(PARTIAL_SUFFIX) else {
             continue;
         };
+        // huggingface_hub 2.x writes `<etag>.<random>.incomplete` under the
+        // same `<etag>.lock`; etags themselves have no dots.
+        let etag = stem.split('.').next().unwrap_or(stem);
         let Some(_lock) = BlobLock::try_acquire(cache_root, repo, etag)? else {
             continue;
         };
@@ -139,6 +142,7 @@ mod tests {
         let blobs = cache.path().join("models--org--m/blobs");
         std::fs::create_dir_all(&blobs).expect("blobs");
         std::fs::write(blobs.join("abc.incomplete"), b"in use").expect("write");
+        std::fs::write(blobs.join("abc.1f2e3d4c.incomplete"), b"python's").expect("write");
         std::fs::write(blobs.join("def.incomplete"), b"left over").expect("write");
         std::fs::write(blobs.join("ghi"), b"a whole blob").expect("write");
         assert_eq!(remove_partials(cache.path(), &repo).expect("remove"), 1);
@@ -146,11 +150,13 @@ mod tests {
             blobs.join("abc.incomplete").exists(),
             "its writer holds the lock"
         );
+        assert!(blobs.join("abc.1f2e3d4c.incomplete").exists());
         assert!(!blobs.join("def.incomplete").exists());
         assert!(blobs.join("ghi").exists());
 
         drop(held);
-        assert_eq!(remove_partials(cache.path(), &repo).expect("remove"), 1);
+        assert_eq!(remove_partials(cache.path(), &repo).expect("remove"), 2);
         assert!(!blobs.join("abc.incomplete").exists());
+        assert!(!blobs.join("abc.1f2e3d4c.incomplete").exists());
     }
 }
