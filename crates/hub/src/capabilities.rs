@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use orchard_template_facts::ChatTemplates;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -126,20 +127,10 @@ pub fn detect(files: &ModelFiles, supported: &[&str]) -> Capabilities {
         .get("model_type")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let template = files.chat_template.clone().or_else(|| {
-        match files.tokenizer_config.as_ref()?.get("chat_template")? {
-            Value::String(t) => Some(t.clone()),
-            // Named templates: [{"name": "default", "template": "..."}, ...]
-            Value::Array(list) => Some(
-                list.iter()
-                    .filter_map(|t| t.get("template").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
-            _ => None,
-        }
-    });
-    let template = template.unwrap_or_default();
+    // The same reading of the template as the engine's and the server's.
+    let template =
+        ChatTemplates::from_files(files.chat_template.clone(), files.tokenizer_config.as_ref())
+            .facts();
     let front = front_matter(files.readme.as_deref().unwrap_or(""));
     let tagged = |names: &[&str]| front.tags.iter().any(|t| names.contains(&t.as_str()));
     let pipeline = front.pipeline_tag.as_deref().unwrap_or("");
@@ -204,10 +195,8 @@ pub fn detect(files: &ModelFiles, supported: &[&str]) -> Capabilities {
             || pipeline.contains("speech")
             || pipeline.starts_with("audio")
             || tagged(&["audio", "speech"]),
-        tool_use: template.contains("tools") || tagged(&["tool-use", "function-calling", "tools"]),
-        reasoning: template.contains("<think>")
-            || template.contains("enable_thinking")
-            || tagged(&["reasoning", "thinking"]),
+        tool_use: template.tools || tagged(&["tool-use", "function-calling", "tools"]),
+        reasoning: template.thinking || tagged(&["reasoning", "thinking"]),
         embedding: matches!(pipeline, "feature-extraction" | "sentence-similarity")
             || tagged(&["sentence-transformers", "embeddings"])
             || architectures.iter().any(|a| {

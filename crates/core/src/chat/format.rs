@@ -6,18 +6,10 @@ use serde_json::{Value, json};
 
 use super::parser::OutputParser;
 
-/// How a model writes tool calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToolSyntax {
-    /// `<tool_call>{"name": ..., "arguments": ...}</tool_call>` (Qwen, Hermes, and
-    /// what Orchard teaches models whose template has no tool support).
-    Hermes,
-    /// A bare `{"name": ..., "parameters": ...}`, maybe after `<|python_tag|>` (Llama 3.1+).
-    Llama3,
-    /// `[TOOL_CALLS][{"name": ..., "arguments": ...}]` or `[TOOL_CALLS]name[ARGS]{...}` (Mistral).
-    Mistral,
-}
+use orchard_template_facts::TemplateFacts;
+/// How a model writes tool calls; read from the template by the crate that
+/// the engine and the Library's badges use too.
+pub use orchard_template_facts::ToolSyntax;
 
 /// Which tool the request lets or makes the model call.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,24 +40,16 @@ pub struct ChatFormat {
 impl ChatFormat {
     /// Reads the conventions from the template's text.
     pub fn detect(template: Option<&str>) -> ChatFormat {
-        let template = template.unwrap_or("");
-        let template_has_tools = template.contains("tools");
-        let tool_syntax = if !template_has_tools || template.contains("<tool_call>") {
-            ToolSyntax::Hermes
-        } else if template.contains("[TOOL_CALLS]") {
-            ToolSyntax::Mistral
-        } else if template.contains("<|python_tag|>")
-            || template.contains("ipython")
-            || template.contains("<|start_header_id|>")
-        {
-            ToolSyntax::Llama3
-        } else {
-            ToolSyntax::Hermes
-        };
+        ChatFormat::from_facts(&template.map(TemplateFacts::read).unwrap_or_default())
+    }
+
+    /// The conventions the template's facts imply (the same facts the
+    /// engine and the Library read, so the "tools" badge and the server agree).
+    pub fn from_facts(facts: &TemplateFacts) -> ChatFormat {
         ChatFormat {
-            tool_syntax,
-            template_has_tools,
-            thinking: template.contains("<think>"),
+            tool_syntax: facts.tool_syntax,
+            template_has_tools: facts.tools,
+            thinking: facts.thinking,
         }
     }
 
