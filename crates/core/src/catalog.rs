@@ -2,6 +2,8 @@
 //! registered by the app) and the models in the Hugging Face cache.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -30,13 +32,51 @@ pub struct ModelEntry {
     pub weight_bytes: u64,
 }
 
-/// The set of models; Hugging Face's cache is read anew on each call, so
-/// downloads appear without a restart.
+/// The set of models. Hugging Face's cache is read again when its folders
+/// change (a download lands, a model is deleted) or on [`Catalog::refresh`],
+/// so downloads appear without a restart and requests do not rescan the disk.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     local: Vec<ModelEntry>,
     /// `$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`; None to skip.
     hub_cache: Option<PathBuf>,
+    /// The last scan of `hub_cache`, with the folders' state it was made from.
+    scanned: Arc<Mutex<Option<Scan>>>,
+}
+
+#[derive(Debug)]
+struct Scan {
+    stamp: Vec<(PathBuf, Option<SystemTime>)>,
+    entries: Vec<ModelEntry>,
+}
+
+/// The modification times of the folders a scan depends on: the cache root,
+/// each model's folder, its `snapshots/` and `refs/` and each snapshot. A
+/// download or a delete changes at least one; reading them is a few `stat`s
+/// per model, where a scan reads every config and weight file's size.
+fn cache_stamp(root: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut stamp = vec![(root.to_path_buf(), mtime(root))];
+    let Ok(models) = std::fs::read_dir(root) else {
+        return stamp;
+    };
+    for model in models.flatten() {
+        let path = model.path();
+        if !model.file_name().to_string_lossy().starts_with("models--") {
+            continue;
+        }
+        stamp.push((path.clone(), mtime(&path)));
+        for sub in ["snapshots", "refs"] {
+            let dir = path.join(sub);
+            stamp.push((dir.clone(), mtime(&dir)));
+            for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let child = child.path();
+                stamp.push((child.clone(), mtime(&child)));
+            }
+        }
+    }
+    stamp.sort();
+    stamp
 }
 
 impl Catalog {
@@ -97,14 +137,37 @@ impl Catalog {
     /// Every model: local folders first, then the Hugging Face cache by id.
     pub fn entries(&self) -> Vec<ModelEntry> {
         let mut entries = self.local.clone();
-        if let Some(cache) = &self.hub_cache {
-            for entry in scan_hub_cache(cache) {
-                if !entries.iter().any(|e| e.id == entry.id) {
-                    entries.push(entry);
-                }
+        for entry in self.hub_entries() {
+            if !entries.iter().any(|e| e.id == entry.id) {
+                entries.push(entry);
             }
         }
         entries
+    }
+
+    /// Forgets the last scan of the Hugging Face cache: the next look reads it.
+    pub fn refresh(&self) {
+        *self.scanned.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The Hugging Face cache's models, scanned again only when it changed.
+    fn hub_entries(&self) -> Vec<ModelEntry> {
+        let Some(cache) = &self.hub_cache else {
+            return Vec::new();
+        };
+        let stamp = cache_stamp(cache);
+        let mut scanned = self.scanned.lock().unwrap_or_else(|p| p.into_inner());
+        match scanned.as_ref() {
+            Some(scan) if scan.stamp == stamp => scan.entries.clone(),
+            _ => {
+                let entries = scan_hub_cache(cache);
+                *scanned = Some(Scan {
+                    stamp,
+                    entries: entries.clone(),
+                });
+                entries
+            }
+        }
     }
 
     /// The model a request's `model` field names: by id or by a path it was given as.

@@ -41,6 +41,12 @@ pub enum CoreError {
         #[source]
         source: EngineError,
     },
+    /// Memory is held by models that are still finishing requests.
+    #[error("the model {name:?} cannot be loaded yet: memory is held by requests still running on {}; retry shortly", busy.join(", "))]
+    MemoryBusy { name: String, busy: Vec<String> },
+    /// The model's worker thread died; the next request loads the model again.
+    #[error("the model {0:?} stopped unexpectedly; retry the request, which loads it again")]
+    WorkerDied(String),
     /// The model was unloaded while the request waited.
     #[error("the model was unloaded; retry the request")]
     Unloaded,

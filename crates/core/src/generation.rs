@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use orchard_engine::sampler::Sampled;
 use orchard_engine::{
-    ChatMessage, Event, FinishReason, GenerateOptions, GenerationStats, SubmitError,
-    TemplateOptions,
+    ChatMessage, EngineError, Event, FinishReason, GenerateOptions, GenerationStats,
+    ReasoningBudget, SubmitError, TemplateOptions,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::chat::{OutputParser, Parsed, ToolCall, ToolChoice};
 use crate::error::CoreError;
-use crate::manager::LoadedModel;
+use crate::manager::{LoadedModel, Prompter};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -29,6 +29,11 @@ pub enum GenerationRequest {
         tool_choice: ToolChoice,
         /// Passed to templates that can switch reasoning on and off.
         enable_thinking: Option<bool>,
+        /// Close the reasoning block after this many tokens.
+        reasoning_budget: Option<usize>,
+        /// At most one tool call (OpenAI's `parallel_tool_calls: false`):
+        /// generation ends once the first call is complete.
+        single_tool_call: bool,
         options: GenerateOptions,
         /// Report each token's log-probability.
         logprobs: bool,
@@ -115,6 +120,42 @@ impl LoadedModel {
         tool_choice: &ToolChoice,
         enable_thinking: Option<bool>,
     ) -> Result<(Vec<u32>, OutputParser), CoreError> {
+        self.prompter
+            .chat_prompt(messages, tools, tool_choice, enable_thinking)
+    }
+
+    /// Tokens a conversation's prompt takes.
+    pub fn count_chat_tokens(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: &[Value],
+    ) -> Result<usize, CoreError> {
+        self.prompter.count_chat_tokens(messages, tools)
+    }
+}
+
+/// A template's refusal ("roles must alternate", "No user query found") is
+/// the request's fault, named on `messages`; so are tokenizer parameter errors.
+fn prompt_error(error: EngineError) -> CoreError {
+    match error {
+        EngineError::Template(message) => CoreError::invalid(
+            "messages",
+            format!("the model's chat template rejected the messages: {message}"),
+        ),
+        EngineError::InvalidParameter { name, message } => CoreError::invalid(name, message),
+        other => CoreError::Engine(other),
+    }
+}
+
+impl Prompter {
+    /// The prompt tokens of a conversation and the parser for the reply.
+    pub fn chat_prompt(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: &[Value],
+        tool_choice: &ToolChoice,
+        enable_thinking: Option<bool>,
+    ) -> Result<(Vec<u32>, OutputParser), CoreError> {
         let offered: &[Value] = if *tool_choice == ToolChoice::None {
             &[]
         } else {
@@ -151,10 +192,14 @@ impl LoadedModel {
             documents: None,
             enable_thinking,
         };
-        let mut text = self.tokenizer.apply_chat_template(&messages, &options)?;
+        let mut text = self
+            .tokenizer
+            .apply_chat_template(&messages, &options)
+            .map_err(prompt_error)?;
         let (opening, parser) = self.format.start_output(&text, offered, tool_choice);
         text.push_str(&opening);
-        Ok((self.tokenizer.encode(&text, false)?, parser))
+        let tokens = self.tokenizer.encode(&text, false).map_err(prompt_error)?;
+        Ok((tokens, parser))
     }
 
     /// Tokens a conversation's prompt takes.
@@ -167,6 +212,29 @@ impl LoadedModel {
             .chat_prompt(messages, tools, &ToolChoice::Auto, None)?
             .0
             .len())
+    }
+
+    /// The engine's limit on reasoning for a reply read by `parser`: None
+    /// when the model does not reason in `<think>` blocks (nothing to limit).
+    pub fn reasoning_budget(
+        &self,
+        tokens: usize,
+        parser: &OutputParser,
+    ) -> Result<Option<ReasoningBudget>, CoreError> {
+        if !parser.thinking() {
+            return Ok(None);
+        }
+        let forced = self
+            .tokenizer
+            .encode("\n</think>\n\n", false)
+            .map_err(prompt_error)?;
+        Ok(Some(ReasoningBudget {
+            tokens,
+            starts_open: parser.in_reasoning(),
+            open: "<think>".into(),
+            close: "</think>".into(),
+            forced,
+        }))
     }
 }
 
@@ -185,28 +253,37 @@ pub async fn start(
                 tools,
                 tool_choice,
                 enable_thinking,
-                options,
+                reasoning_budget,
+                single_tool_call,
+                mut options,
                 logprobs,
             } => {
                 let (tokens, parser) =
                     model.chat_prompt(messages, &tools, &tool_choice, enable_thinking)?;
-                Ok::<_, CoreError>((tokens, Some(parser), options, logprobs))
+                if let Some(budget) = reasoning_budget {
+                    options.reasoning_budget = model.prompter.reasoning_budget(budget, &parser)?;
+                }
+                Ok::<_, CoreError>((tokens, Some(parser), options, logprobs, single_tool_call))
             }
             GenerationRequest::Text {
                 prompt,
                 options,
                 logprobs,
             } => Ok((
-                model.tokenizer.encode(&prompt, true)?,
+                model
+                    .tokenizer()
+                    .encode(&prompt, true)
+                    .map_err(prompt_error)?,
                 None,
                 options,
                 logprobs,
+                false,
             )),
         }
     })
     .await
     .map_err(|e| CoreError::Engine(orchard_engine::EngineError::Exception(e.to_string())))?;
-    let (tokens, parser, mut options, logprobs) = prepared?;
+    let (tokens, parser, mut options, logprobs, single_tool_call) = prepared?;
 
     options.sampling.validate().map_err(|e| match e {
         orchard_engine::EngineError::InvalidParameter { name, message } => {
@@ -232,13 +309,24 @@ pub async fn start(
             name: model.id.clone(),
             waiting,
         },
-        SubmitError::Stopped => CoreError::Unloaded,
+        // The worker stops only when the model is dropped, and we hold it:
+        // a stopped worker is a dead thread.
+        SubmitError::Stopped => CoreError::WorkerDied(model.id.clone()),
     })?;
     model.active.fetch_add(1, Ordering::Relaxed);
     model.touch();
     let (sender, receiver) = mpsc::channel(64);
     let bridge_model = Arc::clone(&model);
-    tokio::task::spawn_blocking(move || relay(&bridge_model, events, parser, logprobs, &sender));
+    let relay_cancel = Arc::clone(&cancel);
+    tokio::task::spawn_blocking(move || {
+        let relay = Relay {
+            model: &bridge_model,
+            logprobs,
+            single_tool_call,
+            cancel: &relay_cancel,
+        };
+        relay.run(events, parser, &sender)
+    });
     Ok(Generation {
         model,
         prompt_tokens,
@@ -248,73 +336,115 @@ pub async fn start(
 }
 
 /// Moves the worker's events to the async side, parsing text on the way.
-/// Returning drops `events`, which stops the worker at its next step.
-fn relay(
-    model: &LoadedModel,
-    events: std::sync::mpsc::Receiver<orchard_engine::Result<Event>>,
-    mut parser: Option<OutputParser>,
+struct Relay<'a> {
+    model: &'a LoadedModel,
     logprobs: bool,
-    sender: &mpsc::Sender<Result<Output, CoreError>>,
-) {
-    struct Active<'a>(&'a LoadedModel);
-    impl Drop for Active<'_> {
-        fn drop(&mut self) {
-            self.0.active.fetch_sub(1, Ordering::Relaxed);
-            self.0.touch();
-        }
-    }
-    let _active = Active(model);
-    let mut called_tools = false;
-    for event in events {
-        match event {
-            Err(e) => {
-                tracing::error!(model = %model.id, error = %e, "generation failed");
-                let _ = sender.blocking_send(Err(CoreError::Engine(e)));
-                return;
+    single_tool_call: bool,
+    cancel: &'a AtomicBool,
+}
+
+impl Relay<'_> {
+    /// Returning drops `events`, which stops the worker at its next step.
+    fn run(
+        &self,
+        events: std::sync::mpsc::Receiver<orchard_engine::Result<Event>>,
+        mut parser: Option<OutputParser>,
+        sender: &mpsc::Sender<Result<Output, CoreError>>,
+    ) {
+        struct Active<'a>(&'a LoadedModel);
+        impl Drop for Active<'_> {
+            fn drop(&mut self) {
+                self.0.active.fetch_sub(1, Ordering::Relaxed);
+                self.0.touch();
             }
-            Ok(Event::Delta { text, tokens }) => {
-                let parsed = match parser.as_mut() {
-                    Some(parser) => parser.feed(&text),
-                    None => Parsed {
-                        content: text,
-                        ..Parsed::default()
-                    },
-                };
-                let logprobs = if logprobs {
-                    tokens.iter().map(|t| token_logprobs(model, t)).collect()
-                } else {
-                    Vec::new()
-                };
-                called_tools |= !parsed.tool_calls.is_empty();
-                if !send_delta(sender, parsed, logprobs) {
+        }
+        let model = self.model;
+        let _active = Active(model);
+        let mut called_tools = false;
+        for event in events {
+            match event {
+                Err(e) => {
+                    tracing::error!(model = %model.id, error = %e, "generation failed");
+                    let _ = sender.blocking_send(Err(CoreError::Engine(e)));
                     return;
                 }
-            }
-            Ok(Event::Done(stats)) => {
-                if let Some(parser) = parser.as_mut() {
-                    let rest = parser.finish();
-                    called_tools |= !rest.tool_calls.is_empty();
-                    if !send_delta(sender, rest, Vec::new()) {
+                Ok(Event::Delta { text, tokens }) => {
+                    let mut parsed = match parser.as_mut() {
+                        Some(parser) => parser.feed(&text),
+                        None => Parsed {
+                            content: text,
+                            ..Parsed::default()
+                        },
+                    };
+                    let logprobs = if self.logprobs {
+                        tokens.iter().map(|t| token_logprobs(model, t)).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    if self.single_tool_call && !parsed.tool_calls.is_empty() {
+                        if called_tools {
+                            parsed.tool_calls.clear();
+                        }
+                        parsed.tool_calls.truncate(1);
+                        if !parsed.tool_calls.is_empty() || called_tools {
+                            // One call is all that was asked for: stop the model.
+                            self.cancel.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    called_tools |= !parsed.tool_calls.is_empty();
+                    if !send_delta(sender, parsed, logprobs) {
                         return;
                     }
                 }
-                model
-                    .generated_tokens
-                    .fetch_add(stats.generated_tokens as u64, Ordering::Relaxed);
-                model.last_decode_milli_tps.store(
-                    (stats.decode_tokens_per_second * 1000.0) as u64,
-                    Ordering::Relaxed,
-                );
-                let finish = match stats.finish_reason {
-                    FinishReason::Cancelled => Finish::Cancelled,
-                    _ if called_tools => Finish::ToolCalls,
-                    FinishReason::Stop => Finish::Stop,
-                    FinishReason::Length => Finish::Length,
-                };
-                let _ = sender.blocking_send(Ok(Output::Done { stats, finish }));
+                Ok(Event::Done(stats)) => {
+                    self.finish(stats, parser.as_mut(), called_tools, sender);
+                    return;
+                }
+            }
+        }
+        // The worker dropped the request without finishing it: its thread died.
+        tracing::error!(model = %model.id, "the model's worker stopped in the middle of a request");
+        let _ = sender.blocking_send(Err(CoreError::WorkerDied(model.id.clone())));
+    }
+
+    fn finish(
+        &self,
+        mut stats: GenerationStats,
+        parser: Option<&mut OutputParser>,
+        mut called_tools: bool,
+        sender: &mpsc::Sender<Result<Output, CoreError>>,
+    ) {
+        let model = self.model;
+        if let Some(parser) = parser {
+            let mut rest = parser.finish();
+            if self.single_tool_call && called_tools {
+                rest.tool_calls.clear();
+            }
+            rest.tool_calls
+                .truncate(if self.single_tool_call { 1 } else { usize::MAX });
+            called_tools |= !rest.tool_calls.is_empty();
+            if !send_delta(sender, rest, Vec::new()) {
                 return;
             }
         }
+        model
+            .generated_tokens
+            .fetch_add(stats.generated_tokens as u64, Ordering::Relaxed);
+        model.last_decode_milli_tps.store(
+            (stats.decode_tokens_per_second * 1000.0) as u64,
+            Ordering::Relaxed,
+        );
+        // Stopped after the one call asked for: that is a finished answer.
+        if self.single_tool_call && called_tools && stats.finish_reason == FinishReason::Cancelled {
+            stats.finish_reason = FinishReason::Stop;
+        }
+        let finish = match stats.finish_reason {
+            FinishReason::Cancelled => Finish::Cancelled,
+            _ if called_tools => Finish::ToolCalls,
+            FinishReason::Stop => Finish::Stop,
+            FinishReason::Length => Finish::Length,
+        };
+        let _ = sender.blocking_send(Ok(Output::Done { stats, finish }));
     }
 }
 
@@ -338,7 +468,7 @@ fn send_delta(
 }
 
 fn token_logprobs(model: &LoadedModel, sampled: &Sampled) -> TokenLogprobs {
-    let text = |id: u32| model.tokenizer.decode(&[id]).unwrap_or_default();
+    let text = |id: u32| model.tokenizer().decode(&[id]).unwrap_or_default();
     TokenLogprobs {
         token: text(sampled.token),
         logprob: sampled.logprob,

@@ -1,5 +1,13 @@
 //! The model manager: which models are loaded, loading on demand, unloading
-//! idle ones, and keeping loaded weights within a memory budget.
+//! idle ones, and keeping loaded models within a memory budget.
+//!
+//! What stays true:
+//! - a model's weights are in memory at most once: a model unloaded while
+//!   requests still run on it is *draining*; it counts against the budget until
+//!   its last request ends, and a request for it meanwhile gets it back;
+//! - loads run one at a time, so two loads cannot both pass the budget check;
+//! - a model whose worker thread died is removed (and counted) the next time
+//!   anyone looks, so the next request loads it again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,6 +23,9 @@ use crate::catalog::{Catalog, ModelEntry};
 use crate::chat::ChatFormat;
 use crate::error::CoreError;
 
+/// How long a load waits for draining models to give their memory back.
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+
 /// How the manager behaves; [`ManagerOptions::from_settings`] reads the user's settings.
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
@@ -22,7 +33,7 @@ pub struct ManagerOptions {
     pub jit_loading: bool,
     /// Unload models idle this long; None keeps them.
     pub idle_ttl: Option<Duration>,
-    /// Loaded weights may take at most this many bytes.
+    /// Loaded models (weights, KV caches, prompt caches) may take at most this many bytes.
     pub memory_budget_bytes: u64,
     /// At most this many models loaded at once.
     pub max_loaded_models: usize,
@@ -53,6 +64,22 @@ impl Default for ManagerOptions {
     }
 }
 
+/// A model's tokenizer and chat format: what turns requests into prompt
+/// tokens. Read once per model and shared by its loaded copy and counting.
+#[derive(Debug)]
+pub struct Prompter {
+    pub tokenizer: Arc<Tokenizer>,
+    /// Read from the chat template at load time.
+    pub format: ChatFormat,
+}
+
+impl Prompter {
+    pub fn new(tokenizer: Arc<Tokenizer>) -> Self {
+        let format = ChatFormat::detect(tokenizer.chat_template());
+        Prompter { tokenizer, format }
+    }
+}
+
 /// A model loaded and ready for requests.
 #[derive(Debug)]
 pub struct LoadedModel {
@@ -60,10 +87,8 @@ pub struct LoadedModel {
     pub id: String,
     pub entry: ModelEntry,
     pub(crate) worker: ModelWorker,
-    /// The tokenizer, for templates and counting on the caller's side.
-    pub tokenizer: Tokenizer,
-    /// Read from the chat template at load time.
-    pub format: ChatFormat,
+    /// The tokenizer and chat format.
+    pub prompter: Arc<Prompter>,
     pub loaded_at: Instant,
     /// When a request last started or ended, in ms since `loaded_at`.
     last_used_ms: AtomicU64,
@@ -84,6 +109,43 @@ impl LoadedModel {
         self.worker.queue_depth()
     }
 
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.prompter.tokenizer
+    }
+
+    /// False once the worker thread has ended (it panicked).
+    pub fn is_alive(&self) -> bool {
+        self.worker.is_alive()
+    }
+
+    /// Makes the worker thread panic; for tests of worker failure.
+    #[doc(hidden)]
+    pub fn crash_worker(&self) {
+        self.worker.crash();
+    }
+
+    /// Memory the model holds now.
+    pub fn memory(&self) -> ModelMemory {
+        let gauges = self.worker.gauges();
+        ModelMemory {
+            weight_bytes: self.entry.weight_bytes,
+            kv_cache_bytes: gauges.counters.kv_bytes.load(Ordering::Relaxed),
+            prompt_cache_bytes: gauges.prompt_cache_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Prompt tokens computed, tokens generated and requests dropped unstarted
+    /// (their caller gave up while they waited), since the load.
+    pub fn work(&self) -> ModelWork {
+        let gauges = self.worker.gauges();
+        ModelWork {
+            prefilled_tokens: gauges.counters.prefilled_tokens.load(Ordering::Relaxed),
+            generated_tokens: gauges.counters.generated_tokens.load(Ordering::Relaxed),
+            skipped_requests: gauges.skipped_requests.load(Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn touch(&self) {
         let ms = self.loaded_at.elapsed().as_millis() as u64;
         self.last_used_ms.store(ms, Ordering::Relaxed);
@@ -94,11 +156,16 @@ impl LoadedModel {
         self.loaded_at.elapsed().saturating_sub(last)
     }
 
+    fn answers_to(&self, name: &str) -> bool {
+        self.id == name || self.entry.aliases.iter().any(|a| a == name)
+    }
+
     /// A snapshot for listings and gauges.
     pub fn info(&self) -> LoadedInfo {
         LoadedInfo {
             id: self.id.clone(),
             weight_bytes: self.entry.weight_bytes,
+            memory: self.memory(),
             context_length: self.context_length(),
             active_requests: self.active.load(Ordering::Relaxed),
             queue_depth: self.queue_depth(),
@@ -112,11 +179,36 @@ impl LoadedModel {
     }
 }
 
+/// The parts of a model's memory the budget counts.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ModelMemory {
+    pub weight_bytes: u64,
+    /// Keys and values of the sequence running now.
+    pub kv_cache_bytes: u64,
+    /// Reusable prompt caches kept between requests.
+    pub prompt_cache_bytes: u64,
+}
+
+impl ModelMemory {
+    pub fn total(&self) -> u64 {
+        self.weight_bytes + self.kv_cache_bytes + self.prompt_cache_bytes
+    }
+}
+
+/// Work a model's worker has done since its load.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ModelWork {
+    pub prefilled_tokens: u64,
+    pub generated_tokens: u64,
+    pub skipped_requests: u64,
+}
+
 /// What the tiles and `/metrics` show of a loaded model.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LoadedInfo {
     pub id: String,
     pub weight_bytes: u64,
+    pub memory: ModelMemory,
     pub context_length: usize,
     pub active_requests: usize,
     pub queue_depth: usize,
@@ -143,7 +235,18 @@ struct Inner {
     /// Models loaded or loading, by id. A slot whose cell is set is loaded;
     /// an empty one is loading (or failed, and the next request retries).
     slots: Mutex<HashMap<String, Slot>>,
+    /// Models unloaded while requests still ran on them; alive until the last ends.
+    draining: Mutex<Vec<Weak<LoadedModel>>>,
+    /// Held for the whole of a load, from the budget check to the worker's start.
+    loading: tokio::sync::Mutex<()>,
+    /// Prompters of models not loaded (for counting tokens), by id.
+    prompters: Mutex<HashMap<String, Arc<Prompter>>>,
+    /// Worker threads found dead since the start.
+    worker_deaths: AtomicU64,
 }
+
+/// Prompters kept for models that are not loaded.
+const MAX_SPARE_PROMPTERS: usize = 8;
 
 impl ModelManager {
     pub fn new(catalog: Catalog, options: ManagerOptions) -> Self {
@@ -152,6 +255,10 @@ impl ModelManager {
                 options,
                 catalog: RwLock::new(catalog),
                 slots: Mutex::new(HashMap::new()),
+                draining: Mutex::new(Vec::new()),
+                loading: tokio::sync::Mutex::new(()),
+                prompters: Mutex::new(HashMap::new()),
+                worker_deaths: AtomicU64::new(0),
             }),
         }
     }
@@ -163,6 +270,12 @@ impl ModelManager {
     /// Every model that can be served.
     pub fn entries(&self) -> Vec<ModelEntry> {
         self.catalog().entries()
+    }
+
+    /// Reads the Hugging Face cache again now (it is otherwise re-read only
+    /// when its folders change).
+    pub fn refresh_catalog(&self) {
+        self.catalog().refresh();
     }
 
     /// Adds a model folder to the catalog.
@@ -183,8 +296,39 @@ impl ModelManager {
         self.inner.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn draining(&self) -> MutexGuard<'_, Vec<Weak<LoadedModel>>> {
+        let mut draining = self
+            .inner
+            .draining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        draining.retain(|w| w.strong_count() > 0);
+        draining
+    }
+
+    /// Worker threads that died (panicked) since the start.
+    pub fn worker_deaths(&self) -> u64 {
+        self.inner.worker_deaths.load(Ordering::Relaxed)
+    }
+
+    /// Removes models whose worker thread has ended.
+    fn remove_dead(&self) {
+        let mut slots = self.slots();
+        let dead: Vec<String> = slots
+            .iter()
+            .filter(|(_, slot)| slot.get().is_some_and(|m| !m.is_alive()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            tracing::error!(model = %id, "the model's worker thread died; it will be loaded again");
+            slots.remove(&id);
+            self.inner.worker_deaths.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The loaded models, most recently used first.
     pub fn loaded(&self) -> Vec<Arc<LoadedModel>> {
+        self.remove_dead();
         let mut loaded: Vec<Arc<LoadedModel>> = self
             .slots()
             .values()
@@ -192,6 +336,11 @@ impl ModelManager {
             .collect();
         loaded.sort_by_key(|m| m.idle_for());
         loaded
+    }
+
+    /// Models unloaded whose requests still run.
+    pub fn draining_models(&self) -> Vec<Arc<LoadedModel>> {
+        self.draining().iter().filter_map(Weak::upgrade).collect()
     }
 
     /// The loaded model called `name`, loading it first when allowed.
@@ -206,46 +355,93 @@ impl ModelManager {
         self.get_or_load(name, true).await
     }
 
+    /// A loaded (or draining) model that answers to `name`, without reading the catalog.
+    fn find_loaded(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        self.remove_dead();
+        let loaded = self
+            .slots()
+            .values()
+            .filter_map(|slot| slot.get())
+            .find(|m| m.answers_to(name))
+            .cloned();
+        loaded.or_else(|| self.revive(name))
+    }
+
+    /// Puts a draining model called `name` back in service.
+    fn revive(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        let model = self
+            .draining()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|m| m.answers_to(name) && m.is_alive())?;
+        let mut slots = self.slots();
+        let slot = slots.entry(model.id.clone()).or_default();
+        match slot.get() {
+            Some(current) => return Some(Arc::clone(current)),
+            None if slot.set(Arc::clone(&model)).is_err() => {
+                return slot.get().cloned();
+            }
+            None => {}
+        }
+        drop(slots);
+        self.draining()
+            .retain(|w| !w.upgrade().is_some_and(|m| Arc::ptr_eq(&m, &model)));
+        tracing::info!(model = %model.id, "a draining model is back in service");
+        Some(model)
+    }
+
+    fn resolve(&self, name: &str) -> Result<ModelEntry, CoreError> {
+        let found = self.catalog().resolve(name);
+        found.ok_or_else(|| CoreError::ModelNotFound {
+            name: name.to_string(),
+            available: self.entries().into_iter().map(|e| e.id).collect(),
+        })
+    }
+
     async fn get_or_load(&self, name: &str, may_load: bool) -> Result<Arc<LoadedModel>, CoreError> {
-        let entry = self
-            .catalog()
-            .resolve(name)
-            .ok_or_else(|| CoreError::ModelNotFound {
-                name: name.to_string(),
-                available: self.entries().into_iter().map(|e| e.id).collect(),
-            })?;
-        let slot = {
-            let mut slots = self.slots();
-            if let Some(model) = slots.get(&entry.id).and_then(|slot| slot.get()) {
-                model.touch();
-                return Ok(Arc::clone(model));
-            }
-            if !may_load {
-                return Err(CoreError::NotLoaded(entry.id));
-            }
-            Arc::clone(slots.entry(entry.id.clone()).or_default())
-        };
+        if let Some(model) = self.find_loaded(name) {
+            model.touch();
+            return Ok(model);
+        }
+        let entry = self.resolve(name)?;
+        if let Some(model) = self.find_loaded(&entry.id) {
+            model.touch();
+            return Ok(model);
+        }
+        if !may_load {
+            return Err(CoreError::NotLoaded(entry.id));
+        }
+        let slot = Arc::clone(self.slots().entry(entry.id.clone()).or_default());
         let model = slot.get_or_try_init(|| self.load(entry)).await?;
         model.touch();
         Ok(Arc::clone(model))
     }
 
     async fn load(&self, entry: ModelEntry) -> Result<Arc<LoadedModel>, CoreError> {
+        let _loading = self.inner.loading.lock().await;
+        // A draining copy of this model may have come back while we waited.
+        if let Some(model) = self
+            .draining_models()
+            .into_iter()
+            .find(|m| m.id == entry.id && m.is_alive())
+        {
+            self.draining()
+                .retain(|w| !w.upgrade().is_some_and(|m| Arc::ptr_eq(&m, &model)));
+            return Ok(model);
+        }
         self.make_room(&entry).await?;
         let options = self.inner.options.worker.clone();
         tracing::info!(model = %entry.id, dir = %entry.dir.display(), "loading");
         let started = Instant::now();
         let id = entry.id.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            let tokenizer = Tokenizer::load(&entry.dir)?;
             let worker = ModelWorker::spawn(&entry.dir, options)?;
-            let format = ChatFormat::detect(tokenizer.chat_template());
+            let prompter = Arc::new(Prompter::new(worker.tokenizer()));
             Ok::<_, orchard_engine::EngineError>(LoadedModel {
                 id: entry.id.clone(),
                 entry,
                 worker,
-                tokenizer,
-                format,
+                prompter,
                 loaded_at: Instant::now(),
                 last_used_ms: AtomicU64::new(0),
                 active: AtomicUsize::new(0),
@@ -257,51 +453,70 @@ impl ModelManager {
         .map_err(|e| CoreError::Engine(orchard_engine::EngineError::Exception(e.to_string())))?;
         let model = loaded.map_err(|source| CoreError::Load { name: id, source })?;
         tracing::info!(model = %model.id, seconds = started.elapsed().as_secs_f64(), "loaded");
+        self.prompters().remove(&model.id);
         Ok(Arc::new(model))
     }
 
-    /// Unloads least recently used models until `entry` fits the count and
-    /// memory limits. Models busy with requests are unloaded last; their memory
-    /// comes back when those requests end.
+    /// Unloads models until `entry` fits the count and memory limits: idle
+    /// ones first, then the least recently used. A busy model drains: its
+    /// memory counts until its requests end, and the load waits for that.
     async fn make_room(&self, entry: &ModelEntry) -> Result<(), CoreError> {
         let options = &self.inner.options;
+        let over_budget = || CoreError::OverBudget {
+            name: entry.id.clone(),
+            need_mib: entry.weight_bytes >> 20,
+            budget_mib: options.memory_budget_bytes >> 20,
+        };
         if entry.weight_bytes > options.memory_budget_bytes {
-            return Err(CoreError::OverBudget {
-                name: entry.id.clone(),
-                need_mib: entry.weight_bytes >> 20,
-                budget_mib: options.memory_budget_bytes >> 20,
-            });
+            return Err(over_budget());
         }
+        let deadline = Instant::now() + DRAIN_WAIT;
         loop {
             let mut loaded: Vec<Arc<LoadedModel>> = self
                 .loaded()
                 .into_iter()
                 .filter(|m| m.id != entry.id)
                 .collect();
-            let used: u64 = loaded.iter().map(|m| m.entry.weight_bytes).sum();
-            if loaded.len() < options.max_loaded_models
+            let draining = self.draining_models();
+            let used: u64 = loaded
+                .iter()
+                .chain(draining.iter())
+                .map(|m| m.memory().total())
+                .sum();
+            let count = loaded.len() + draining.len();
+            if count < options.max_loaded_models
                 && used + entry.weight_bytes <= options.memory_budget_bytes
             {
                 return Ok(());
             }
             // Idle models first, then the least recently used.
             loaded.sort_by_key(|m| (m.active.load(Ordering::Relaxed) == 0, m.idle_for()));
-            let Some(victim) = loaded.pop() else {
+            if let Some(victim) = loaded.pop() {
+                tracing::info!(model = %victim.id, for_model = %entry.id, "unloading to make room");
+                drop(loaded);
+                drop(draining);
+                self.unload_model(victim).await;
+                continue;
+            }
+            if draining.is_empty() {
+                // Nothing else holds memory the manager knows of.
                 return Ok(());
-            };
-            tracing::info!(model = %victim.id, for_model = %entry.id, "unloading to make room");
-            drop(loaded);
-            self.unload_model(victim).await;
+            }
+            if Instant::now() >= deadline {
+                let busy: Vec<String> = draining.iter().map(|m| m.id.clone()).collect();
+                return Err(CoreError::MemoryBusy {
+                    name: entry.id.clone(),
+                    busy,
+                });
+            }
+            drop(draining);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Unloads `name`; false when it was not loaded.
     pub async fn unload(&self, name: &str) -> bool {
-        let Some(model) = self
-            .loaded()
-            .into_iter()
-            .find(|m| m.id == name || m.entry.aliases.iter().any(|a| a == name))
-        else {
+        let Some(model) = self.loaded().into_iter().find(|m| m.answers_to(name)) else {
             return false;
         };
         self.unload_model(model).await;
@@ -309,30 +524,83 @@ impl ModelManager {
     }
 
     async fn unload_model(&self, model: Arc<LoadedModel>) {
-        self.slots().remove(&model.id);
-        // The worker thread is joined when the last reference goes; requests
-        // still running hold theirs. Dropping may block, so not on this thread.
+        {
+            let mut slots = self.slots();
+            let ours = slots
+                .get(&model.id)
+                .and_then(|slot| slot.get())
+                .is_some_and(|m| Arc::ptr_eq(m, &model));
+            if ours {
+                slots.remove(&model.id);
+            }
+        }
+        if Arc::strong_count(&model) > 1 {
+            // Requests still hold it: its memory is in use until they end.
+            self.draining().push(Arc::downgrade(&model));
+        }
+        // The worker thread is joined when the last reference goes. Dropping
+        // may block, so not on this thread.
         let _ = tokio::task::spawn_blocking(move || drop(model)).await;
     }
 
-    /// Starts the task that unloads models idle longer than the TTL. It ends
-    /// when the manager is dropped.
-    pub fn spawn_idle_reaper(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let ttl = self.inner.options.idle_ttl?;
+    fn prompters(&self) -> MutexGuard<'_, HashMap<String, Arc<Prompter>>> {
+        self.inner
+            .prompters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tokenizer and chat format of `name`, without loading its weights
+    /// or unloading anything: for counting tokens.
+    pub async fn prompter(&self, name: &str) -> Result<Arc<Prompter>, CoreError> {
+        if let Some(model) = self.find_loaded(name) {
+            return Ok(Arc::clone(&model.prompter));
+        }
+        let entry = self.resolve(name)?;
+        if let Some(model) = self.find_loaded(&entry.id) {
+            return Ok(Arc::clone(&model.prompter));
+        }
+        if let Some(prompter) = self.prompters().get(&entry.id) {
+            return Ok(Arc::clone(prompter));
+        }
+        let dir = entry.dir.clone();
+        let tokenizer = tokio::task::spawn_blocking(move || Tokenizer::load(&dir))
+            .await
+            .map_err(|e| CoreError::Engine(orchard_engine::EngineError::Exception(e.to_string())))?
+            .map_err(|source| CoreError::Load {
+                name: entry.id.clone(),
+                source,
+            })?;
+        let prompter = Arc::new(Prompter::new(Arc::new(tokenizer)));
+        let mut prompters = self.prompters();
+        if prompters.len() >= MAX_SPARE_PROMPTERS {
+            prompters.clear();
+        }
+        prompters.insert(entry.id, Arc::clone(&prompter));
+        Ok(prompter)
+    }
+
+    /// Starts the task that unloads models idle longer than the TTL and
+    /// removes models whose worker died. It ends when the manager is dropped.
+    pub fn spawn_idle_reaper(&self) -> tokio::task::JoinHandle<()> {
+        let ttl = self.inner.options.idle_ttl;
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let period = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-        Some(tokio::spawn(async move {
+        let period = ttl.map_or(Duration::from_secs(5), |ttl| {
+            (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+        });
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let manager = ModelManager { inner };
                 for model in manager.loaded() {
+                    let Some(ttl) = ttl else { break };
                     if model.active.load(Ordering::Relaxed) == 0 && model.idle_for() >= ttl {
                         tracing::info!(model = %model.id, idle_seconds = model.idle_for().as_secs(), "unloading idle model");
                         manager.unload_model(model).await;
                     }
                 }
             }
-        }))
+        })
     }
 }

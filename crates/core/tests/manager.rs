@@ -5,60 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchard_core::catalog::Catalog;
+mod common;
+
+use common::{LARGE, SMALL, chat, fixture, manager, options};
 use orchard_core::chat::ToolChoice;
 use orchard_core::{
-    ChatMessage, CoreError, Finish, GenerateOptions, GenerationRequest, ManagerOptions,
-    ModelManager, Output,
+    ChatMessage, CoreError, Finish, GenerateOptions, GenerationRequest, ManagerOptions, Output,
 };
-
-fn fixture(name: &str) -> String {
-    let dir = orchard_core::paths::fixture_models_dir()
-        .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
-        .join(name);
-    assert!(
-        dir.join("config.json").is_file(),
-        "{} is missing: run `make setup`",
-        dir.display()
-    );
-    dir.to_string_lossy().into_owned()
-}
-
-const SMALL: &str = "SmolLM2-135M-Instruct-4bit";
-const LARGE: &str = "SmolLM2-135M-Instruct-float16";
-
-fn manager(options: ManagerOptions) -> ModelManager {
-    let mut catalog = Catalog::new();
-    catalog.add_folder(&fixture(SMALL)).expect("4-bit fixture");
-    catalog
-        .add_folder(&fixture(LARGE))
-        .expect("float16 fixture");
-    ModelManager::new(catalog, options)
-}
-
-fn options() -> ManagerOptions {
-    ManagerOptions {
-        jit_loading: true,
-        idle_ttl: None,
-        memory_budget_bytes: 8 << 30,
-        max_loaded_models: 4,
-        worker: Default::default(),
-    }
-}
-
-fn chat(text: &str, max_tokens: usize) -> GenerationRequest {
-    GenerationRequest::Chat {
-        messages: vec![ChatMessage::text("user", text)],
-        tools: Vec::new(),
-        tool_choice: ToolChoice::Auto,
-        enable_thinking: None,
-        options: GenerateOptions {
-            max_tokens,
-            ..GenerateOptions::default()
-        },
-        logprobs: false,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_share_one_load() {
@@ -145,7 +98,7 @@ async fn an_idle_model_is_unloaded_after_the_ttl() {
         idle_ttl: Some(Duration::from_millis(600)),
         ..options()
     });
-    let _reaper = manager.spawn_idle_reaper().expect("a TTL is set");
+    let _reaper = manager.spawn_idle_reaper();
     let model = manager.get(SMALL).await.expect("load");
     let mut generation = orchard_core::start(model, chat("Hi", 4))
         .await
@@ -177,16 +130,13 @@ async fn dropping_a_generation_stops_it_and_frees_the_worker() {
     let first = long.next().await.expect("an output").expect("ok");
     assert!(matches!(first, Output::Delta(_)));
     drop(long);
-    // The next request runs only once the first has stopped; it must finish
-    // long before 2000 tokens could have been generated.
-    let mut next = orchard_core::start(Arc::clone(&model), chat("Say hi.", 3))
+    // The next request runs only once the first has stopped.
+    let next = orchard_core::start(Arc::clone(&model), chat("Say hi.", 3))
         .await
         .expect("start");
+    let mut next = next;
     let mut finish = None;
-    while let Some(output) = tokio::time::timeout(Duration::from_secs(120), next.next())
-        .await
-        .expect("the worker was freed")
-    {
+    while let Some(output) = next.next().await {
         if let Output::Done { finish: f, stats } = output.expect("ok") {
             assert_eq!(stats.generated_tokens, 3);
             finish = Some(f);
@@ -194,6 +144,10 @@ async fn dropping_a_generation_stops_it_and_frees_the_worker() {
     }
     assert_eq!(finish, Some(Finish::Length));
     assert_eq!(model.info().active_requests, 0);
+    // The hung-up request stopped within a step or two of its first output,
+    // far short of the 2000 tokens it asked for.
+    let generated = model.work().generated_tokens;
+    assert!(generated <= 3 + 8, "{generated} tokens were generated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,6 +177,8 @@ async fn bad_requests_fail_before_queueing() {
         tools: vec![serde_json::json!({"type": "function", "function": {"name": "a"}})],
         tool_choice: ToolChoice::Function("b".into()),
         enable_thinking: None,
+        reasoning_budget: None,
+        single_tool_call: false,
         options: GenerateOptions::default(),
         logprobs: false,
     };
@@ -237,21 +193,41 @@ async fn different_models_generate_at_the_same_time() {
     let manager = manager(options());
     let small = manager.get(SMALL).await.expect("small");
     let large = manager.get(LARGE).await.expect("large");
-    let mut long = orchard_core::start(small, chat("Write a long story about a dragon.", 400))
-        .await
-        .expect("start");
-    assert!(matches!(long.next().await, Some(Ok(Output::Delta(_)))));
-    // The other model answers in full while the first is still generating.
-    let mut short = orchard_core::start(large, chat("Say hi.", 2))
-        .await
-        .expect("start");
-    let mut finished = false;
-    while let Some(output) = short.next().await {
-        finished |= matches!(output.expect("ok"), Output::Done { .. });
+    /// When each output of a generation arrived.
+    async fn arrivals(mut generation: orchard_core::Generation) -> Vec<std::time::Instant> {
+        let mut times = Vec::new();
+        while let Some(output) = generation.next().await {
+            if let Output::Delta(_) = output.expect("ok") {
+                times.push(std::time::Instant::now());
+            }
+        }
+        times
     }
-    assert!(finished);
+    let a = orchard_core::start(small, chat("Write a long story about a dragon.", 48))
+        .await
+        .expect("start");
+    let b = orchard_core::start(large, chat("Write a long story about a castle.", 48))
+        .await
+        .expect("start");
+    let (a, b) = tokio::join!(tokio::spawn(arrivals(a)), tokio::spawn(arrivals(b)));
+    let (a, b) = (a.expect("a"), b.expect("b"));
     assert!(
-        matches!(long.next().await, Some(Ok(Output::Delta(_)))),
-        "the first model is still mid-answer"
+        a.len() > 4 && b.len() > 4,
+        "{} and {} outputs",
+        a.len(),
+        b.len()
+    );
+    // Run one after the other, every output of one would precede the other's.
+    let b_inside_a = b
+        .iter()
+        .filter(|t| **t > a[0] && **t < a[a.len() - 1])
+        .count();
+    let a_inside_b = a
+        .iter()
+        .filter(|t| **t > b[0] && **t < b[b.len() - 1])
+        .count();
+    assert!(
+        b_inside_a > 0 && a_inside_b > 0,
+        "the two models took turns instead of running together ({b_inside_a}, {a_inside_b})"
     );
 }

@@ -33,6 +33,9 @@ pub enum EngineError {
     /// The prompt does not fit in the model's context.
     #[error("the prompt has {tokens} tokens but the model's context holds {limit}; shorten it")]
     PromptTooLong { tokens: usize, limit: usize },
+    /// The request was cancelled before its prompt was fully computed.
+    #[error("the request was cancelled")]
+    Cancelled,
     /// A request parameter is out of range.
     #[error("invalid parameter {name}: {message}")]
     InvalidParameter { name: &'static str, message: String },

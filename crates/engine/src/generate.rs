@@ -4,7 +4,7 @@
 //! the request's statistics; [`generate`] returns the whole text.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mlx_rs::{Array, Dtype};
@@ -33,6 +33,42 @@ pub struct GenerateOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Keep going past end-of-sequence tokens (benchmarks want exact lengths).
     pub ignore_eos: bool,
+    /// Closes a reasoning block that runs longer than a budget.
+    pub reasoning_budget: Option<ReasoningBudget>,
+    /// Where the request counts its work (the worker's gauges); None counts nothing.
+    pub counters: Option<Arc<Counters>>,
+}
+
+/// A limit on reasoning: once `tokens` tokens were generated inside a block
+/// opened by `open` and not yet closed by `close`, the tokens of `forced`
+/// (which contains `close`) are written into the sequence as if sampled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasoningBudget {
+    pub tokens: usize,
+    /// The prompt already opened the block (the template ends in `open`).
+    pub starts_open: bool,
+    pub open: String,
+    pub close: String,
+    /// The closing text's tokens, e.g. of `"\n</think>\n\n"`.
+    pub forced: Vec<u32>,
+}
+
+/// Work done by the requests of one model, for gauges and tests. Every field
+/// only grows except `kv_bytes`, the running sequence's cache.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Prompt tokens computed (not reused from a cache).
+    pub prefilled_tokens: AtomicU64,
+    /// Tokens generated (forced ones included).
+    pub generated_tokens: AtomicU64,
+    /// Bytes of keys and values of the sequence running now.
+    pub kv_bytes: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// Why generation ended.
@@ -92,6 +128,33 @@ pub struct TokenSteps<'m> {
     cached_tokens: usize,
 }
 
+/// What a prefill reports to and checks with its caller.
+#[derive(Debug, Default)]
+pub struct Watch {
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub counters: Option<Arc<Counters>>,
+    /// Prompt tokens per forward pass (default [`PREFILL_CHUNK`]).
+    pub chunk: Option<usize>,
+}
+
+impl Watch {
+    fn check(&self) -> Result<()> {
+        match &self.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(EngineError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    fn prefilled(&self, tokens: usize, cache: &KvCache) {
+        if let Some(counters) = &self.counters {
+            Counters::add(&counters.prefilled_tokens, tokens);
+            counters
+                .kv_bytes
+                .store(cache.nbytes() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The most likely token of the last position and its log-probability, lazily.
 fn greedy_on_device(logits: &Array) -> Result<(Array, Array)> {
     let vocab = logits.shape()[logits.ndim() - 1];
@@ -115,6 +178,26 @@ impl<'m> TokenSteps<'m> {
         sampling: SamplingParams,
         top_logprobs: usize,
         reused: Option<(KvCache, usize)>,
+    ) -> Result<Self> {
+        Self::with_watch(
+            model,
+            prompt,
+            sampling,
+            top_logprobs,
+            reused,
+            &Watch::default(),
+        )
+    }
+
+    /// Like [`TokenSteps::new`]; `watch` is checked for cancellation before
+    /// each chunk of the prompt and told how many tokens were computed.
+    pub fn with_watch(
+        model: &'m Model,
+        prompt: &[u32],
+        sampling: SamplingParams,
+        top_logprobs: usize,
+        reused: Option<(KvCache, usize)>,
+        watch: &Watch,
     ) -> Result<Self> {
         if prompt.is_empty() {
             return Err(EngineError::InvalidParameter {
@@ -144,10 +227,14 @@ impl<'m> TokenSteps<'m> {
                     name: "prompt",
                     message: "no prompt token is left to compute".into(),
                 })?;
-        for chunk in head.chunks(PREFILL_CHUNK) {
+        for chunk in head.chunks(watch.chunk.unwrap_or(PREFILL_CHUNK).max(1)) {
+            watch.check()?;
             model.forward(chunk, &mut cache)?;
             cache.eval()?;
+            watch.prefilled(chunk.len(), &cache);
         }
+        watch.check()?;
+        watch.prefilled(1, &cache);
         let next = if sampler.is_plain_greedy() && top_logprobs == 0 {
             let (token, logprob) = greedy_on_device(&model.forward(&[*last], &mut cache)?)?;
             Next::Queued { token, logprob }
@@ -228,6 +315,46 @@ impl<'m> TokenSteps<'m> {
         self.context.push(sampled.token);
         Ok(sampled)
     }
+
+    /// Writes `tokens` into the sequence after the last sampled one, as if
+    /// they had been sampled; the next step continues after them.
+    pub fn force(&mut self, tokens: &[u32]) -> Result<()> {
+        let Some((last, head)) = tokens.split_last() else {
+            return Ok(());
+        };
+        let mut feed = Vec::with_capacity(tokens.len());
+        match std::mem::replace(&mut self.next, Next::Done) {
+            // The sampled token is in the context but not yet in the cache.
+            Next::Token(token) => feed.push(token),
+            // The cache holds the whole context; a queued prediction is dropped.
+            Next::Queued { .. } | Next::Logits(_) => {}
+            Next::Done => {
+                return Err(EngineError::InvalidParameter {
+                    name: "force",
+                    message: "the sequence has ended: its cache was taken".into(),
+                });
+            }
+        }
+        feed.extend_from_slice(head);
+        if !feed.is_empty() {
+            self.model.forward(&feed, &mut self.cache)?;
+            self.cache.eval()?;
+        }
+        self.context.extend_from_slice(tokens);
+        self.next = if self.sampler.is_plain_greedy() && self.top_logprobs == 0 {
+            let (token, logprob) =
+                greedy_on_device(&self.model.forward(&[*last], &mut self.cache)?)?;
+            Next::Queued { token, logprob }
+        } else {
+            Next::Logits(self.model.last_logits(&[*last], &mut self.cache)?)
+        };
+        Ok(())
+    }
+
+    /// Bytes of keys and values the sequence holds.
+    pub fn kv_bytes(&self) -> usize {
+        self.cache.nbytes()
+    }
 }
 
 /// Turns tokens into text without splitting multi-byte characters. Text is
@@ -305,6 +432,16 @@ pub struct TextStream<'m> {
     pending_done: Option<Event>,
     /// The stop string found, once one is.
     matched_stop: Option<String>,
+    reasoning: Reasoning,
+}
+
+/// Where a reasoning budget stands.
+#[derive(Debug, Default)]
+struct Reasoning {
+    /// Tokens generated inside the open block.
+    tokens: usize,
+    /// The block was closed (by the model or by force): no more checks.
+    closed: bool,
 }
 
 impl<'m> TextStream<'m> {
@@ -337,12 +474,18 @@ impl<'m> TextStream<'m> {
             Some(store) => store.take(prompt)?,
             None => None,
         };
-        let steps = TokenSteps::new(
+        let watch = Watch {
+            cancel: options.cancel.clone(),
+            counters: options.counters.clone(),
+            chunk: None,
+        };
+        let steps = TokenSteps::with_watch(
             model,
             prompt,
             options.sampling.clone(),
             options.top_logprobs,
             reused,
+            &watch,
         )?;
         Ok(TextStream {
             steps,
@@ -359,7 +502,13 @@ impl<'m> TextStream<'m> {
             finished: false,
             pending_done: None,
             matched_stop: None,
+            reasoning: Reasoning::default(),
         })
+    }
+
+    /// Bytes of keys and values the sequence holds now.
+    pub fn kv_bytes(&self) -> usize {
+        self.steps.kv_bytes()
     }
 
     fn token_limit(&self) -> usize {
@@ -433,6 +582,12 @@ impl<'m> TextStream<'m> {
         let sampled = self.steps.step()?;
         self.first_token.get_or_insert_with(Instant::now);
         self.generated += 1;
+        if let Some(counters) = &self.options.counters {
+            Counters::add(&counters.generated_tokens, 1);
+            counters
+                .kv_bytes
+                .store(self.steps.kv_bytes() as u64, Ordering::Relaxed);
+        }
         if self
             .steps
             .model
@@ -445,6 +600,7 @@ impl<'m> TextStream<'m> {
         let before = self.detokenizer.text_len();
         self.detokenizer.push(self.steps.model, sampled.token)?;
         self.unsent_tokens.push(sampled);
+        self.check_reasoning_budget()?;
         let text = self.detokenizer.text();
         let stop_at = find_stop(&text, before, &self.options.stop);
         if let Some(at) = stop_at {
@@ -458,6 +614,54 @@ impl<'m> TextStream<'m> {
             return Ok(Some(self.finish(FinishReason::Stop, Some(&text[..at]))));
         }
         Ok(self.take_delta(&text, false))
+    }
+
+    /// Closes the reasoning block once it has used its budget: the closing
+    /// tokens go into the sequence and the text as if the model wrote them.
+    fn check_reasoning_budget(&mut self) -> Result<()> {
+        let Some(budget) = &self.options.reasoning_budget else {
+            return Ok(());
+        };
+        if self.reasoning.closed {
+            return Ok(());
+        }
+        let text = self.detokenizer.text();
+        let opened_at = if budget.starts_open {
+            Some(0)
+        } else {
+            text.find(&budget.open).map(|at| at + budget.open.len())
+        };
+        let Some(opened_at) = opened_at else {
+            // The model answers without reasoning: nothing to limit.
+            if !text.trim().is_empty() && !budget.open.starts_with(text.trim_start()) {
+                self.reasoning.closed = true;
+            }
+            return Ok(());
+        };
+        if text[opened_at..].contains(&budget.close) {
+            self.reasoning.closed = true;
+            return Ok(());
+        }
+        self.reasoning.tokens += 1;
+        if self.reasoning.tokens < budget.tokens {
+            return Ok(());
+        }
+        let forced = budget.forced.clone();
+        self.reasoning.closed = true;
+        self.steps.force(&forced)?;
+        for &token in &forced {
+            self.generated += 1;
+            self.detokenizer.push(self.steps.model, token)?;
+            self.unsent_tokens.push(Sampled {
+                token,
+                logprob: 0.0,
+                top: Vec::new(),
+            });
+        }
+        if let Some(counters) = &self.options.counters {
+            Counters::add(&counters.generated_tokens, forced.len());
+        }
+        Ok(())
     }
 
     /// Ends the stream: sends what is left (up to `text_end`), then `Done`.

@@ -24,12 +24,12 @@ pub mod worker;
 
 pub use error::{EngineError, Result};
 pub use generate::{
-    Event, FinishReason, GenerateOptions, Generation, GenerationStats, TextStream, TokenSteps,
-    generate,
+    Counters, Event, FinishReason, GenerateOptions, Generation, GenerationStats, ReasoningBudget,
+    TextStream, TokenSteps, Watch, generate,
 };
 pub use model::Model;
 pub use prompt_cache::PromptCache;
 pub use runtime::{DeviceKind, RuntimeInfo, runtime_info};
 pub use sampler::SamplingParams;
 pub use tokenizer::{ChatMessage, TemplateOptions, Tokenizer};
-pub use worker::{ModelWorker, SubmitError, WorkerOptions};
+pub use worker::{ModelWorker, SubmitError, WorkerGauges, WorkerOptions};

@@ -1,6 +1,7 @@
 //! A loaded model: its network on MLX, its tokenizer and its config.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mlx_rs::{Array, Dtype};
 
@@ -17,7 +18,7 @@ pub struct Model {
     dir: PathBuf,
     config: ModelConfig,
     network: Box<dyn LanguageModel>,
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
 }
 
 impl std::fmt::Debug for Model {
@@ -47,7 +48,7 @@ impl Model {
             dir: dir.to_path_buf(),
             config,
             network,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
         })
     }
 
@@ -61,6 +62,11 @@ impl Model {
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// The tokenizer, for sharing with threads other than the model's.
+    pub fn shared_tokenizer(&self) -> Arc<Tokenizer> {
+        Arc::clone(&self.tokenizer)
     }
 
     /// The longest sequence (prompt and output) the model handles.

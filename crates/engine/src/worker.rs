@@ -1,18 +1,24 @@
 //! One thread per loaded model. The thread owns the model's MLX state (weights,
 //! caches) and runs its requests one at a time from a bounded queue; callers
 //! get a channel of [`Event`]s. Dropping that channel, or setting the
-//! request's cancel flag, stops generation before the next decode step.
+//! request's cancel flag, stops generation before the next decode step; a
+//! request cancelled while it waits is never started, and one cancelled while
+//! its prompt is computed stops before the next chunk.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::{EngineError, Result};
-use crate::generate::{Event, GenerateOptions, TextStream};
+use crate::generate::{
+    Counters, Event, FinishReason, GenerateOptions, GenerationStats, TextStream,
+};
 use crate::model::Model;
 use crate::prompt_cache::PromptCache;
+use crate::tokenizer::Tokenizer;
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -44,10 +50,25 @@ pub enum SubmitError {
     Stopped,
 }
 
-struct Job {
-    prompt: Vec<u32>,
-    options: GenerateOptions,
-    events: mpsc::Sender<Result<Event>>,
+enum Job {
+    Generate {
+        prompt: Vec<u32>,
+        options: GenerateOptions,
+        events: mpsc::Sender<Result<Event>>,
+    },
+    /// Makes the thread panic: how tests see what a crashed worker does.
+    Crash,
+}
+
+/// What a worker has done and holds, shared with its thread.
+#[derive(Debug, Default)]
+pub struct WorkerGauges {
+    /// Tokens computed and generated, and the running sequence's cache.
+    pub counters: Arc<Counters>,
+    /// Bytes held by the reusable prompt caches.
+    pub prompt_cache_bytes: AtomicU64,
+    /// Requests whose caller gave up while they waited, dropped unstarted.
+    pub skipped_requests: AtomicU64,
 }
 
 /// A loaded model on its own thread.
@@ -59,6 +80,9 @@ pub struct ModelWorker {
     capacity: usize,
     /// The model's context length in tokens.
     context_length: usize,
+    /// The model's tokenizer, shared with its thread.
+    tokenizer: Arc<Tokenizer>,
+    gauges: Arc<WorkerGauges>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -67,9 +91,11 @@ impl ModelWorker {
     /// (or with the loading error).
     pub fn spawn(dir: &Path, options: WorkerOptions) -> Result<ModelWorker> {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.queue_capacity);
-        let (loaded_tx, loaded_rx) = mpsc::channel::<Result<usize>>();
+        let (loaded_tx, loaded_rx) = mpsc::channel::<Result<(usize, Arc<Tokenizer>)>>();
         let waiting = Arc::new(AtomicUsize::new(0));
         let thread_waiting = Arc::clone(&waiting);
+        let gauges = Arc::new(WorkerGauges::default());
+        let thread_gauges = Arc::clone(&gauges);
         let thread_dir = dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name(format!(
@@ -79,7 +105,8 @@ impl ModelWorker {
             .spawn(move || {
                 let model = match Model::load(&thread_dir) {
                     Ok(model) => {
-                        let _ = loaded_tx.send(Ok(model.context_length()));
+                        let _ =
+                            loaded_tx.send(Ok((model.context_length(), model.shared_tokenizer())));
                         model
                     }
                     Err(e) => {
@@ -87,36 +114,41 @@ impl ModelWorker {
                         return;
                     }
                 };
-                serve(&model, jobs_rx, &thread_waiting, options.prompt_cache_bytes);
+                serve(
+                    &model,
+                    jobs_rx,
+                    &thread_waiting,
+                    &thread_gauges,
+                    options.prompt_cache_bytes,
+                );
                 drop(model);
                 // Freed buffers stay in MLX's cache until cleared; give them back.
                 let _ = mlx_rs::memory::clear_cache();
             })
             .map_err(|e| EngineError::Exception(format!("cannot start the model thread: {e}")))?;
-        let mut worker = ModelWorker {
+        let loaded = loaded_rx.recv();
+        let (context_length, tokenizer) = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            failed => {
+                // The thread ends on its own after a failed load.
+                drop(jobs_tx);
+                let _ = thread.join();
+                return Err(match failed {
+                    Ok(Err(e)) => e,
+                    _ => EngineError::Exception("the model thread ended while loading".into()),
+                });
+            }
+        };
+        Ok(ModelWorker {
             dir: dir.to_path_buf(),
             jobs: Some(jobs_tx),
             waiting,
             capacity: options.queue_capacity,
-            context_length: 0,
+            context_length,
+            tokenizer,
+            gauges,
             thread: Some(thread),
-        };
-        match loaded_rx.recv() {
-            Ok(Ok(context_length)) => {
-                worker.context_length = context_length;
-                Ok(worker)
-            }
-            Ok(Err(e)) => {
-                worker.stop();
-                Err(e)
-            }
-            Err(_) => {
-                worker.stop();
-                Err(EngineError::Exception(
-                    "the model thread ended while loading".into(),
-                ))
-            }
-        }
+        })
     }
 
     /// The model folder this worker serves.
@@ -129,9 +161,48 @@ impl ModelWorker {
         self.context_length
     }
 
+    /// The tokenizer the model was loaded with (read once per load).
+    pub fn tokenizer(&self) -> Arc<Tokenizer> {
+        Arc::clone(&self.tokenizer)
+    }
+
     /// Requests queued and not yet started.
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The work done and the memory held beside the weights.
+    pub fn gauges(&self) -> &WorkerGauges {
+        &self.gauges
+    }
+
+    /// False once the thread has ended: it panicked, or the worker stopped.
+    pub fn is_alive(&self) -> bool {
+        self.jobs.is_some() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Makes the worker's thread panic, as a bug in a model would; for tests
+    /// of what happens to a dead worker.
+    #[doc(hidden)]
+    pub fn crash(&self) {
+        if let Some(jobs) = &self.jobs {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            if jobs.try_send(Job::Crash).is_err() {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the thread to end; true when it has.
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if !self.is_alive() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        !self.is_alive()
     }
 
     /// Queues a request; its events arrive on the returned channel, ending
@@ -144,7 +215,7 @@ impl ModelWorker {
         let jobs = self.jobs.as_ref().ok_or(SubmitError::Stopped)?;
         let (events, receiver) = mpsc::channel();
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        match jobs.try_send(Job {
+        match jobs.try_send(Job::Generate {
             prompt,
             options,
             events,
@@ -180,27 +251,74 @@ impl Drop for ModelWorker {
 }
 
 /// The worker thread's loop: one request at a time until the queue closes.
-fn serve(model: &Model, jobs: Receiver<Job>, waiting: &AtomicUsize, prompt_cache_bytes: usize) {
+fn serve(
+    model: &Model,
+    jobs: Receiver<Job>,
+    waiting: &AtomicUsize,
+    gauges: &WorkerGauges,
+    prompt_cache_bytes: usize,
+) {
     let mut prompt_cache = PromptCache::new(prompt_cache_bytes);
     for job in jobs {
         waiting.fetch_sub(1, Ordering::Relaxed);
+        let (prompt, mut options, events) = match job {
+            Job::Generate {
+                prompt,
+                options,
+                events,
+            } => (prompt, options, events),
+            Job::Crash => panic!("crash requested (a test of worker failure)"),
+        };
+        let cancelled = options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed));
+        if cancelled {
+            // The caller gave up while waiting: none of its prompt is computed.
+            gauges.skipped_requests.fetch_add(1, Ordering::Relaxed);
+            let _ = events.send(Ok(Event::Done(cancelled_stats(prompt.len()))));
+            continue;
+        }
+        options.counters = Some(Arc::clone(&gauges.counters));
         let stream = if prompt_cache_bytes > 0 {
-            TextStream::with_prompt_cache(model, &job.prompt, job.options, &mut prompt_cache)
+            TextStream::with_prompt_cache(model, &prompt, options, &mut prompt_cache)
         } else {
-            TextStream::new(model, &job.prompt, job.options)
+            TextStream::new(model, &prompt, options)
         };
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                let _ = job.events.send(Err(e));
-                continue;
+        match stream {
+            Ok(stream) => {
+                for event in stream {
+                    // The caller hung up: stop before computing another token.
+                    if events.send(event).is_err() {
+                        break;
+                    }
+                }
             }
-        };
-        for event in stream {
-            // The caller hung up: stop before computing another token.
-            if job.events.send(event).is_err() {
-                break;
+            Err(EngineError::Cancelled) => {
+                let _ = events.send(Ok(Event::Done(cancelled_stats(prompt.len()))));
+            }
+            Err(e) => {
+                let _ = events.send(Err(e));
             }
         }
+        gauges.counters.kv_bytes.store(0, Ordering::Relaxed);
+        gauges
+            .prompt_cache_bytes
+            .store(prompt_cache.bytes() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The statistics of a request cancelled before its first token.
+fn cancelled_stats(prompt_tokens: usize) -> GenerationStats {
+    GenerationStats {
+        prompt_tokens,
+        cached_prompt_tokens: 0,
+        generated_tokens: 0,
+        time_to_first_token: Duration::ZERO,
+        prompt_tokens_per_second: 0.0,
+        decode_tokens_per_second: 0.0,
+        peak_memory_bytes: 0,
+        finish_reason: FinishReason::Cancelled,
+        stop_sequence: None,
     }
 }

@@ -1,9 +1,11 @@
 //! API keys: `Authorization: Bearer KEY` or `x-api-key: KEY` (Anthropic's
-//! header). Authentication is an extractor; handlers that take [`Authorized`]
-//! run only for a valid key.
+//! header). [`require_key`] is the layer over every protected route (see
+//! `protected_routes` in lib.rs); [`Authorized`] is the same check as an
+//! extractor.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
@@ -88,4 +90,13 @@ impl FromRequestParts<AppState> for Authorized {
             Err(e) => Err(ApiError::internal(e).with_flavor(flavor).into_response()),
         }
     }
+}
+
+/// The layer over protected routes: the request goes on only with a valid key.
+pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if let Err(rejection) = Authorized::from_request_parts(&mut parts, &state).await {
+        return rejection;
+    }
+    next.run(Request::from_parts(parts, body)).await
 }

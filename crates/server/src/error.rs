@@ -198,7 +198,12 @@ impl From<CoreError> for ApiError {
                     ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
                 }
             }
-            CoreError::Unloaded => ApiError {
+            CoreError::MemoryBusy { .. } => ApiError {
+                code: Some("insufficient_memory"),
+                retry_after: Some(5),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
+            CoreError::WorkerDied(_) | CoreError::Unloaded => ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
             },

@@ -8,6 +8,7 @@
 mod anthropic;
 pub mod auth;
 pub mod error;
+mod guard;
 pub mod launch;
 pub mod metrics;
 mod openai;
@@ -34,23 +35,15 @@ pub use error::{ApiError, Flavor};
 pub use launch::{LaunchError, LaunchOptions, Launched, launch};
 pub use metrics::Metrics;
 
-/// Every route, as (method, path); the OpenAPI document must list exactly these.
-pub const ROUTES: [(&str, &str); 7] = [
-    ("GET", "/health"),
-    ("GET", "/metrics"),
-    ("GET", "/v1/models"),
-    ("POST", "/v1/chat/completions"),
-    ("POST", "/v1/completions"),
-    ("POST", "/v1/messages"),
-    ("POST", "/v1/messages/count_tokens"),
-];
-
 /// The origins of Orchard's own windows, the only ones CORS lets in.
 pub const APP_ORIGINS: [&str; 3] = [
     "tauri://localhost",
     "http://tauri.localhost",
     "https://tauri.localhost",
 ];
+
+/// The names of this machine's loopback interface a `Host` header may carry.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 
 /// Limits and policies of one server.
 #[derive(Debug, Clone)]
@@ -60,6 +53,12 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Origins allowed besides [`APP_ORIGINS`] (the UI's dev server).
     pub extra_origins: Vec<String>,
+    /// Host names (without port) accepted in `Host` besides [`LOOPBACK_HOSTS`]:
+    /// the bound address and the `allowed_hosts` setting when bound beyond
+    /// loopback. Anything else is refused, which stops DNS rebinding.
+    pub extra_hosts: Vec<String>,
+    /// The longest silence on an event stream before a keep-alive comment.
+    pub keep_alive: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +67,8 @@ impl Default for ServerConfig {
             auth: AuthConfig::required(&[]),
             max_request_bytes: orchard_store::Settings::default().max_request_bytes,
             extra_origins: Vec::new(),
+            extra_hosts: Vec::new(),
+            keep_alive: sse::KEEP_ALIVE,
         }
     }
 }
@@ -85,9 +86,96 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// When the server started.
     pub started: Instant,
+    /// The longest silence on an event stream.
+    pub keep_alive: std::time::Duration,
 }
 
-/// The app: routes, auth, CORS, body limit and metrics.
+/// One route as the router holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// Behind the API-key layer.
+    pub protected: bool,
+}
+
+/// Builds a router and the list of what it routes in the same calls, so the
+/// list cannot drift from the router.
+struct Routes {
+    router: Router<AppState>,
+    list: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn get<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add("GET", path, get(handler))
+    }
+
+    fn post<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add("POST", path, post(handler))
+    }
+
+    fn add(
+        mut self,
+        method: &'static str,
+        path: &'static str,
+        route: axum::routing::MethodRouter<AppState>,
+    ) -> Self {
+        self.router = self.router.route(path, route);
+        self.list.push(RouteInfo {
+            method,
+            path,
+            protected: false,
+        });
+        self
+    }
+}
+
+/// Routes anyone on this machine may call.
+fn public_routes() -> Routes {
+    Routes::new().get("/health", health)
+}
+
+/// Routes that need an API key (when keys are required). A new route goes
+/// here unless it is deliberately public.
+fn protected_routes() -> Routes {
+    let mut routes = Routes::new()
+        .get("/metrics", metrics)
+        .get("/v1/models", openai::models)
+        .post("/v1/chat/completions", openai::chat_completions)
+        .post("/v1/completions", openai::completions)
+        .post("/v1/messages", anthropic::messages)
+        .post("/v1/messages/count_tokens", anthropic::count_tokens);
+    for route in &mut routes.list {
+        route.protected = true;
+    }
+    routes
+}
+
+/// Every route the router serves; the OpenAPI document must list exactly these.
+pub fn routes() -> Vec<RouteInfo> {
+    let mut all = public_routes().list;
+    all.extend(protected_routes().list);
+    all
+}
+
+/// The app: routes, auth, the port's defences (Host, Origin, content type),
+/// CORS, body limit and metrics.
 pub fn router(manager: ModelManager, store: Store, config: ServerConfig) -> Router {
     let state = AppState {
         manager,
@@ -95,36 +183,42 @@ pub fn router(manager: ModelManager, store: Store, config: ServerConfig) -> Rout
         auth: Arc::new(config.auth),
         metrics: Arc::new(Metrics::default()),
         started: Instant::now(),
+        keep_alive: config.keep_alive,
     };
-    let origins: Vec<HeaderValue> = APP_ORIGINS
+    let origins: Vec<String> = APP_ORIGINS
         .iter()
         .map(|o| o.to_string())
         .chain(config.extra_origins)
-        .filter_map(|o| HeaderValue::from_str(&o).ok())
         .collect();
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::HeaderName::from_static("x-api-key"),
             header::HeaderName::from_static("anthropic-version"),
+            header::HeaderName::from_static("anthropic-beta"),
         ]);
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/messages", post(anthropic::messages))
-        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+    let guard = Arc::new(guard::Guard::new(origins, config.extra_hosts));
+    let protected = protected_routes()
+        .router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    public_routes()
+        .router
+        .merge(protected)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
+        .layer(middleware::from_fn_with_state(guard, guard::check))
         .layer(cors)
         .with_state(state)
 }
@@ -150,7 +244,7 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn metrics(State(state): State<AppState>, _auth: auth::Authorized) -> Response {
+async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

@@ -180,6 +180,27 @@ impl Metrics {
                 model.queue_depth()
             );
         }
+        // Draining models (unloaded, finishing requests) still hold memory.
+        let holding: Vec<_> = loaded
+            .iter()
+            .cloned()
+            .chain(manager.draining_models())
+            .collect();
+        out.push_str("# HELP orchard_model_memory_bytes Memory the budget counts for each model, by part (weights, kv_cache, prompt_cache).\n# TYPE orchard_model_memory_bytes gauge\n");
+        for model in &holding {
+            let memory = model.memory();
+            for (part, bytes) in [
+                ("weights", memory.weight_bytes),
+                ("kv_cache", memory.kv_cache_bytes),
+                ("prompt_cache", memory.prompt_cache_bytes),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "orchard_model_memory_bytes{{model=\"{}\",part=\"{part}\"}} {bytes}",
+                    escape(&model.id),
+                );
+            }
+        }
         out.push_str("# HELP orchard_model_weight_bytes Weights of each loaded model.\n# TYPE orchard_model_weight_bytes gauge\n");
         for model in &loaded {
             let _ = writeln!(
@@ -189,6 +210,11 @@ impl Metrics {
                 model.entry.weight_bytes
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP orchard_worker_deaths_total Model worker threads that died (the model is loaded again on the next request).\n# TYPE orchard_worker_deaths_total counter\norchard_worker_deaths_total {}",
+            manager.worker_deaths()
+        );
         let (active, peak, cache) = orchard_core::system::mlx_memory();
         for (name, help, value) in [
             (

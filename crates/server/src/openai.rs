@@ -17,22 +17,23 @@ use orchard_core::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::auth::Authorized;
 use crate::error::{ApiError, parse_body};
 use crate::sse::{self, Step};
 use crate::{AppState, new_id, unix_now};
 
 /// Fields OpenAI clients send that change nothing here.
-const IGNORED_FIELDS: [&str; 6] = [
+const IGNORED_FIELDS: [&str; 5] = [
     "user",
     "metadata",
     "store",
     "service_tier",
-    "parallel_tool_calls",
     "stream_options",
 ];
 
-pub async fn models(State(state): State<AppState>, _auth: Authorized) -> Json<Value> {
+/// The longest stop string, in bytes: each is searched for after every token.
+pub const MAX_STOP_BYTES: usize = 256;
+
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
     let loaded: Vec<String> = state
         .manager
         .loaded()
@@ -116,10 +117,16 @@ impl Sampling {
             logit_bias.insert(id, bias);
         }
         let stop = self.stop.map(Stop::into_vec).unwrap_or_default();
-        if stop.len() > 4 || stop.iter().any(String::is_empty) {
+        if stop.len() > 4
+            || stop
+                .iter()
+                .any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES)
+        {
             return Err(ApiError::invalid(
                 "stop",
-                "stop takes up to 4 non-empty strings",
+                format!(
+                    "stop takes up to 4 non-empty strings of at most {MAX_STOP_BYTES} bytes each"
+                ),
             ));
         }
         let max_tokens = match max_tokens {
@@ -174,6 +181,8 @@ struct ChatRequest {
     response_format: Option<Value>,
     /// Orchard extension: switch reasoning on or off where the template allows.
     enable_thinking: Option<bool>,
+    /// `false`: at most one tool call per answer.
+    parallel_tool_calls: Option<bool>,
     /// Everything else: refused unless known to be harmless.
     #[serde(flatten)]
     other: Map<String, Value>,
@@ -353,7 +362,6 @@ fn check_tools(tools: &[Value]) -> Result<(), ApiError> {
 
 pub async fn chat_completions(
     State(state): State<AppState>,
-    _auth: Authorized,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
@@ -399,6 +407,8 @@ pub async fn chat_completions(
             tools,
             tool_choice: choice,
             enable_thinking: request.enable_thinking,
+            reasoning_budget: None,
+            single_tool_call: request.parallel_tool_calls == Some(false),
             options,
             logprobs,
         },
@@ -413,7 +423,7 @@ pub async fn chat_completions(
     );
     if request.stream {
         let include_usage = request.stream_options.unwrap_or_default().include_usage;
-        Ok(stream_chat(generation, reply, include_usage).into_response())
+        Ok(stream_chat(generation, reply, include_usage, state.keep_alive).into_response())
     } else {
         Ok(Json(collect_chat(generation, reply).await?).into_response())
     }
@@ -566,12 +576,13 @@ fn stream_chat(
     generation: Generation,
     mut reply: Reply,
     include_usage: bool,
+    keep_alive: std::time::Duration,
 ) -> axum::response::sse::Sse<
     impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>,
 > {
     let mut sent_role = false;
     let mut calls = 0usize;
-    sse::stream(generation, move |step| {
+    sse::stream(generation, keep_alive, move |step| {
         let chunk = |delta: Value, logprobs: Value, finish: Value, reply: &Reply| {
             let mut chunk = json!({
                 "id": reply.id,
@@ -695,7 +706,6 @@ struct CompletionRequest {
 
 pub async fn completions(
     State(state): State<AppState>,
-    _auth: Authorized,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
@@ -767,7 +777,7 @@ pub async fn completions(
     };
     if request.stream {
         let include_usage = request.stream_options.unwrap_or_default().include_usage;
-        let events = sse::stream(generation, move |step| match step {
+        let events = sse::stream(generation, state.keep_alive, move |step| match step {
             Step::Output(Output::Delta(delta)) => {
                 reply.saw_output();
                 let logprobs = text_logprobs(&delta.logprobs);

@@ -1,10 +1,14 @@
 //! Server-sent events from a generation. Dropping the stream (the client hung
-//! up) drops the [`Generation`], which cancels it before its next step.
+//! up) drops the [`Generation`], which cancels it before its next step. While
+//! nothing else is sent (the request waits in the queue, or its prompt is
+//! computed) a comment goes out every `keep_alive`, so proxies and clients'
+//! read timeouts do not cut the stream.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::time::Duration;
 
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use orchard_core::{CoreError, Generation, Output};
 
@@ -18,9 +22,14 @@ pub enum Step {
     End,
 }
 
-/// Streams `generation`, each step turned into events by `encode`.
+/// The longest silence on a stream before a keep-alive comment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Streams `generation`, each step turned into events by `encode`, with a
+/// `: keep-alive` comment after each `keep_alive` of silence.
 pub fn stream<E>(
     generation: Generation,
+    keep_alive: Duration,
     encode: E,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
 where
@@ -50,5 +59,5 @@ where
             }
         },
     );
-    Sse::new(events)
+    Sse::new(events).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
 }

@@ -2,117 +2,12 @@
 //! SmolLM2 fixture: auth, error formats, limits, CORS, streaming, 429, hang-ups,
 //! metrics, and the OpenAPI document against the routes.
 
+mod common;
+
 use std::time::Duration;
 
-use orchard_core::catalog::Catalog;
-use orchard_core::{ManagerOptions, ModelManager};
-use orchard_server::{AuthConfig, ServerConfig};
-use orchard_store::Store;
+use common::{MODEL, Server, chat, error_of, thinking_model};
 use serde_json::{Value, json};
-
-const MODEL: &str = "SmolLM2-135M-Instruct-4bit";
-
-struct Server {
-    base: String,
-    key: String,
-    store: Store,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Server {
-    async fn start(config: impl FnOnce(&mut ServerConfig, &mut ManagerOptions)) -> Server {
-        Server::start_with(&[], config).await
-    }
-
-    /// Serves the fixture and the model folders in `extra`.
-    async fn start_with(
-        extra: &[std::path::PathBuf],
-        config: impl FnOnce(&mut ServerConfig, &mut ManagerOptions),
-    ) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("orchard.db")).expect("store");
-        let key = store.create_api_key("test").expect("key").secret;
-        let fixture = orchard_core::paths::fixture_models_dir()
-            .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
-            .join(MODEL);
-        let mut catalog = Catalog::new();
-        catalog
-            .add_folder(&fixture.to_string_lossy())
-            .expect("fixture: run `make setup`");
-        for folder in extra {
-            catalog
-                .add_folder(&folder.to_string_lossy())
-                .expect("extra model");
-        }
-        let mut server_config = ServerConfig {
-            auth: AuthConfig::required(&[]),
-            ..ServerConfig::default()
-        };
-        let mut options = ManagerOptions {
-            idle_ttl: None,
-            ..ManagerOptions::default()
-        };
-        config(&mut server_config, &mut options);
-        let app = orchard_server::router(
-            ModelManager::new(catalog, options),
-            store.clone(),
-            server_config,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(orchard_server::serve(listener, app, async {
-            let _ = signal.await;
-        }));
-        Server {
-            base,
-            key,
-            store,
-            client: reqwest::Client::new(),
-            _dir: dir,
-            _shutdown: shutdown,
-        }
-    }
-
-    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
-        self.client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(body)
-    }
-
-    /// POSTs `body`; the status and the JSON answer.
-    async fn call(&self, path: &str, body: &Value) -> (u16, Value) {
-        error_of(self.post(path, body).send().await.expect("send")).await
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-    }
-}
-
-fn chat(content: &str, max_tokens: u32) -> Value {
-    json!({
-        "model": MODEL,
-        "messages": [{"role": "user", "content": content}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-    })
-}
-
-async fn error_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    (
-        status,
-        response.json::<Value>().await.expect("a JSON error body"),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_required_checked_and_revocable() {
@@ -252,6 +147,7 @@ async fn bad_requests_get_clear_errors_in_each_format() {
         .client
         .post(format!("{}/v1/chat/completions", server.base))
         .bearer_auth(&server.key)
+        .header("Content-Type", "application/json")
         .body("{\"model\": ")
         .send()
         .await
@@ -492,44 +388,17 @@ fn the_openapi_document_matches_the_routes() {
         }
     }
     documented.sort();
-    let mut served: Vec<(String, String)> = orchard_server::ROUTES
+    // The list is made by the same calls that build the router.
+    let mut served: Vec<(String, String)> = orchard_server::routes()
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
     served.sort();
     assert_eq!(
         documented, served,
-        "docs/openapi.json and orchard_server::ROUTES disagree"
+        "docs/openapi.json and the router's routes disagree"
     );
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
-}
-
-/// A copy of the fixture whose chat template opens a `<think>` block after the
-/// assistant header, as reasoning models' templates do: what the model writes
-/// then is reasoning until `</think>`.
-fn thinking_model(dir: &std::path::Path) -> std::path::PathBuf {
-    let source = orchard_core::paths::fixture_models_dir()
-        .expect("deps")
-        .join(MODEL);
-    let target = dir.join("Thinking-SmolLM2");
-    std::fs::create_dir_all(&target).expect("mkdir");
-    for file in [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "generation_config.json",
-    ] {
-        std::fs::copy(source.join(file), target.join(file)).expect("copy");
-    }
-    let mut config: Value = serde_json::from_str(
-        &std::fs::read_to_string(source.join("tokenizer_config.json")).expect("read"),
-    )
-    .expect("json");
-    config["chat_template"] = json!(
-        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
-    );
-    std::fs::write(target.join("tokenizer_config.json"), config.to_string()).expect("write");
-    target
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,4 +456,57 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
         .1;
     assert_eq!(anthropic["content"][0]["type"], "thinking", "{anthropic}");
     assert_eq!(anthropic["content"][0]["thinking"], reasoning.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_refuses_the_messages_is_a_400_on_messages() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let strict = thinking_model(dir.path());
+    // Gemma's and Mistral's templates refuse conversations whose roles do not alternate.
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(strict.join("tokenizer_config.json")).expect("read"),
+    )
+    .expect("json");
+    config["chat_template"] = json!(
+        "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{{ m.content }}{% endfor %}{% if messages[-1].role != 'user' %}{{ raise_exception('No user query found in messages.') }}{% endif %}"
+    );
+    std::fs::write(strict.join("tokenizer_config.json"), config.to_string()).expect("write");
+    let server = Server::start_with(&[strict], |_, _| {}).await;
+    let messages = json!([{"role": "user", "content": "Hi"}, {"role": "user", "content": "Again"}]);
+    let (status, error) = server
+        .call(
+            "/v1/chat/completions",
+            &json!({"model": "Thinking-SmolLM2", "messages": messages, "max_tokens": 2}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["param"], "messages");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("roles must alternate"),
+        "{error}"
+    );
+    // Anthropic's API merges consecutive user turns; an assistant turn last
+    // is what this template refuses there.
+    let messages =
+        json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]);
+    let (status, error) = server
+        .call(
+            "/v1/messages",
+            &json!({"model": "Thinking-SmolLM2", "messages": messages, "max_tokens": 2}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No user query found"),
+        "{error}"
+    );
 }

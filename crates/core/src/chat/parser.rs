@@ -89,6 +89,16 @@ impl OutputParser {
         }
     }
 
+    /// Whether `<think>` opens reasoning in this response.
+    pub fn thinking(&self) -> bool {
+        self.thinking
+    }
+
+    /// Whether the text so far leaves a reasoning block open.
+    pub fn in_reasoning(&self) -> bool {
+        self.mode == Mode::Reasoning
+    }
+
     /// Takes the next delta; returns what can be decided so far.
     pub fn feed(&mut self, text: &str) -> Parsed {
         self.pending.push_str(text);
