@@ -75,7 +75,7 @@ pub struct Prompter {
 
 impl Prompter {
     pub fn new(tokenizer: Arc<Tokenizer>) -> Self {
-        let format = ChatFormat::detect(tokenizer.chat_template());
+        let format = ChatFormat::from_facts(tokenizer.template_facts());
         Prompter { tokenizer, format }
     }
 }

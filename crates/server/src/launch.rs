@@ -130,6 +130,14 @@ pub async fn launch(
         address: address.to_string(),
         source,
     })?;
+    // Bound beyond loopback, clients call the address they reach it by.
+    let mut extra_hosts = settings.allowed_hosts.clone();
+    if !ip.is_loopback() && !ip.is_unspecified() {
+        extra_hosts.push(match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        });
+    }
     // Downloads a crash or quit left running continue in the background, now
     // that this server is sure to start; their tasks keep the manager alive.
     match orchard_core::downloads::DownloadManager::resume_at_startup(&store) {
@@ -140,7 +148,9 @@ pub async fn launch(
     let config = ServerConfig {
         auth: auth.clone(),
         max_request_bytes: settings.max_request_bytes,
-        extra_origins: Vec::new(),
+        extra_hosts,
+        extra_origins: settings.allowed_origins.clone(),
+        ..ServerConfig::default()
     };
     let app = crate::router(manager.clone(), store, config);
     Ok(Launched {

@@ -73,6 +73,25 @@ async fn requests_naming_another_host_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_hosts_and_origins_are_let_in() {
+    let server = Server::start(|config, _| {
+        config.extra_hosts = vec!["studio.local".into()];
+        config.extra_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let port = server.base.rsplit(':').next().expect("port").to_string();
+    let status = server
+        .get("/v1/models")
+        .header("Host", format!("studio.local:{port}"))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .expect("send")
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_requests_from_other_origins_are_refused() {
     let server = Server::start(|_, _| {}).await;
     let models = |origin: &'static str| server.get("/v1/models").header("Origin", origin).send();

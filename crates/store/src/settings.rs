@@ -32,6 +32,13 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// On shutdown, requests in flight get this long to finish.
     pub shutdown_grace_seconds: u64,
+    /// Host names (no port) clients may call the port by, besides 127.0.0.1,
+    /// localhost and [::1]: for serving beyond this machine. Other `Host`
+    /// headers are refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`https://app.example`) allowed to call from a browser,
+    /// besides the app's own windows.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -47,6 +54,8 @@ impl Default for Settings {
             queue_capacity: 16,
             max_request_bytes: 32 << 20,
             shutdown_grace_seconds: 30,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -69,6 +78,21 @@ impl Settings {
         }
         if self.max_request_bytes < 1024 {
             return fail("max_request_bytes must be at least 1024");
+        }
+        let bad_host = |h: &String| {
+            h.trim().is_empty() || h.contains(['/', ' ', '@']) || h.contains("://")
+        };
+        if self.allowed_hosts.iter().any(bad_host) {
+            return fail("allowed_hosts takes host names or addresses, like \"studio.local\" or \"192.168.1.5\" (no scheme, path or port)");
+        }
+        let bad_origin = |o: &String| {
+            let rest = o
+                .strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"));
+            rest.is_none_or(|r| r.is_empty() || r.contains('/'))
+        };
+        if self.allowed_origins.iter().any(bad_origin) {
+            return fail("allowed_origins takes origins like \"https://app.example\" (scheme and host, no path)");
         }
         Ok(())
     }
@@ -165,6 +189,18 @@ mod tests {
             .set_setting("memory_budget_percent", json!(150))
             .expect_err("range");
         assert!(range.to_string().contains("between 1 and 100"), "{range}");
+        for bad in [json!(["http://studio.local"]), json!(["a/b"]), json!([""])] {
+            let err = store.set_setting("allowed_hosts", bad).expect_err("host");
+            assert!(err.to_string().contains("allowed_hosts"), "{err}");
+        }
+        let err = store
+            .set_setting("allowed_origins", json!(["app.example"]))
+            .expect_err("origin without scheme");
+        assert!(err.to_string().contains("allowed_origins"), "{err}");
         assert_eq!(store.settings().expect("settings"), Settings::default());
+        let set = store
+            .set_setting("allowed_hosts", json!(["studio.local"]))
+            .expect("a host name");
+        assert_eq!(set.allowed_hosts, ["studio.local"]);
     }
 }

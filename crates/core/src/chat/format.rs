@@ -151,9 +151,23 @@ impl ChatFormat {
                 format!("[TOOL_CALLS][{{\"name\": {name}, \"arguments\": {arguments}")
             }
         };
-        // The parser sees the opening as output, so the call it starts is read whole.
+        // A prompt that opened a reasoning block (Qwen3's thinking templates)
+        // gets it closed first, as an empty block: the call is the answer.
+        let opening = if in_reasoning {
+            let newline = if prompt.ends_with('\n') { "" } else { "\n" };
+            format!("{newline}</think>\n\n{opening}")
+        } else {
+            opening
+        };
+        // The parser sees the opening as output, so the call it starts is read
+        // whole; what it gives back now is at most the empty reasoning block.
         let primed = parser.feed(&opening);
-        debug_assert!(primed.is_empty());
+        if !(primed.content.trim().is_empty()
+            && primed.reasoning.trim().is_empty()
+            && primed.tool_calls.is_empty())
+        {
+            tracing::warn!(?primed, "a forced tool-call opening produced output");
+        }
         (opening, parser)
     }
 }

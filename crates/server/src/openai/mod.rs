@@ -1,0 +1,150 @@
+//! The OpenAI API: `/v1/models` here, `/v1/chat/completions` in `chat`,
+//! `/v1/completions` in `completions`, their wire types in `types`, and what
+//! both generation endpoints share (the reply's identity and metrics, usage,
+//! finish reasons, refusing unknown fields).
+
+mod chat;
+mod completions;
+mod types;
+
+pub use chat::chat_completions;
+pub use completions::completions;
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::Event;
+use orchard_core::{CoreError, Finish, Generation, GenerationStats};
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+use crate::{AppState, new_id, unix_now};
+
+/// Fields OpenAI clients send that change nothing here.
+const IGNORED_FIELDS: [&str; 5] = [
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "stream_options",
+];
+
+/// The longest stop string, in bytes: each is searched for after every token.
+pub const MAX_STOP_BYTES: usize = 256;
+
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let loaded: Vec<String> = state
+        .manager
+        .loaded()
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    let data: Vec<Value> = state
+        .manager
+        .entries()
+        .into_iter()
+        .map(|entry| {
+            json!({
+                "id": entry.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "orchard",
+                "loaded": loaded.contains(&entry.id),
+                "source": entry.source,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+pub(super) fn refuse_unknown(other: &Map<String, Value>) -> Result<(), ApiError> {
+    for (key, value) in other {
+        if IGNORED_FIELDS.contains(&key.as_str()) || value.is_null() {
+            continue;
+        }
+        return Err(ApiError::unsupported(
+            key,
+            &format!("the parameter `{key}`"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn check_n(n: Option<u32>) -> Result<(), ApiError> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(0) => Err(ApiError::invalid("n", "n must be 1")),
+        Some(_) => Err(ApiError::unsupported(
+            "n",
+            "more than one choice per request (n > 1)",
+        )),
+    }
+}
+
+/// What every chunk of one response shares, and the metrics to record at its end.
+#[derive(Debug, Clone)]
+pub(super) struct Reply {
+    pub(super) id: String,
+    pub(super) created: u64,
+    pub(super) model: String,
+    pub(super) arrived: Instant,
+    pub(super) endpoint: &'static str,
+    pub(super) state: AppState,
+    pub(super) first_output: bool,
+}
+
+impl Reply {
+    pub(super) fn new(
+        prefix: &str,
+        generation: &Generation,
+        arrived: Instant,
+        endpoint: &'static str,
+        state: &AppState,
+    ) -> Self {
+        Reply {
+            id: new_id(prefix),
+            created: unix_now(),
+            model: generation.model.id.clone(),
+            arrived,
+            endpoint,
+            state: state.clone(),
+            first_output: true,
+        }
+    }
+
+    pub(super) fn saw_output(&mut self) {
+        if std::mem::take(&mut self.first_output) {
+            self.state.metrics.first_token(self.arrived.elapsed());
+        }
+    }
+
+    pub(super) fn done(&self, stats: &GenerationStats) {
+        self.state
+            .metrics
+            .generation(self.endpoint, &self.model, stats, self.arrived.elapsed());
+    }
+}
+
+pub(super) fn finish_reason(finish: Finish) -> Value {
+    match finish {
+        Finish::Stop => json!("stop"),
+        Finish::Length => json!("length"),
+        Finish::ToolCalls => json!("tool_calls"),
+        Finish::Cancelled => Value::Null,
+    }
+}
+
+pub(super) fn usage(stats: &GenerationStats) -> Value {
+    json!({
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.generated_tokens,
+        "total_tokens": stats.prompt_tokens + stats.generated_tokens,
+        "prompt_tokens_details": {"cached_tokens": stats.cached_prompt_tokens},
+    })
+}
+
+pub(super) fn stream_error(error: CoreError) -> Event {
+    let api: ApiError = error.into();
+    Event::default().data(api.body().to_string())
+}
