@@ -352,9 +352,21 @@ async fn link(blob: &Path, snapshot: &Path) -> Result<()> {
         }
         target.push("blobs");
         target.push(blob.file_name().unwrap_or_default());
-        tokio::fs::symlink(&target, snapshot)
-            .await
-            .map_err(|e| io_error(snapshot, e))
+        match tokio::fs::symlink(&target, snapshot).await {
+            // Another download of the same file linked it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match tokio::fs::read_link(snapshot).await {
+                    Ok(existing) if existing == target => Ok(()),
+                    _ => {
+                        let _ = tokio::fs::remove_file(snapshot).await;
+                        tokio::fs::symlink(&target, snapshot)
+                            .await
+                            .map_err(|e| io_error(snapshot, e))
+                    }
+                }
+            }
+            other => other.map_err(|e| io_error(snapshot, e)),
+        }
     }
     #[cfg(not(unix))]
     {
