@@ -53,7 +53,7 @@ pub enum SubmitError {
 enum Job {
     Generate {
         prompt: Vec<u32>,
-        options: GenerateOptions,
+        options: Box<GenerateOptions>,
         events: mpsc::Sender<Result<Event>>,
     },
     /// Makes the thread panic: how tests see what a crashed worker does.
@@ -217,7 +217,7 @@ impl ModelWorker {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         match jobs.try_send(Job::Generate {
             prompt,
-            options,
+            options: Box::new(options),
             events,
         }) {
             Ok(()) => Ok(receiver),
@@ -266,7 +266,7 @@ fn serve(
                 prompt,
                 options,
                 events,
-            } => (prompt, options, events),
+            } => (prompt, *options, events),
             Job::Crash => panic!("crash requested (a test of worker failure)"),
         };
         let cancelled = options
