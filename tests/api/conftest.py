@@ -64,3 +64,39 @@ def server():
     text = "".join(output)
     assert code == 0, f"orchard serve exited with {code}:\n{text}"
     assert "Stopped." in text, text
+
+
+# --- A second server on other model folders (the Anthropic and Claude Code tests) ---
+
+import contextlib  # noqa: E402
+
+
+@contextlib.contextmanager
+def serve(models):
+    """Runs `orchard serve` on the folders in `models` with its own key and
+    home, as the `server` fixture does, and stops it on leaving."""
+    binary = os.environ.get("ORCHARD_BIN", str(ROOT / "target" / "debug" / "orchard"))
+    key = "orch-test-" + secrets.token_hex(16)
+    home = tempfile.mkdtemp(prefix="orchard-api-test-")
+    env = dict(os.environ, ORCHARD_HOME=home, HF_HUB_CACHE=os.path.join(home, "hub"), RUST_LOG="warn")
+    args = [binary, "serve", "--port", "0", "--api-key", key]
+    for model in models:
+        args += ["--model", str(model)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = []
+    base_url = None
+    for line in process.stdout:
+        output.append(line)
+        match = re.search(r"serving on (http://\S+)/v1", line)
+        if match:
+            base_url = match.group(1)
+            break
+    assert base_url, "orchard serve did not start:\n" + "".join(output)
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    try:
+        yield Server(process, base_url, key, output)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        reader.join(timeout=5)

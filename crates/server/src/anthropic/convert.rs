@@ -43,7 +43,10 @@ pub fn system_text(system: Option<&Value>, param: &str) -> Result<Option<String>
 
 fn block_text<'a>(block: &'a Value, param: &str) -> Result<&'a str, ApiError> {
     if block.get("type").and_then(Value::as_str) != Some("text") {
-        return Err(ApiError::invalid(param, format!("{param}: expected a text block")));
+        return Err(ApiError::invalid(
+            param,
+            format!("{param}: expected a text block"),
+        ));
     }
     block
         .get("text")
@@ -94,7 +97,9 @@ pub fn conversation(
             role => {
                 return Err(ApiError::invalid(
                     &format!("messages.{index}.role"),
-                    format!("messages.{index}.role must be user, assistant or system, not {role:?}"),
+                    format!(
+                        "messages.{index}.role must be user, assistant or system, not {role:?}"
+                    ),
                 ));
             }
         }
@@ -114,7 +119,9 @@ fn has_thinking(message: &InMessage) -> bool {
         && message.content.as_array().is_some_and(|blocks| {
             blocks.iter().any(|b| {
                 b.get("type").and_then(Value::as_str) == Some("thinking")
-                    && b.get("thinking").and_then(Value::as_str).is_some_and(|t| !t.is_empty())
+                    && b.get("thinking")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty())
             })
         })
 }
@@ -160,11 +167,17 @@ impl Turn {
                 Some("text") => text.push_str(block_text(block, param)?),
                 Some("tool_use") if role == "assistant" => calls.push(tool_call(block, param)?),
                 Some("tool_result") if role == "user" => {
-                    turn.results.push(tool_result(block, param, referenced_tools)?);
+                    turn.results
+                        .push(tool_result(block, param, referenced_tools)?);
                 }
                 Some("thinking") if role == "assistant" => {
                     if keep_reasoning {
-                        reasoning.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or_default());
+                        reasoning.push_str(
+                            block
+                                .get("thinking")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default(),
+                        );
                     }
                 }
                 // Encrypted reasoning of Anthropic's models means nothing here.
@@ -192,7 +205,8 @@ impl Turn {
                 chat.extra.insert("tool_calls".into(), Value::Array(calls));
             }
             if !reasoning.is_empty() {
-                chat.extra.insert("reasoning_content".into(), Value::String(reasoning));
+                chat.extra
+                    .insert("reasoning_content".into(), Value::String(reasoning));
             }
             turn.chat = Some(chat);
         }
@@ -203,12 +217,13 @@ impl Turn {
 /// A `tool_use` block as an OpenAI-style call.
 fn tool_call(block: &Value, param: &str) -> Result<Value, ApiError> {
     let id = block.get("id").and_then(Value::as_str).unwrap_or_default();
-    let name = block
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid(param, format!("{param}: a tool_use block needs `name`")))?;
+    let name = block.get("name").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::invalid(param, format!("{param}: a tool_use block needs `name`"))
+    })?;
     let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
-    Ok(json!({"id": id, "type": "function", "function": {"name": name, "arguments": input.to_string()}}))
+    Ok(
+        json!({"id": id, "type": "function", "function": {"name": name, "arguments": input.to_string()}}),
+    )
 }
 
 /// A `tool_result` block as a `tool` message. Its `tool_reference` parts load
@@ -221,7 +236,12 @@ fn tool_result(
     let id = block
         .get("tool_use_id")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid(param, format!("{param}: a tool_result block needs `tool_use_id`")))?;
+        .ok_or_else(|| {
+            ApiError::invalid(
+                param,
+                format!("{param}: a tool_result block needs `tool_use_id`"),
+            )
+        })?;
     let content = match block.get("content") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -230,9 +250,15 @@ fn tool_result(
             for part in parts {
                 match part.get("type").and_then(Value::as_str) {
                     Some("tool_reference") => {
-                        let name = part.get("tool_name").and_then(Value::as_str).ok_or_else(|| {
-                            ApiError::invalid(param, format!("{param}: a tool_reference needs `tool_name`"))
-                        })?;
+                        let name =
+                            part.get("tool_name")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| {
+                                    ApiError::invalid(
+                                        param,
+                                        format!("{param}: a tool_reference needs `tool_name`"),
+                                    )
+                                })?;
                         referenced_tools.insert(name.to_string());
                     }
                     Some("image" | "document") => {
@@ -268,7 +294,9 @@ fn push_joined(out: &mut Vec<ChatMessage>, message: ChatMessage) {
     for (key, value) in message.extra {
         match (last.extra.get_mut(&key), value) {
             (Some(Value::Array(calls)), Value::Array(more)) => calls.extend(more),
-            (Some(existing @ Value::String(_)), ref more @ Value::String(_)) => join_text(existing, more),
+            (Some(existing @ Value::String(_)), ref more @ Value::String(_)) => {
+                join_text(existing, more)
+            }
             (None, value) => {
                 last.extra.insert(key, value);
             }
@@ -311,10 +339,20 @@ mod tests {
             KeepThinking::NoTurns,
         )
         .expect("conversation");
-        let roles: Vec<&str> = conversation.messages.iter().map(|m| m.role.as_str()).collect();
+        let roles: Vec<&str> = conversation
+            .messages
+            .iter()
+            .map(|m| m.role.as_str())
+            .collect();
         assert_eq!(roles, ["system", "user"]);
-        assert_eq!(conversation.messages[0].content, json!("Be brief.\n\nToday is Monday."));
-        assert_eq!(conversation.messages[1].content, json!("hi\n\nwhat day is it?"));
+        assert_eq!(
+            conversation.messages[0].content,
+            json!("Be brief.\n\nToday is Monday.")
+        );
+        assert_eq!(
+            conversation.messages[1].content,
+            json!("hi\n\nwhat day is it?")
+        );
     }
 
     #[test]
@@ -322,9 +360,15 @@ mod tests {
         let turns = || {
             vec![
                 message("user", json!("a")),
-                message("assistant", json!([{"type": "thinking", "thinking": "first", "signature": ""}, {"type": "text", "text": "A"}])),
+                message(
+                    "assistant",
+                    json!([{"type": "thinking", "thinking": "first", "signature": ""}, {"type": "text", "text": "A"}]),
+                ),
                 message("user", json!("b")),
-                message("assistant", json!([{"type": "thinking", "thinking": "second", "signature": ""}, {"type": "text", "text": "B"}])),
+                message(
+                    "assistant",
+                    json!([{"type": "thinking", "thinking": "second", "signature": ""}, {"type": "text", "text": "B"}]),
+                ),
                 message("user", json!("c")),
             ]
         };
@@ -338,8 +382,14 @@ mod tests {
                 .collect()
         };
         assert_eq!(reasoning(KeepThinking::NoTurns), [None, None]);
-        assert_eq!(reasoning(KeepThinking::LastTurns(1)), [None, Some(json!("second"))]);
-        assert_eq!(reasoning(KeepThinking::All), [Some(json!("first")), Some(json!("second"))]);
+        assert_eq!(
+            reasoning(KeepThinking::LastTurns(1)),
+            [None, Some(json!("second"))]
+        );
+        assert_eq!(
+            reasoning(KeepThinking::All),
+            [Some(json!("first")), Some(json!("second"))]
+        );
     }
 
     #[test]
@@ -355,6 +405,9 @@ mod tests {
         )
         .expect("conversation");
         assert!(conversation.referenced_tools.contains("CronCreate"));
-        assert_eq!(conversation.messages.last().map(|m| m.role.as_str()), Some("tool"));
+        assert_eq!(
+            conversation.messages.last().map(|m| m.role.as_str()),
+            Some("tool")
+        );
     }
 }

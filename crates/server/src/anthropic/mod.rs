@@ -59,7 +59,8 @@ impl Prompt {
         let tool_choice = params::tool_choice(tool_choice)?;
         let conversation = convert::conversation(system, messages, keep)?;
         let tools = tools.offered(&conversation.referenced_tools);
-        if tools.is_empty() && matches!(tool_choice, ToolChoice::Required | ToolChoice::Function(_)) {
+        if tools.is_empty() && matches!(tool_choice, ToolChoice::Required | ToolChoice::Function(_))
+        {
             return Err(ApiError::invalid(
                 "tool_choice",
                 "tool_choice any or tool needs at least one tool in `tools`",
@@ -93,6 +94,7 @@ async fn handle_messages(
     params::refuse_unknown(&request.other)?;
     params::check_metadata(request.metadata.as_ref())?;
     params::check_service_tier(request.service_tier.as_ref())?;
+    params::check_cache_control(request.cache_control.as_ref())?;
     if request.max_tokens == 0 {
         return Err(ApiError::invalid(
             "max_tokens",

@@ -16,13 +16,20 @@ pub const MAX_STOP_SEQUENCE_BYTES: usize = 256;
 /// Refuses any top-level field no other part of the request reads.
 pub fn refuse_unknown(other: &Map<String, Value>) -> Result<(), ApiError> {
     match other.iter().find(|(_, value)| !value.is_null()) {
-        Some((key, _)) => Err(ApiError::unsupported(key, &format!("the parameter `{key}`"))),
+        Some((key, _)) => Err(ApiError::unsupported(
+            key,
+            &format!("the parameter `{key}`"),
+        )),
         None => Ok(()),
     }
 }
 
 /// Fails on a key of `object` (found at `param`) that is not in `known`.
-fn refuse_unknown_keys(object: &Map<String, Value>, param: &str, known: &[&str]) -> Result<(), ApiError> {
+fn refuse_unknown_keys(
+    object: &Map<String, Value>,
+    param: &str,
+    known: &[&str],
+) -> Result<(), ApiError> {
     match object.keys().find(|key| !known.contains(&key.as_str())) {
         Some(key) => {
             let param = format!("{param}.{key}");
@@ -63,6 +70,17 @@ pub fn check_service_tier(tier: Option<&Value>) -> Result<(), ApiError> {
         Some(other) => Err(ApiError::invalid(
             "service_tier",
             format!("service_tier must be auto or standard_only, not {other}"),
+        )),
+    }
+}
+
+/// Top-level `cache_control`: an object such as `{"type": "ephemeral"}`.
+pub fn check_cache_control(cache_control: Option<&Value>) -> Result<(), ApiError> {
+    match cache_control {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(_) => Err(ApiError::invalid(
+            "cache_control",
+            "cache_control must be an object such as {\"type\": \"ephemeral\"}",
         )),
     }
 }
@@ -230,7 +248,14 @@ pub fn context_management(value: Option<&Value>) -> Result<KeepThinking, ApiErro
                 refuse_unknown_keys(
                     fields,
                     &param,
-                    &["type", "trigger", "keep", "clear_at_least", "exclude_tools", "clear_tool_inputs"],
+                    &[
+                        "type",
+                        "trigger",
+                        "keep",
+                        "clear_at_least",
+                        "exclude_tools",
+                        "clear_tool_inputs",
+                    ],
                 )?;
             }
             other => {
@@ -257,7 +282,9 @@ fn keep_thinking(keep: Option<&Value>, param: &str) -> Result<KeepThinking, ApiE
     match keep {
         None | Some(Value::Null) => Ok(KeepThinking::LastTurns(1)),
         Some(Value::String(s)) if s == "all" => Ok(KeepThinking::All),
-        Some(Value::Object(fields)) if fields.get("type").and_then(Value::as_str) == Some("thinking_turns") => {
+        Some(Value::Object(fields))
+            if fields.get("type").and_then(Value::as_str) == Some("thinking_turns") =>
+        {
             let turns = fields
                 .get("value")
                 .and_then(Value::as_u64)
@@ -276,7 +303,11 @@ pub fn tool_choice(value: Option<&Value>) -> Result<ToolChoice, ApiError> {
         return Ok(ToolChoice::Auto);
     };
     let fields = object(value, "tool_choice")?;
-    refuse_unknown_keys(fields, "tool_choice", &["type", "name", "disable_parallel_tool_use"])?;
+    refuse_unknown_keys(
+        fields,
+        "tool_choice",
+        &["type", "name", "disable_parallel_tool_use"],
+    )?;
     match fields.get("type").and_then(Value::as_str) {
         Some("auto") => Ok(ToolChoice::Auto),
         Some("any") => Ok(ToolChoice::Required),
@@ -343,10 +374,18 @@ mod tests {
     fn adaptive_thinking_follows_effort() {
         let adaptive = json!({"type": "adaptive", "display": "omitted"});
         let high = thinking(Some(&adaptive), Some(Effort::High)).expect("adaptive");
-        assert_eq!(high, Thinking { enable: Some(true), budget: None, omit: true });
+        assert_eq!(
+            high,
+            Thinking {
+                enable: Some(true),
+                budget: None,
+                omit: true
+            }
+        );
         let low = thinking(Some(&adaptive), Some(Effort::Low)).expect("adaptive");
         assert_eq!(low.enable, Some(false));
-        let budget = thinking(Some(&json!({"type": "enabled", "budget_tokens": 64})), None).expect("enabled");
+        let budget = thinking(Some(&json!({"type": "enabled", "budget_tokens": 64})), None)
+            .expect("enabled");
         assert_eq!(budget.budget, Some(64));
         let error = thinking(Some(&json!({"type": "sometimes"})), None).expect_err("bad type");
         assert_eq!(error.param.as_deref(), Some("thinking.type"));
@@ -355,22 +394,39 @@ mod tests {
     #[test]
     fn context_management_reads_clear_thinking() {
         let all = json!({"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]});
-        assert_eq!(context_management(Some(&all)).expect("all"), KeepThinking::All);
+        assert_eq!(
+            context_management(Some(&all)).expect("all"),
+            KeepThinking::All
+        );
         let two = json!({"edits": [{"type": "clear_thinking_20251015", "keep": {"type": "thinking_turns", "value": 2}}]});
-        assert_eq!(context_management(Some(&two)).expect("two"), KeepThinking::LastTurns(2));
+        assert_eq!(
+            context_management(Some(&two)).expect("two"),
+            KeepThinking::LastTurns(2)
+        );
         let tools = json!({"edits": [{"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 30000}}]});
-        assert_eq!(context_management(Some(&tools)).expect("tools"), KeepThinking::NoTurns);
+        assert_eq!(
+            context_management(Some(&tools)).expect("tools"),
+            KeepThinking::NoTurns
+        );
         let unknown = json!({"edits": [{"type": "compact_everything"}]});
         let error = context_management(Some(&unknown)).expect_err("unknown edit");
-        assert_eq!(error.param.as_deref(), Some("context_management.edits.0.type"));
+        assert_eq!(
+            error.param.as_deref(),
+            Some("context_management.edits.0.type")
+        );
     }
 
     #[test]
     fn stop_sequences_are_limited() {
         assert!(stop_sequences(Some(vec!["x".into(); MAX_STOP_SEQUENCES])).is_ok());
-        let many = stop_sequences(Some(vec!["x".into(); MAX_STOP_SEQUENCES + 1])).expect_err("too many");
+        let many =
+            stop_sequences(Some(vec!["x".into(); MAX_STOP_SEQUENCES + 1])).expect_err("too many");
         assert!(many.message.contains("stop_sequences"));
-        let long = stop_sequences(Some(vec!["ok".into(), "y".repeat(MAX_STOP_SEQUENCE_BYTES + 1)])).expect_err("too long");
+        let long = stop_sequences(Some(vec![
+            "ok".into(),
+            "y".repeat(MAX_STOP_SEQUENCE_BYTES + 1),
+        ]))
+        .expect_err("too long");
         assert_eq!(long.param.as_deref(), Some("stop_sequences.1"));
     }
 }

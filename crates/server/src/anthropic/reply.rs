@@ -87,3 +87,26 @@ pub fn usage(stats: &GenerationStats) -> Value {
     usage["output_tokens"] = json!(stats.generated_tokens);
     usage
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn omitted_thinking_keeps_the_block_without_its_text() {
+        let mut shown = Blocks::new(false);
+        let mut omitted = Blocks::new(true);
+        for blocks in [&mut shown, &mut omitted] {
+            blocks.add("Let me think.", "", &[]);
+            blocks.add(" Done.", "Hi", &[]);
+        }
+        assert_eq!(
+            shown.into_json(),
+            json!([{"type": "thinking", "thinking": "Let me think. Done.", "signature": ""}, {"type": "text", "text": "Hi"}])
+        );
+        assert_eq!(
+            omitted.into_json(),
+            json!([{"type": "thinking", "thinking": "", "signature": ""}, {"type": "text", "text": "Hi"}])
+        );
+    }
+}

@@ -59,17 +59,26 @@ impl Encoder {
                 if !delta.reasoning.is_empty() {
                     let index = self.blocks.switch("thinking", None, &mut events);
                     if !self.omit_thinking {
-                        events.push(block_delta(index, json!({"type": "thinking_delta", "thinking": delta.reasoning})));
+                        events.push(block_delta(
+                            index,
+                            json!({"type": "thinking_delta", "thinking": delta.reasoning}),
+                        ));
                     }
                 }
                 if !delta.content.is_empty() {
                     let index = self.blocks.switch("text", None, &mut events);
-                    events.push(block_delta(index, json!({"type": "text_delta", "text": delta.content})));
+                    events.push(block_delta(
+                        index,
+                        json!({"type": "text_delta", "text": delta.content}),
+                    ));
                 }
                 for call in &delta.tool_calls {
                     let start = json!({"type": "tool_use", "id": tool_use_id(call), "name": call.name, "input": {}});
                     let index = self.blocks.switch("tool_use", Some(start), &mut events);
-                    events.push(block_delta(index, json!({"type": "input_json_delta", "partial_json": call.arguments})));
+                    events.push(block_delta(
+                        index,
+                        json!({"type": "input_json_delta", "partial_json": call.arguments}),
+                    ));
                 }
             }
             Step::Output(Output::Done { stats, finish }) => {
@@ -115,7 +124,12 @@ struct OpenBlock {
 impl OpenBlock {
     /// Makes the open block one of `kind` (a new one when `start` is given);
     /// returns its index.
-    fn switch(&mut self, kind: &'static str, start: Option<Value>, events: &mut Vec<Event>) -> usize {
+    fn switch(
+        &mut self,
+        kind: &'static str,
+        start: Option<Value>,
+        events: &mut Vec<Event>,
+    ) -> usize {
         if self.open.is_some() && (self.open != Some(kind) || start.is_some()) {
             self.close(events);
         }

@@ -82,7 +82,9 @@ fn read_tool(fields: &Map<String, Value>, param: &str) -> Result<Tool, ApiError>
         .get("name")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::invalid(&format!("{param}.name"), format!("{param} needs a `name`")))?;
+        .ok_or_else(|| {
+            ApiError::invalid(&format!("{param}.name"), format!("{param} needs a `name`"))
+        })?;
     let schema = fields
         .get("input_schema")
         .filter(|s| s.is_object())
@@ -138,9 +140,19 @@ mod tests {
 
     #[test]
     fn server_tools_and_unknown_keys_are_refused() {
-        let search = Tools::read(Some(&[json!({"type": "web_search_20250305", "name": "web_search"})][..]));
-        assert_eq!(search.expect_err("server tool").param.as_deref(), Some("tools.0.type"));
-        let odd = Tools::read(Some(&[json!({"name": "x", "input_schema": {}, "frob": 1})][..]));
-        assert_eq!(odd.expect_err("unknown key").param.as_deref(), Some("tools.0.frob"));
+        let search = Tools::read(Some(
+            &[json!({"type": "web_search_20250305", "name": "web_search"})][..],
+        ));
+        assert_eq!(
+            search.expect_err("server tool").param.as_deref(),
+            Some("tools.0.type")
+        );
+        let odd = Tools::read(Some(
+            &[json!({"name": "x", "input_schema": {}, "frob": 1})][..],
+        ));
+        assert_eq!(
+            odd.expect_err("unknown key").param.as_deref(),
+            Some("tools.0.frob")
+        );
     }
 }

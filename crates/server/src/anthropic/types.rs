@@ -28,6 +28,9 @@ pub struct MessagesRequest {
     pub output_config: Option<Value>,
     /// Accepted with no effect: there is one tier on a local port.
     pub service_tier: Option<Value>,
+    /// Automatic caching; accepted with no effect, since Orchard's prompt
+    /// cache always reuses the longest matching prefix.
+    pub cache_control: Option<Value>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
