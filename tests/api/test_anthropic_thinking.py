@@ -64,8 +64,27 @@ def test_omitted_thinking_keeps_the_block_without_its_text(client):
         for event in stream:
             kinds.append(event.type if event.type != "content_block_delta" else event.delta.type)
         final = stream.get_final_message()
-    assert "thinking_delta" not in kinds
+    assert "thinking_delta" not in kinds and "signature_delta" in kinds
     assert final.content[0].type == "thinking" and final.content[0].thinking == ""
+    assert final.content[0].signature == omitted.content[0].signature
+
+
+def test_omitted_thinking_goes_back_through_its_signature(client):
+    # Claude Code asks for omitted thinking and keeps all of it in context.
+    shown = ask(client, thinking={"type": "adaptive"})
+    omitted = ask(client, thinking={"type": "adaptive", "display": "omitted"})
+
+    def count(reply, keep):
+        messages = [
+            {"role": "user", "content": "Is 7 prime?"},
+            {"role": "assistant", "content": [block.model_dump() for block in reply.content]},
+            {"role": "user", "content": "And 9?"},
+        ]
+        extra = {"context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": keep}]}}
+        return client.messages.count_tokens(model=NAME, messages=messages, extra_body=extra).input_tokens
+
+    assert count(omitted, "all") == count(shown, "all")
+    assert count(omitted, "all") > count(omitted, {"type": "thinking_turns", "value": 0})
 
 
 def test_clear_thinking_decides_which_reasoning_goes_back(client):

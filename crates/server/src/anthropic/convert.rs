@@ -11,6 +11,7 @@ use orchard_core::ChatMessage;
 use serde_json::{Value, json};
 
 use super::params::KeepThinking;
+use super::signature;
 use super::types::InMessage;
 use crate::error::ApiError;
 
@@ -113,17 +114,28 @@ pub fn conversation(
     })
 }
 
-/// An assistant turn with a thinking block that has text.
+/// An assistant turn with a thinking block that has reasoning.
 fn has_thinking(message: &InMessage) -> bool {
     message.role == "assistant"
         && message.content.as_array().is_some_and(|blocks| {
             blocks.iter().any(|b| {
                 b.get("type").and_then(Value::as_str) == Some("thinking")
-                    && b.get("thinking")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| !t.is_empty())
+                    && !thinking_text(b).is_empty()
             })
         })
+}
+
+/// A thinking block's reasoning: its text, or, when that was omitted from
+/// the reply, what Orchard's signature carries.
+fn thinking_text(block: &Value) -> String {
+    match block.get("thinking").and_then(Value::as_str) {
+        Some(text) if !text.is_empty() => text.to_string(),
+        _ => block
+            .get("signature")
+            .and_then(Value::as_str)
+            .and_then(signature::reasoning)
+            .unwrap_or_default(),
+    }
 }
 
 /// One user or assistant message, read.
@@ -172,12 +184,7 @@ impl Turn {
                 }
                 Some("thinking") if role == "assistant" => {
                     if keep_reasoning {
-                        reasoning.push_str(
-                            block
-                                .get("thinking")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default(),
-                        );
+                        reasoning.push_str(&thinking_text(block));
                     }
                 }
                 // Encrypted reasoning of Anthropic's models means nothing here.
@@ -390,6 +397,30 @@ mod tests {
             reasoning(KeepThinking::All),
             [Some(json!("first")), Some(json!("second"))]
         );
+    }
+
+    #[test]
+    fn omitted_thinking_comes_back_from_its_signature() {
+        let sent = vec![
+            message("user", json!("a")),
+            message(
+                "assistant",
+                json!([{"type": "thinking", "thinking": "", "signature": signature::sign("kept")}, {"type": "text", "text": "A"}]),
+            ),
+            message(
+                "assistant",
+                json!([{"type": "thinking", "thinking": "", "signature": "EqQBCkYIBxgC"}, {"type": "text", "text": "B"}]),
+            ),
+            message("user", json!("b")),
+        ];
+        let messages = conversation(None, sent, KeepThinking::All)
+            .expect("conversation")
+            .messages;
+        assert_eq!(
+            messages[1].extra.get("reasoning_content"),
+            Some(&json!("kept"))
+        );
+        assert_eq!(messages[1].content, json!("A\n\nB"));
     }
 
     #[test]

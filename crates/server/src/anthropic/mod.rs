@@ -4,11 +4,13 @@
 //!
 //! `types` holds the wire types, `params` and `tools` read the parameters,
 //! `convert` turns messages into the template's, `reply` and `stream` write
-//! the answer, whole or as server-sent events.
+//! the answer, whole or as server-sent events, and `signature` lets thinking
+//! blocks carry their reasoning back.
 
 mod convert;
 mod params;
 mod reply;
+mod signature;
 mod stream;
 mod tools;
 mod types;

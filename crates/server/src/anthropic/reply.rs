@@ -7,10 +7,14 @@ use orchard_core::chat::ToolCall;
 use orchard_core::{Finish, GenerationStats};
 use serde_json::{Value, json};
 
+use super::signature;
+
 /// Content blocks of a whole reply, in order, merging runs of one kind.
 #[derive(Debug, Default)]
 pub struct Blocks {
     blocks: Vec<Value>,
+    /// The whole reasoning of each thinking block (by index), for its signature.
+    reasoning: Vec<String>,
     /// `thinking.display: "omitted"`: thinking blocks keep empty text.
     omit_thinking: bool,
 }
@@ -18,8 +22,8 @@ pub struct Blocks {
 impl Blocks {
     pub fn new(omit_thinking: bool) -> Self {
         Blocks {
-            blocks: Vec::new(),
             omit_thinking,
+            ..Blocks::default()
         }
     }
 
@@ -27,13 +31,16 @@ impl Blocks {
         if !reasoning.is_empty() {
             let shown = if self.omit_thinking { "" } else { reasoning };
             self.push_text("thinking", shown);
+            if let Some(whole) = self.reasoning.last_mut() {
+                whole.push_str(reasoning);
+            }
         }
         if !text.is_empty() {
             self.push_text("text", text);
         }
         for call in calls {
             let input: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
-            self.blocks.push(json!({"type": "tool_use", "id": tool_use_id(call), "name": call.name, "input": input}));
+            self.push(json!({"type": "tool_use", "id": tool_use_id(call), "name": call.name, "input": input}));
         }
     }
 
@@ -43,15 +50,27 @@ impl Blocks {
             last[kind] = Value::String(joined);
             return;
         }
-        let mut block = json!({"type": kind, kind: text});
-        if kind == "thinking" {
-            block["signature"] = json!("");
-        }
+        self.push(json!({"type": kind, kind: text}));
+    }
+
+    fn push(&mut self, block: Value) {
         self.blocks.push(block);
+        self.reasoning.push(String::new());
     }
 
     pub fn into_json(self) -> Value {
-        Value::Array(self.blocks)
+        let blocks = self
+            .blocks
+            .into_iter()
+            .zip(self.reasoning)
+            .map(|(mut block, reasoning)| {
+                if block["type"] == "thinking" {
+                    block["signature"] = Value::String(signature::sign(&reasoning));
+                }
+                block
+            })
+            .collect();
+        Value::Array(blocks)
     }
 }
 
@@ -93,20 +112,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn omitted_thinking_keeps_the_block_without_its_text() {
+    fn omitted_thinking_keeps_the_block_and_its_signature() {
         let mut shown = Blocks::new(false);
         let mut omitted = Blocks::new(true);
         for blocks in [&mut shown, &mut omitted] {
             blocks.add("Let me think.", "", &[]);
             blocks.add(" Done.", "Hi", &[]);
         }
+        let signature = signature::sign("Let me think. Done.");
         assert_eq!(
             shown.into_json(),
-            json!([{"type": "thinking", "thinking": "Let me think. Done.", "signature": ""}, {"type": "text", "text": "Hi"}])
+            json!([{"type": "thinking", "thinking": "Let me think. Done.", "signature": signature}, {"type": "text", "text": "Hi"}])
         );
         assert_eq!(
             omitted.into_json(),
-            json!([{"type": "thinking", "thinking": "", "signature": ""}, {"type": "text", "text": "Hi"}])
+            json!([{"type": "thinking", "thinking": "", "signature": signature}, {"type": "text", "text": "Hi"}])
         );
     }
 }

@@ -8,6 +8,7 @@ use orchard_core::Output;
 use serde_json::{Value, json};
 
 use super::reply::{input_usage, stop_reason, tool_use_id, usage};
+use super::signature;
 use crate::error::ApiError;
 use crate::sse::Step;
 
@@ -58,6 +59,7 @@ impl Encoder {
             Step::Output(Output::Delta(delta)) => {
                 if !delta.reasoning.is_empty() {
                     let index = self.blocks.switch("thinking", None, &mut events);
+                    self.blocks.reasoning.push_str(&delta.reasoning);
                     if !self.omit_thinking {
                         events.push(block_delta(
                             index,
@@ -119,6 +121,8 @@ fn block_delta(index: usize, delta: Value) -> Event {
 struct OpenBlock {
     open: Option<&'static str>,
     index: usize,
+    /// The open thinking block's reasoning, for its signature.
+    reasoning: String,
 }
 
 impl OpenBlock {
@@ -147,8 +151,17 @@ impl OpenBlock {
         self.index
     }
 
+    /// Closes the open block; a thinking block gets its signature first.
     fn close(&mut self, events: &mut Vec<Event>) {
-        if self.open.take().is_some() {
+        if let Some(kind) = self.open.take() {
+            let reasoning = std::mem::take(&mut self.reasoning);
+            if kind == "thinking" {
+                let signature = signature::sign(&reasoning);
+                events.push(block_delta(
+                    self.index,
+                    json!({"type": "signature_delta", "signature": signature}),
+                ));
+            }
             events.push(event(
                 "content_block_stop",
                 json!({"type": "content_block_stop", "index": self.index}),
