@@ -1,5 +1,5 @@
 """Requests shaped like Claude Code 2.1's, sent with the official SDK's beta
-client (which adds `?beta=true` and `anthropic-beta`) to `orchard serve`: a
+client (with `anthropic-beta` and, as Claude Code, `?beta=true`) to `orchard serve`: a
 system prompt in cache-controlled blocks, tools (one deferred), a system turn
 inside `messages`, adaptive thinking, context management, effort,
 `metadata.user_id` and `max_tokens: 32000`, far above the model's context.
@@ -53,6 +53,7 @@ def claude_code_request(padding=0, question="What is the capital of France?"):
         model=SHORT,
         max_tokens=32000,
         extra_body={"temperature": 0},
+        extra_query={"beta": "true"},
         betas=BETAS,
         system=[
             {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.328; cc_entrypoint=sdk-cli;"},
@@ -90,7 +91,8 @@ def client(tmp_path_factory):
 
 def counted(client, request):
     """The prompt's tokens, as count_tokens sees it."""
-    fields = {k: request[k] for k in ("model", "system", "messages", "tools", "thinking", "context_management", "betas")}
+    fields = {k: request[k] for k in ("model", "system", "messages", "tools", "thinking", "context_management", "betas",
+                                      "extra_query")}
     return client.beta.messages.count_tokens(**fields).input_tokens
 
 
