@@ -209,16 +209,16 @@ async fn adding_folders_while_requests_resolve_models_does_not_deadlock() {
     let adder = {
         let manager = manager.clone();
         let source = fixture(SMALL);
-        let root = tmp.path().to_path_buf();
+        let copy = tmp.path().join("copy");
         tokio::task::spawn_blocking(move || {
-            for i in 0..200 {
-                let copy = root.join(format!("copy-{i}"));
-                std::fs::create_dir_all(&copy).expect("mkdir");
-                std::fs::copy(
-                    std::path::Path::new(&source).join("config.json"),
-                    copy.join("config.json"),
-                )
-                .expect("copy");
+            std::fs::create_dir_all(&copy).expect("mkdir");
+            std::fs::copy(
+                std::path::Path::new(&source).join("config.json"),
+                copy.join("config.json"),
+            )
+            .expect("copy");
+            // A writer that keeps coming back, so readers often find it waiting.
+            for _ in 0..20_000 {
                 manager.add_folder(&copy.to_string_lossy()).expect("add");
             }
         })
@@ -227,7 +227,7 @@ async fn adding_folders_while_requests_resolve_models_does_not_deadlock() {
         .map(|_| {
             let manager = manager.clone();
             tokio::spawn(async move {
-                for _ in 0..200 {
+                for _ in 0..20_000 {
                     // An unknown name reads the catalog twice (to list what exists).
                     let err = manager.get("no-such-model").await.expect_err("unknown");
                     assert!(matches!(err, CoreError::ModelNotFound { .. }));

@@ -342,9 +342,40 @@ async fn metrics_count_requests_tokens_and_memory() {
         &format!("orchard_queue_depth{{model=\"{MODEL}\"}} 0"),
         "orchard_mlx_active_memory_bytes ",
         "orchard_process_resident_memory_bytes ",
+        "orchard_worker_deaths_total 0",
+        &format!("orchard_model_memory_bytes{{model=\"{MODEL}\",part=\"kv_cache\"}} 0"),
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+    // The request left its prompt cache behind: counted beside the weights.
+    let part = |text: &str, part: &str| -> u64 {
+        let prefix = format!("orchard_model_memory_bytes{{model=\"{MODEL}\",part=\"{part}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {part} line in\n{text}"))
+    };
+    assert!(part(&text, "weights") > 0);
+    assert!(part(&text, "prompt_cache") > 0);
+
+    // A worker that dies is counted, and the next request loads the model again.
+    let model = server.manager.loaded().pop().expect("loaded");
+    model.crash_worker();
+    while model.is_alive() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(model);
+    let (status, _) = server.call("/v1/chat/completions", &chat("Hi", 1)).await;
+    assert_eq!(status, 200, "the model was not loaded again");
+    let text = server
+        .get("/metrics")
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("orchard_worker_deaths_total 1"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
