@@ -60,7 +60,13 @@ fn main() -> ExitCode {
         Some(Command::Import(args)) => import::run(args),
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Keys(command)) => keys::run(command),
-        Some(Command::Models(command)) => models::run(command),
+        Some(Command::Models(command)) => {
+            // Quiet by default (progress has its own lines); RUST_LOG turns logs on.
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_logging();
+            }
+            models::run(command)
+        }
         None if cli.version => print_version(),
         None => {
             use clap::CommandFactory;

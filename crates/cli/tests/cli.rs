@@ -475,3 +475,41 @@ fn login_stores_the_token_privately_and_logout_forgets_it() {
     assert!(String::from_utf8_lossy(&logout.stdout).contains("Forgot"));
     assert!(!file.exists());
 }
+
+/// With every log on, a download sends the Hugging Face token to the Hub and
+/// never prints it: not in progress lines, not in `RUST_LOG=trace` output.
+#[test]
+fn trace_logs_of_a_download_never_show_the_token() {
+    const TOKEN: &str = "hf_TraceTestSecretToken0123456789";
+    let fake = orchard_tests::fake_hub::FakeHub::with_small_files(
+        "org/secret",
+        orchard_tests::fake_hub::FakeHub::weights(100_000),
+        vec![("config.json", br#"{"model_type": "llama"}"#.to_vec())],
+        std::time::Duration::ZERO,
+    );
+    let cache = tempfile::tempdir().expect("tempdir");
+    let output = orchard()
+        .args(["models", "download", "org/secret", "--json"])
+        .env("HF_ENDPOINT", &fake.base)
+        .env("HF_TOKEN", TOKEN)
+        .env("RUST_LOG", "trace")
+        .env("ORCHARD_HOME", cache.path().join("orchard"))
+        .env("HF_HUB_CACHE", cache.path())
+        .output()
+        .expect("run orchard models download");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "no trace logs were written:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+        "the token was printed"
+    );
+    assert!(
+        !stderr.contains("TraceTestSecret"),
+        "part of the token was printed"
+    );
+}
