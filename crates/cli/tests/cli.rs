@@ -233,7 +233,8 @@ fn a_registered_folder_is_served_by_its_name() {
     assert!(!run(&["models", "forget", "smol"]).status.success());
 }
 
-/// A one-thread stand-in for the Hub: search answers one model, details 404.
+/// A one-thread stand-in for the Hub's search and details (downloads are
+/// tested against `orchard_tests::fake_hub`, which answers as the Hub does).
 fn tiny_hub() -> String {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -247,8 +248,6 @@ fn tiny_hub() -> String {
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                 line.clear();
             }
-            let config = r#"{"model_type": "llama"}"#;
-            let mut extra = String::new();
             let (status, body) = if request_line.starts_with("GET /api/models?") {
                 assert!(
                     request_line.contains("author=mlx-community"),
@@ -265,30 +264,14 @@ fn tiny_hub() -> String {
                     "200 OK",
                     r#"{"id": "mlx-community/Tiny-4bit", "sha": "c0ffee01", "siblings": [{"rfilename": "config.json", "size": 23}, {"rfilename": "model.bin", "size": 9}]}"#,
                 )
-            } else if request_line.contains(" /mlx-community/Tiny-4bit/resolve/")
-                && request_line.contains("/config.json ")
-            {
-                extra = "X-Repo-Commit: c0ffee01\r\nETag: \"0123abcd\"\r\n".into();
-                (
-                    "200 OK",
-                    if request_line.starts_with("HEAD") {
-                        ""
-                    } else {
-                        config
-                    },
-                )
             } else {
                 ("404 Not Found", "")
-            };
-            let length = if request_line.starts_with("HEAD") {
-                config.len()
-            } else {
-                body.len()
             };
             let mut stream = stream;
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
             );
         }
     });
@@ -324,11 +307,20 @@ fn models_search_and_info_talk_to_hf_endpoint() {
 
 #[test]
 fn models_download_fetches_the_needed_files_into_the_cache() {
-    let hub = tiny_hub();
+    use orchard_tests::fake_hub::{COMMIT, FakeHub};
+    // A Hub that answers as the real one: small files through a relative
+    // redirect with their git SHA-1, weights from another host.
+    let config = br#"{"model_type": "llama"}"#.to_vec();
+    let fake = FakeHub::with_small_files(
+        "mlx-community/Tiny-4bit",
+        FakeHub::weights(70_000),
+        vec![("config.json", config.clone()), ("model.bin", vec![7; 9])],
+        std::time::Duration::ZERO,
+    );
     let cache = tempfile::tempdir().expect("tempdir");
     let output = orchard()
         .args(["models", "download", "mlx-community/Tiny-4bit", "--json"])
-        .env("HF_ENDPOINT", &hub)
+        .env("HF_ENDPOINT", &fake.base)
         .env("ORCHARD_HOME", cache.path().join("orchard"))
         .env("HF_HUB_CACHE", cache.path())
         .output()
@@ -338,21 +330,25 @@ fn models_download_fetches_the_needed_files_into_the_cache() {
     let last: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("a result line")).expect("json");
     assert_eq!(last["done"], true);
-    let progress: serde_json::Value =
-        serde_json::from_str(stdout.lines().next().expect("progress")).expect("json");
-    assert_eq!(progress["file"], "config.json");
-    let snapshot = cache
-        .path()
-        .join("models--mlx-community--Tiny-4bit/snapshots/c0ffee01");
+    assert!(stdout.contains("\"file\":\"config.json\""), "{stdout}");
+    let snapshot = cache.path().join(format!(
+        "models--mlx-community--Tiny-4bit/snapshots/{COMMIT}"
+    ));
     assert_eq!(
-        std::fs::read_to_string(snapshot.join("config.json")).expect("downloaded"),
-        r#"{"model_type": "llama"}"#
+        std::fs::read(snapshot.join("config.json")).expect("downloaded"),
+        config
+    );
+    assert_eq!(
+        std::fs::read(snapshot.join("model.safetensors"))
+            .expect("weights")
+            .len(),
+        70_000
     );
     // model.bin is not a file a model needs by default.
     assert!(!snapshot.join("model.bin").exists());
     let bad = orchard()
         .args(["models", "download", "../x"])
-        .env("HF_ENDPOINT", &hub)
+        .env("HF_ENDPOINT", &fake.base)
         .output()
         .expect("run");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a Hugging Face repo id"));
