@@ -174,6 +174,44 @@ def test_a_deferred_tool_waits_for_a_tool_reference(client):
     assert count([read, cron], loaded) > count([read], loaded)
 
 
+def agent_session(uses=4):
+    """A conversation of `uses` Read calls and their (long) results."""
+    messages = [{"role": "user", "content": "Look at the files."}]
+    for n in range(uses):
+        messages.append({"role": "assistant", "content": [
+            {"type": "tool_use", "id": f"toolu_{n}", "name": "Read", "input": {"file_path": f"/src/m{n}.py"}}]})
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": f"toolu_{n}", "content": f"# m{n}.py\n" + "x = 1\n" * 30}]})
+    return messages
+
+
+def clear_tool_uses(trigger, keep=1):
+    return {"edits": [{"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": trigger},
+                       "keep": {"type": "tool_uses", "value": keep}}]}
+
+
+def test_clear_tool_uses_clears_older_results_past_the_trigger(client):
+    messages, tools = agent_session(), [TOOLS[1]]
+
+    def count(context_management=None):
+        extra = {"context_management": context_management} if context_management else {}
+        return client.messages.count_tokens(model=SHORT, messages=messages, tools=tools, extra_body=extra).input_tokens
+
+    whole = count()
+    assert count(clear_tool_uses(trigger=whole)) == whole  # not past the trigger
+    cleared = count(clear_tool_uses(trigger=100))
+    assert cleared < whole
+
+    reply = client.beta.messages.create(
+        model=SHORT, max_tokens=4, messages=messages, tools=tools, betas=BETAS,
+        context_management=clear_tool_uses(trigger=100), extra_body={"temperature": 0},
+    )
+    [edit] = reply.context_management.applied_edits
+    assert edit.type == "clear_tool_uses_20250919" and edit.cleared_tool_uses == 3
+    assert edit.cleared_input_tokens == whole - cleared
+    assert reply.usage.input_tokens + (reply.usage.cache_read_input_tokens or 0) == cleared
+
+
 @pytest.mark.parametrize(
     "field, value, param",
     [

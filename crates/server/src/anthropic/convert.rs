@@ -58,7 +58,7 @@ fn block_text<'a>(block: &'a Value, param: &str) -> Result<&'a str, ApiError> {
 /// Builds the template's messages from the top-level `system` and `messages`.
 pub fn conversation(
     system: Option<&Value>,
-    messages: Vec<InMessage>,
+    messages: &[InMessage],
     keep: KeepThinking,
 ) -> Result<Conversation, ApiError> {
     if messages.is_empty() {
@@ -74,7 +74,7 @@ pub fn conversation(
     let mut thinking_turn = 0;
     let mut out: Vec<ChatMessage> = Vec::new();
     let mut referenced_tools = HashSet::new();
-    for (index, message) in messages.into_iter().enumerate() {
+    for (index, message) in messages.iter().enumerate() {
         let param = format!("messages.{index}.content");
         match message.role.as_str() {
             "system" => {
@@ -83,13 +83,13 @@ pub fn conversation(
                 }
             }
             "user" | "assistant" => {
-                let keep_reasoning = if has_thinking(&message) {
+                let keep_reasoning = if has_thinking(message) {
                     thinking_turn += 1;
                     thinking_turn > kept_from
                 } else {
                     false
                 };
-                let turn = Turn::read(&message, &param, keep_reasoning, &mut referenced_tools)?;
+                let turn = Turn::read(message, &param, keep_reasoning, &mut referenced_tools)?;
                 out.extend(turn.results);
                 if let Some(chat) = turn.chat {
                     push_joined(&mut out, chat);
@@ -338,7 +338,7 @@ mod tests {
     fn system_turns_fold_into_the_system_prompt() {
         let conversation = conversation(
             Some(&json!([{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}])),
-            vec![
+            &[
                 message("user", json!("hi")),
                 message("system", json!([{"type": "text", "text": "Today is Monday."}])),
                 message("user", json!("what day is it?")),
@@ -380,7 +380,7 @@ mod tests {
             ]
         };
         let reasoning = |keep| -> Vec<Option<Value>> {
-            conversation(None, turns(), keep)
+            conversation(None, &turns(), keep)
                 .expect("conversation")
                 .messages
                 .iter()
@@ -413,7 +413,7 @@ mod tests {
             ),
             message("user", json!("b")),
         ];
-        let messages = conversation(None, sent, KeepThinking::All)
+        let messages = conversation(None, &sent, KeepThinking::All)
             .expect("conversation")
             .messages;
         assert_eq!(
@@ -427,7 +427,7 @@ mod tests {
     fn tool_references_are_collected() {
         let conversation = conversation(
             None,
-            vec![
+            &[
                 message("user", json!("find a tool")),
                 message("assistant", json!([{"type": "tool_use", "id": "toolu_1", "name": "ToolSearch", "input": {"query": "cron"}}])),
                 message("user", json!([{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "tool_reference", "tool_name": "CronCreate"}]}])),

@@ -3,10 +3,12 @@
 //! does is written down in docs/anthropic.md; anything else is refused.
 //!
 //! `types` holds the wire types, `params` and `tools` read the parameters,
+//! `clearing` applies the `clear_tool_uses` context edit,
 //! `convert` turns messages into the template's, `reply` and `stream` write
 //! the answer, whole or as server-sent events, and `signature` lets thinking
 //! blocks carry their reasoning back.
 
+mod clearing;
 mod convert;
 mod params;
 mod reply;
@@ -15,6 +17,7 @@ mod stream;
 mod tools;
 mod types;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -23,6 +26,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use orchard_core::chat::ToolChoice;
+use orchard_core::manager::Prompter;
 use orchard_core::{GenerateOptions, GenerationRequest, GenerationStats, Output, SamplingParams};
 use serde_json::{Value, json};
 
@@ -34,32 +38,37 @@ use crate::{AppState, new_id};
 use convert::Conversation;
 use reply::Blocks;
 use tools::Tools;
-use types::{CountRequest, MessagesRequest};
+use types::{CountRequest, InMessage, MessagesRequest};
+
+/// The request fields that shape the prompt, besides `messages`.
+#[derive(Debug, Clone, Copy)]
+struct PromptFields<'a> {
+    system: Option<&'a Value>,
+    tools: Option<&'a [Value]>,
+    tool_choice: Option<&'a Value>,
+    thinking: Option<&'a Value>,
+    context_management: Option<&'a Value>,
+    output_config: Option<&'a Value>,
+}
 
 /// Everything that shapes a request's prompt, read and checked.
+#[derive(Debug)]
 struct Prompt {
     conversation: Conversation,
     tools: Vec<Value>,
     tool_choice: ToolChoice,
     thinking: params::Thinking,
+    context: params::ContextManagement,
 }
 
 impl Prompt {
-    fn read(
-        system: Option<&Value>,
-        messages: Vec<types::InMessage>,
-        tools: Option<&[Value]>,
-        tool_choice: Option<&Value>,
-        thinking: Option<&Value>,
-        context_management: Option<&Value>,
-        output_config: Option<&Value>,
-    ) -> Result<Prompt, ApiError> {
-        let effort = params::effort(output_config)?;
-        let thinking = params::thinking(thinking, effort)?;
-        let keep = params::context_management(context_management)?;
-        let tools = Tools::read(tools)?;
-        let tool_choice = params::tool_choice(tool_choice)?;
-        let conversation = convert::conversation(system, messages, keep)?;
+    fn read(fields: PromptFields<'_>, messages: &[InMessage]) -> Result<Prompt, ApiError> {
+        let effort = params::effort(fields.output_config)?;
+        let thinking = params::thinking(fields.thinking, effort)?;
+        let context = params::context_management(fields.context_management)?;
+        let tools = Tools::read(fields.tools)?;
+        let tool_choice = params::tool_choice(fields.tool_choice)?;
+        let conversation = convert::conversation(fields.system, messages, context.keep_thinking)?;
         let tools = tools.offered(&conversation.referenced_tools);
         if tools.is_empty() && matches!(tool_choice, ToolChoice::Required | ToolChoice::Function(_))
         {
@@ -73,8 +82,62 @@ impl Prompt {
             tools,
             tool_choice,
             thinking,
+            context,
         })
     }
+
+    /// Its length in tokens, as the model will run it.
+    async fn count(&self, prompter: &Arc<Prompter>) -> Result<usize, ApiError> {
+        let prompter = Arc::clone(prompter);
+        let (messages, tools) = (self.conversation.messages.clone(), self.tools.clone());
+        let (choice, enable) = (self.tool_choice.clone(), self.thinking.enable);
+        tokio::task::spawn_blocking(move || {
+            prompter
+                .chat_prompt(messages, &tools, &choice, enable)
+                .map(|(tokens, _)| tokens.len())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+    }
+}
+
+/// Reads the prompt and applies `clear_tool_uses_20250919` when the prompt
+/// is past its trigger. Returns the prompt and, when the request has
+/// `context_management`, the reply's report of the edits applied.
+async fn prepare(
+    state: &AppState,
+    model: &str,
+    fields: PromptFields<'_>,
+    messages: &[InMessage],
+) -> Result<(Prompt, Option<Value>), ApiError> {
+    let prompt = Prompt::read(fields, messages)?;
+    let asked = fields.context_management.is_some_and(|c| !c.is_null());
+    let report = |edits: Value| asked.then(|| json!({"applied_edits": edits}));
+    let Some(rule) = prompt.context.clear_tool_uses.clone() else {
+        return Ok((prompt, report(json!([]))));
+    };
+    // The tokenizer and template only: no weights are loaded to measure.
+    let prompter = state.manager.prompter(model).await?;
+    let before = prompt.count(&prompter).await?;
+    if !rule.triggered(before, messages) {
+        return Ok((prompt, report(json!([]))));
+    }
+    let (cleared, uses) = rule.apply(messages);
+    if uses == 0 {
+        return Ok((prompt, report(json!([]))));
+    }
+    let candidate = Prompt::read(fields, &cleared)?;
+    let freed = before.saturating_sub(candidate.count(&prompter).await?);
+    if freed < rule.clear_at_least {
+        return Ok((prompt, report(json!([]))));
+    }
+    let edit = json!({
+        "type": "clear_tool_uses_20250919",
+        "cleared_tool_uses": uses,
+        "cleared_input_tokens": freed,
+    });
+    Ok((candidate, report(json!([edit]))))
 }
 
 pub async fn messages(
@@ -104,15 +167,16 @@ async fn handle_messages(
         ));
     }
     let single_tool_call = params::single_tool_call(request.tool_choice.as_ref());
-    let prompt = Prompt::read(
-        request.system.as_ref(),
-        request.messages,
-        request.tools.as_deref(),
-        request.tool_choice.as_ref(),
-        request.thinking.as_ref(),
-        request.context_management.as_ref(),
-        request.output_config.as_ref(),
-    )?;
+    let fields = PromptFields {
+        system: request.system.as_ref(),
+        tools: request.tools.as_deref(),
+        tool_choice: request.tool_choice.as_ref(),
+        thinking: request.thinking.as_ref(),
+        context_management: request.context_management.as_ref(),
+        output_config: request.output_config.as_ref(),
+    };
+    let (prompt, context_report) =
+        prepare(&state, &request.model, fields, &request.messages).await?;
     let defaults = SamplingParams::default();
     let options = GenerateOptions {
         // An upper bound: generation also stops where the context ends.
@@ -124,7 +188,7 @@ async fn handle_messages(
             top_k: request.top_k.unwrap_or(defaults.top_k),
             ..defaults
         },
-        stop: params::stop_sequences(request.stop_sequences)?,
+        stop: params::stop_sequences(request.stop_sequences.clone())?,
         ..GenerateOptions::default()
     };
     let omit_thinking = prompt.thinking.omit;
@@ -164,7 +228,7 @@ async fn handle_messages(
                 }
                 Output::Done { stats, finish } => {
                     record(&stats);
-                    return Ok(Json(json!({
+                    let mut message = json!({
                         "id": id,
                         "type": "message",
                         "role": "assistant",
@@ -173,8 +237,11 @@ async fn handle_messages(
                         "stop_reason": reply::stop_reason(finish, &stats),
                         "stop_sequence": stats.stop_sequence.clone(),
                         "usage": reply::usage(&stats),
-                    }))
-                    .into_response());
+                    });
+                    if let Some(report) = context_report {
+                        message["context_management"] = report;
+                    }
+                    return Ok(Json(message).into_response());
                 }
             }
         }
@@ -182,7 +249,8 @@ async fn handle_messages(
     }
 
     let metrics = state.metrics.clone();
-    let mut encoder = stream::Encoder::new(id, model_id, generation.prompt_tokens, omit_thinking);
+    let mut encoder = stream::Encoder::new(id, model_id, generation.prompt_tokens, omit_thinking)
+        .with_context_report(context_report);
     let mut first = true;
     let events = sse::stream(generation, state.keep_alive, move |step| {
         match &step {
@@ -205,30 +273,20 @@ pub async fn count_tokens(
     async {
         let request: CountRequest = parse_body(body)?;
         params::refuse_unknown(&request.other)?;
-        let prompt = Prompt::read(
-            request.system.as_ref(),
-            request.messages,
-            request.tools.as_deref(),
-            request.tool_choice.as_ref(),
-            request.thinking.as_ref(),
-            request.context_management.as_ref(),
-            request.output_config.as_ref(),
-        )?;
+        let fields = PromptFields {
+            system: request.system.as_ref(),
+            tools: request.tools.as_deref(),
+            tool_choice: request.tool_choice.as_ref(),
+            thinking: request.thinking.as_ref(),
+            context_management: request.context_management.as_ref(),
+            output_config: request.output_config.as_ref(),
+        };
+        let (prompt, _) = prepare(&state, &request.model, fields, &request.messages).await?;
         // The tokenizer and template only: counting never loads weights.
         let prompter = state.manager.prompter(&request.model).await?;
-        let count = tokio::task::spawn_blocking(move || {
-            prompter
-                .chat_prompt(
-                    prompt.conversation.messages,
-                    &prompt.tools,
-                    &prompt.tool_choice,
-                    prompt.thinking.enable,
-                )
-                .map(|(tokens, _)| tokens.len())
-        })
-        .await
-        .map_err(ApiError::internal)??;
-        Ok(Json(json!({"input_tokens": count})))
+        Ok(Json(
+            json!({"input_tokens": prompt.count(&prompter).await?}),
+        ))
     }
     .await
     .map_err(ApiError::anthropic)

@@ -6,6 +6,7 @@
 use orchard_core::chat::ToolChoice;
 use serde_json::{Map, Value};
 
+use super::clearing::ClearToolUses;
 use crate::error::ApiError;
 
 /// Most stop sequences one request may give: each is searched for after every token.
@@ -215,18 +216,25 @@ pub enum KeepThinking {
     All,
 }
 
+/// What `context_management` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextManagement {
+    pub keep_thinking: KeepThinking,
+    pub clear_tool_uses: Option<ClearToolUses>,
+}
+
 /// Reads `context_management.edits`. `clear_thinking_20251015` decides which
 /// earlier thinking blocks reach the template (as `reasoning_content`);
-/// `clear_tool_uses_20250919` is accepted and changes nothing (Orchard does
-/// not rewrite tool results; a prompt too long for the model gets a 400).
-pub fn context_management(value: Option<&Value>) -> Result<KeepThinking, ApiError> {
+/// `clear_tool_uses_20250919` clears older tool results once the prompt is
+/// long (applied where the prompt's length is known, in `mod.rs`).
+pub fn context_management(value: Option<&Value>) -> Result<ContextManagement, ApiError> {
     let Some(value) = value.filter(|v| !v.is_null()) else {
-        return Ok(KeepThinking::default());
+        return Ok(ContextManagement::default());
     };
     let fields = object(value, "context_management")?;
     refuse_unknown_keys(fields, "context_management", &["edits"])?;
     let edits = match fields.get("edits") {
-        None | Some(Value::Null) => return Ok(KeepThinking::default()),
+        None | Some(Value::Null) => return Ok(ContextManagement::default()),
         Some(Value::Array(edits)) => edits,
         Some(_) => {
             return Err(ApiError::invalid(
@@ -235,14 +243,14 @@ pub fn context_management(value: Option<&Value>) -> Result<KeepThinking, ApiErro
             ));
         }
     };
-    let mut keep = KeepThinking::default();
+    let mut wanted = ContextManagement::default();
     for (index, edit) in edits.iter().enumerate() {
         let param = format!("context_management.edits.{index}");
         let fields = object(edit, &param)?;
         match fields.get("type").and_then(Value::as_str) {
             Some("clear_thinking_20251015") => {
                 refuse_unknown_keys(fields, &param, &["type", "keep"])?;
-                keep = keep_thinking(fields.get("keep"), &param)?;
+                wanted.keep_thinking = keep_thinking(fields.get("keep"), &param)?;
             }
             Some("clear_tool_uses_20250919") => {
                 refuse_unknown_keys(
@@ -257,6 +265,7 @@ pub fn context_management(value: Option<&Value>) -> Result<KeepThinking, ApiErro
                         "clear_tool_inputs",
                     ],
                 )?;
+                wanted.clear_tool_uses = Some(ClearToolUses::read(fields, &param)?);
             }
             other => {
                 return Err(ApiError::unsupported(
@@ -266,7 +275,7 @@ pub fn context_management(value: Option<&Value>) -> Result<KeepThinking, ApiErro
             }
         }
     }
-    Ok(keep)
+    Ok(wanted)
 }
 
 /// `keep` of `clear_thinking_20251015`: `"all"` or `{"type": "thinking_turns",
@@ -395,19 +404,30 @@ mod tests {
     fn context_management_reads_clear_thinking() {
         let all = json!({"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]});
         assert_eq!(
-            context_management(Some(&all)).expect("all"),
+            context_management(Some(&all)).expect("all").keep_thinking,
             KeepThinking::All
         );
         let two = json!({"edits": [{"type": "clear_thinking_20251015", "keep": {"type": "thinking_turns", "value": 2}}]});
         assert_eq!(
-            context_management(Some(&two)).expect("two"),
+            context_management(Some(&two)).expect("two").keep_thinking,
             KeepThinking::LastTurns(2)
         );
         let tools = json!({"edits": [{"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 30000}}]});
         assert_eq!(
-            context_management(Some(&tools)).expect("tools"),
+            context_management(Some(&tools))
+                .expect("tools")
+                .keep_thinking,
             KeepThinking::NoTurns
         );
+        let rule = context_management(Some(&tools))
+            .expect("tools")
+            .clear_tool_uses
+            .expect("rule");
+        assert_eq!(
+            rule.trigger,
+            super::super::clearing::Trigger::InputTokens(30000)
+        );
+        assert_eq!(rule.keep, 3);
         let unknown = json!({"edits": [{"type": "compact_everything"}]});
         let error = context_management(Some(&unknown)).expect_err("unknown edit");
         assert_eq!(

@@ -21,6 +21,8 @@ pub struct Encoder {
     omit_thinking: bool,
     started: bool,
     blocks: OpenBlock,
+    /// `context_management` of the final `message_delta`.
+    context_report: Option<Value>,
 }
 
 impl Encoder {
@@ -32,7 +34,14 @@ impl Encoder {
             omit_thinking,
             started: false,
             blocks: OpenBlock::default(),
+            context_report: None,
         }
+    }
+
+    /// Reports the context edits applied in the final `message_delta`.
+    pub fn with_context_report(mut self, report: Option<Value>) -> Self {
+        self.context_report = report;
+        self
     }
 
     /// The events for one step.
@@ -85,14 +94,15 @@ impl Encoder {
             }
             Step::Output(Output::Done { stats, finish }) => {
                 self.blocks.close(&mut events);
-                events.push(event(
-                    "message_delta",
-                    json!({
-                        "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason(finish, &stats), "stop_sequence": stats.stop_sequence.clone()},
-                        "usage": usage(&stats),
-                    }),
-                ));
+                let mut delta = json!({
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason(finish, &stats), "stop_sequence": stats.stop_sequence.clone()},
+                    "usage": usage(&stats),
+                });
+                if let Some(report) = self.context_report.take() {
+                    delta["context_management"] = report;
+                }
+                events.push(event("message_delta", delta));
                 events.push(event("message_stop", json!({"type": "message_stop"})));
             }
             Step::Error(error) => {

@@ -52,7 +52,7 @@ pub struct CountRequest {
 
 /// One entry of `messages`: `user`, `assistant`, or `system` (Claude Code
 /// sends system turns mid-conversation; they are folded into the system prompt).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct InMessage {
     pub role: String,
     pub content: Value,
