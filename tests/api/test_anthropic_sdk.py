@@ -150,8 +150,6 @@ def test_stream_usage_counts_the_whole_prompt_at_start_and_end(client):
     assert end.cache_read_input_tokens > 0
 
 
-@pytest.mark.xfail(strict=True, reason="core reports the prompt cache's hit only when the reply ends; "
-                   "message_start needs it after prefill (see docs/anthropic.md)")
 def test_stream_usage_input_tokens_are_the_same_at_start_and_end(client):
     kwargs = dict(model=MODEL, max_tokens=3, extra_body={"temperature": 0}, messages=[{"role": "user", "content": LONG_QUESTION}])
     client.messages.create(**kwargs)

@@ -95,6 +95,7 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
                     stats.finish_reason,
                 );
             }
+            Event::Prefilled { .. } => {}
         }
     }
     Ok(())

@@ -75,6 +75,11 @@ pub enum Finish {
 /// One item of a generation's stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
+    /// The prompt has been computed; first, unless the request ends before
+    /// its prompt runs (cancelled while waiting, or failed).
+    Started {
+        cached_prompt_tokens: usize,
+    },
     Delta(Delta),
     /// Always last.
     Done {
@@ -393,6 +398,14 @@ impl Relay<'_> {
                     }
                     called_tools |= !parsed.tool_calls.is_empty();
                     if !send_delta(sender, parsed, logprobs) {
+                        return;
+                    }
+                }
+                Ok(Event::Prefilled { cached_tokens }) => {
+                    let started = Output::Started {
+                        cached_prompt_tokens: cached_tokens,
+                    };
+                    if sender.blocking_send(Ok(started)).is_err() {
                         return;
                     }
                 }

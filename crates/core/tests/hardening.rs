@@ -32,6 +32,7 @@ async fn collect(
     let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
     while let Some(output) = generation.next().await {
         match output.expect("generation") {
+            Output::Started { .. } => {}
             Output::Delta(delta) => {
                 text.push_str(&delta.content);
                 reasoning.push_str(&delta.reasoning);
@@ -116,9 +117,13 @@ async fn an_evicted_busy_model_keeps_counting_and_is_reused() {
         ..options()
     });
     let small = manager.get(SMALL).await.expect("small");
-    let mut busy = orchard_core::start(Arc::clone(&small), chat("Write a long story.", 60))
+    let mut busy = orchard_core::start(Arc::clone(&small), chat("Write a long story.", 40))
         .await
         .expect("start");
+    assert!(matches!(
+        busy.next().await,
+        Some(Ok(Output::Started { .. }))
+    ));
     assert!(matches!(busy.next().await, Some(Ok(Output::Delta(_)))));
     drop(small);
     // LARGE needs the only slot: SMALL drains, and LARGE waits for it.
@@ -250,10 +255,10 @@ async fn adding_folders_while_requests_resolve_models_does_not_deadlock() {
 async fn a_request_cancelled_while_queued_is_never_prefilled() {
     let manager = manager(options());
     let model = manager.get(SMALL).await.expect("load");
-    let running = orchard_core::start(Arc::clone(&model), chat("Write a long story.", 40))
+    let running = orchard_core::start(Arc::clone(&model), chat("Write a long story.", 16))
         .await
         .expect("start");
-    let queued = orchard_core::start(Arc::clone(&model), chat(&"word ".repeat(1500), 4))
+    let queued = orchard_core::start(Arc::clone(&model), chat(&"word ".repeat(200), 4))
         .await
         .expect("queue");
     let queued_prompt = queued.prompt_tokens as u64;
@@ -278,14 +283,17 @@ async fn a_request_cancelled_while_queued_is_never_prefilled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefill_stops_between_chunks_when_cancelled() {
-    let manager = manager(options());
+    // Chunks of 16 tokens, so a short prompt has many (the default is 2048,
+    // which takes minutes on a small CPU).
+    let mut options = options();
+    options.worker.prefill_chunk = 16;
+    let manager = manager(options);
     let model = manager.get(SMALL).await.expect("load");
-    // Several 2048-token chunks of prompt.
-    let generation = orchard_core::start(Arc::clone(&model), chat(&"apple pear ".repeat(3500), 4))
+    let generation = orchard_core::start(Arc::clone(&model), chat(&"apple pear ".repeat(60), 4))
         .await
         .expect("start");
     let prompt = generation.prompt_tokens as u64;
-    assert!(prompt > 2 * 2048, "{prompt}");
+    assert!(prompt > 6 * 16, "{prompt}");
     while model.work().prefilled_tokens == 0 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -126,9 +126,11 @@ async fn dropping_a_generation_stops_it_and_frees_the_worker() {
     )
     .await
     .expect("start");
-    // Wait for the first output, then hang up.
+    // The prompt runs, then the first text comes; then the client hangs up.
+    let started = long.next().await.expect("an output").expect("ok");
+    assert!(matches!(started, Output::Started { .. }), "{started:?}");
     let first = long.next().await.expect("an output").expect("ok");
-    assert!(matches!(first, Output::Delta(_)));
+    assert!(matches!(first, Output::Delta(_)), "{first:?}");
     drop(long);
     // The next request runs only once the first has stopped.
     let next = orchard_core::start(Arc::clone(&model), chat("Say hi.", 3))

@@ -37,6 +37,9 @@ pub struct GenerateOptions {
     pub reasoning_budget: Option<ReasoningBudget>,
     /// Where the request counts its work (the worker's gauges); None counts nothing.
     pub counters: Option<Arc<Counters>>,
+    /// Prompt tokens per forward pass; 0 means mlx-lm's 2048. Smaller chunks
+    /// let a cancel land sooner, at some cost in prompt speed.
+    pub prefill_chunk: usize,
 }
 
 /// A limit on reasoning: once `tokens` tokens were generated inside a block
@@ -409,6 +412,10 @@ pub enum Event {
     Delta { text: String, tokens: Vec<Sampled> },
     /// Generation ended; always the last event.
     Done(GenerationStats),
+    /// The prompt has been computed, `cached_tokens` of it reused from a
+    /// cache. Sent by [`crate::ModelWorker`] before any text; [`TextStream`]
+    /// itself never yields it.
+    Prefilled { cached_tokens: usize },
 }
 
 /// Layer 2: text deltas and, at the end, the statistics.
@@ -477,7 +484,7 @@ impl<'m> TextStream<'m> {
         let watch = Watch {
             cancel: options.cancel.clone(),
             counters: options.counters.clone(),
-            chunk: None,
+            chunk: (options.prefill_chunk > 0).then_some(options.prefill_chunk),
         };
         let steps = TokenSteps::with_watch(
             model,
@@ -509,6 +516,11 @@ impl<'m> TextStream<'m> {
     /// Bytes of keys and values the sequence holds now.
     pub fn kv_bytes(&self) -> usize {
         self.steps.kv_bytes()
+    }
+
+    /// Prompt tokens whose keys and values came from the prompt cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.steps.cached_tokens()
     }
 
     fn token_limit(&self) -> usize {
@@ -756,6 +768,7 @@ pub fn generate(model: &Model, prompt: &[u32], options: GenerateOptions) -> Resu
                     stats,
                 });
             }
+            Event::Prefilled { .. } => {}
         }
     }
     Err(EngineError::Exception(

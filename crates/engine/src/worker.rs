@@ -28,6 +28,9 @@ pub struct WorkerOptions {
     pub queue_capacity: usize,
     /// Memory for reusable prompt caches (see [`PromptCache`]); 0 turns reuse off.
     pub prompt_cache_bytes: usize,
+    /// Prompt tokens per forward pass, for requests that do not set it; 0
+    /// means the engine's default.
+    pub prefill_chunk: usize,
 }
 
 impl Default for WorkerOptions {
@@ -35,6 +38,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             queue_capacity: 16,
             prompt_cache_bytes: 512 << 20,
+            prefill_chunk: 0,
         }
     }
 }
@@ -97,6 +101,7 @@ impl ModelWorker {
         let gauges = Arc::new(WorkerGauges::default());
         let thread_gauges = Arc::clone(&gauges);
         let thread_dir = dir.to_path_buf();
+        let thread_options = options.clone();
         let thread = std::thread::Builder::new()
             .name(format!(
                 "orchard-model-{}",
@@ -119,7 +124,7 @@ impl ModelWorker {
                     jobs_rx,
                     &thread_waiting,
                     &thread_gauges,
-                    options.prompt_cache_bytes,
+                    &thread_options,
                 );
                 drop(model);
                 // Freed buffers stay in MLX's cache until cleared; give them back.
@@ -256,8 +261,9 @@ fn serve(
     jobs: Receiver<Job>,
     waiting: &AtomicUsize,
     gauges: &WorkerGauges,
-    prompt_cache_bytes: usize,
+    worker: &WorkerOptions,
 ) {
+    let prompt_cache_bytes = worker.prompt_cache_bytes;
     let mut prompt_cache = PromptCache::new(prompt_cache_bytes);
     for job in jobs {
         waiting.fetch_sub(1, Ordering::Relaxed);
@@ -280,6 +286,9 @@ fn serve(
             continue;
         }
         options.counters = Some(Arc::clone(&gauges.counters));
+        if options.prefill_chunk == 0 {
+            options.prefill_chunk = worker.prefill_chunk;
+        }
         let stream = if prompt_cache_bytes > 0 {
             TextStream::with_prompt_cache(model, &prompt, options, &mut prompt_cache)
         } else {
@@ -287,11 +296,31 @@ fn serve(
         };
         match stream {
             Ok(stream) => {
+                let prefilled = Event::Prefilled {
+                    cached_tokens: stream.cached_tokens(),
+                };
+                if events.send(Ok(prefilled)).is_err() {
+                    continue;
+                }
+                let mut done = None;
                 for event in stream {
+                    if let Ok(Event::Done(_)) = &event {
+                        done = Some(event);
+                        break;
+                    }
                     // The caller hung up: stop before computing another token.
                     if events.send(event).is_err() {
                         break;
                     }
+                }
+                if let Some(done) = done {
+                    // The sequence's cache is in the prompt cache now: the
+                    // gauges say so before the caller hears the request ended.
+                    gauges.counters.kv_bytes.store(0, Ordering::Relaxed);
+                    gauges
+                        .prompt_cache_bytes
+                        .store(prompt_cache.bytes() as u64, Ordering::Relaxed);
+                    let _ = events.send(done);
                 }
             }
             Err(EngineError::Cancelled) => {

@@ -28,6 +28,7 @@ fn stream_text(
                 tokens.extend(sampled.iter().map(|s| s.token));
             }
             Event::Done(stats) => return (deltas, tokens, stats.finish_reason),
+            Event::Prefilled { .. } => panic!("a TextStream never reports Prefilled"),
         }
     }
     panic!("no Done event");

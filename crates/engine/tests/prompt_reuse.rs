@@ -49,6 +49,7 @@ fn run(
                 }
             }
             Event::Done(stats) => return (ids, logprobs, stats),
+            Event::Prefilled { .. } => panic!("a TextStream never reports Prefilled"),
         }
     }
     panic!("no Done event");

@@ -40,6 +40,8 @@ fn finish_reason(
         match event.expect("event") {
             Event::Delta { .. } => deltas += 1,
             Event::Done(stats) => return (deltas, stats.finish_reason),
+            // The worker reports the prompt computed before any text.
+            Event::Prefilled { .. } => assert_eq!(deltas, 0, "Prefilled after text"),
         }
     }
     panic!("the stream ended without Done");

@@ -164,7 +164,7 @@ async fn a_queued_stream_gets_keep_alive_comments() {
     let (status, _) = server.call("/v1/chat/completions", &chat("Hi", 1)).await;
     assert_eq!(status, 200, "warm-up");
     // The first request holds the model while the second waits in the queue.
-    let first = server.post("/v1/chat/completions", &chat("Tell me a long story.", 120));
+    let first = server.post("/v1/chat/completions", &chat("Tell me a long story.", 24));
     let running = tokio::spawn(async move { first.send().await.expect("send").text().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut second = chat("Hi", 2);

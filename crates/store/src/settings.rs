@@ -79,11 +79,12 @@ impl Settings {
         if self.max_request_bytes < 1024 {
             return fail("max_request_bytes must be at least 1024");
         }
-        let bad_host = |h: &String| {
-            h.trim().is_empty() || h.contains(['/', ' ', '@']) || h.contains("://")
-        };
+        let bad_host =
+            |h: &String| h.trim().is_empty() || h.contains(['/', ' ', '@']) || h.contains("://");
         if self.allowed_hosts.iter().any(bad_host) {
-            return fail("allowed_hosts takes host names or addresses, like \"studio.local\" or \"192.168.1.5\" (no scheme, path or port)");
+            return fail(
+                "allowed_hosts takes host names or addresses, like \"studio.local\" or \"192.168.1.5\" (no scheme, path or port)",
+            );
         }
         let bad_origin = |o: &String| {
             let rest = o
@@ -92,7 +93,9 @@ impl Settings {
             rest.is_none_or(|r| r.is_empty() || r.contains('/'))
         };
         if self.allowed_origins.iter().any(bad_origin) {
-            return fail("allowed_origins takes origins like \"https://app.example\" (scheme and host, no path)");
+            return fail(
+                "allowed_origins takes origins like \"https://app.example\" (scheme and host, no path)",
+            );
         }
         Ok(())
     }

@@ -220,6 +220,7 @@ async fn handle_messages(
         let mut first = true;
         while let Some(output) = generation.next().await {
             match output? {
+                Output::Started { .. } => {}
                 Output::Delta(delta) => {
                     if std::mem::take(&mut first) {
                         state.metrics.first_token(arrived.elapsed());

@@ -48,10 +48,16 @@ impl Encoder {
     pub fn encode(&mut self, step: Step) -> Vec<Event> {
         let mut events = Vec::new();
         if !std::mem::replace(&mut self.started, true) {
-            // How much of the prompt came from the cache is known only once
-            // the prompt has run; until core reports it earlier, the start
-            // counts the whole prompt as input and `message_delta` corrects it.
-            let mut usage = input_usage(self.prompt_tokens, 0);
+            // The first step is `Started` once the prompt has run, with how
+            // much of it the prompt cache held; a request that ends before
+            // its prompt runs reports none cached.
+            let cached = match &step {
+                Step::Output(Output::Started {
+                    cached_prompt_tokens,
+                }) => *cached_prompt_tokens,
+                _ => 0,
+            };
+            let mut usage = input_usage(self.prompt_tokens, cached);
             usage["output_tokens"] = json!(0);
             events.push(event(
                 "message_start",
@@ -109,7 +115,7 @@ impl Encoder {
                 let api: ApiError = error.into();
                 events.push(event("error", api.anthropic().body()));
             }
-            Step::End => {}
+            Step::Output(Output::Started { .. }) | Step::End => {}
         }
         events
     }

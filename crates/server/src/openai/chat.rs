@@ -256,6 +256,7 @@ pub(super) async fn collect_chat(
     let mut logprobs: Vec<Value> = Vec::new();
     while let Some(output) = generation.next().await {
         match output? {
+            Output::Started { .. } => {}
             Output::Delta(delta) => {
                 reply.saw_output();
                 content.push_str(&delta.content);
@@ -411,6 +412,7 @@ pub(super) fn stream_chat(
                     );
                 }
             }
+            Step::Output(Output::Started { .. }) => {}
             Step::Error(error) => events.push(stream_error(error)),
             Step::End => events.push(Event::default().data("[DONE]")),
         }

@@ -93,6 +93,7 @@ pub async fn completions(
     if request.stream {
         let include_usage = request.stream_options.unwrap_or_default().include_usage;
         let events = sse::stream(generation, state.keep_alive, move |step| match step {
+            Step::Output(Output::Started { .. }) => Vec::new(),
             Step::Output(Output::Delta(delta)) => {
                 reply.saw_output();
                 let logprobs = text_logprobs(&delta.logprobs);
@@ -141,6 +142,7 @@ pub async fn completions(
     let mut tokens = Vec::new();
     while let Some(output) = generation.next().await {
         match output? {
+            Output::Started { .. } => {}
             Output::Delta(delta) => {
                 reply.saw_output();
                 text.push_str(&delta.content);
