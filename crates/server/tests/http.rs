@@ -176,6 +176,18 @@ async fn bad_requests_get_clear_errors_in_each_format() {
             .contains("max_tokens")
     );
 
+    // Stop strings are searched after every token: their number and length are bounded.
+    for stop in [json!(["a", "b", "c", "d", "e"]), json!(["x".repeat(257)])] {
+        let mut body = chat("Hi", 1);
+        body["stop"] = stop;
+        let (status, error) = server.call("/v1/chat/completions", &body).await;
+        assert_eq!(
+            (status, error["error"]["param"].as_str()),
+            (400, Some("stop")),
+            "{error}"
+        );
+    }
+
     let (status, error) = error_of(server.get("/v2/nothing").send().await.expect("send")).await;
     assert_eq!(status, 404);
     assert!(
