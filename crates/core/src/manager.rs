@@ -593,8 +593,10 @@ impl ModelManager {
                 tokio::time::sleep(period).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let manager = ModelManager { inner };
-                for model in manager.loaded() {
-                    let Some(ttl) = ttl else { break };
+                // `loaded()` removes dead models; idle ones go only with a TTL.
+                let loaded = manager.loaded();
+                let Some(ttl) = ttl else { continue };
+                for model in loaded {
                     if model.active.load(Ordering::Relaxed) == 0 && model.idle_for() >= ttl {
                         tracing::info!(model = %model.id, idle_seconds = model.idle_for().as_secs(), "unloading idle model");
                         manager.unload_model(model).await;
