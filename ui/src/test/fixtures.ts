@@ -1,0 +1,121 @@
+// Values shaped as Orchard sends them, for tests; each builder takes overrides.
+
+import type { DownloadView } from "../lib/api/DownloadView";
+import type { LibraryModel } from "../lib/api/LibraryModel";
+import type { ModelDetails } from "../lib/api/ModelDetails";
+import type { ModelFacts } from "../lib/api/ModelFacts";
+import type { RuntimeInfo } from "../lib/api/RuntimeInfo";
+import type { SearchResult } from "../lib/api/SearchResult";
+import type { SearchResults } from "../lib/api/SearchResults";
+import type { SettingsView } from "../lib/api/SettingsView";
+
+export const SMOL = "mlx-community/SmolLM2-135M-Instruct-4bit";
+export const QWEN = "mlx-community/Qwen3-4B-4bit";
+
+export function result(overrides: Partial<SearchResult> = {}): SearchResult {
+  return {
+    id: SMOL,
+    downloads: 12_345,
+    likes: 42,
+    size_bytes: 76_300_000,
+    last_modified: "2025-05-01T10:00:00Z",
+    architecture: "llama",
+    quantization_bits: 4,
+    parameters: 135_000_000,
+    capabilities: [],
+    supported: true,
+    gated: false,
+    memory_estimate_bytes: 84_000_000,
+    fit: "fits",
+    downloaded: false,
+    ...overrides,
+  };
+}
+
+export function results(models: SearchResult[], budget = 12_000_000_000): SearchResults {
+  return { models, memory_budget_bytes: budget };
+}
+
+export function facts(overrides: Partial<ModelFacts> = {}): ModelFacts {
+  return {
+    architecture: "llama",
+    supported: true,
+    parameters: 135_000_000,
+    quantization_bits: 4,
+    quantization_group_size: 64,
+    context_length: 8192,
+    kv_bytes_per_token: 46_080,
+    weight_bytes: 76_000_000,
+    capabilities: [],
+    ...overrides,
+  };
+}
+
+export function details(overrides: Partial<ModelDetails> = {}): ModelDetails {
+  return {
+    id: SMOL,
+    sha: "0123456789abcdef",
+    readme: "# SmolLM2\n\nA **small** model.",
+    files: [
+      { name: "config.json", size_bytes: 1_200 },
+      { name: "model.safetensors", size_bytes: 76_000_000 },
+    ],
+    size_bytes: 76_001_200,
+    license: "apache-2.0",
+    gated: false,
+    needs_token: false,
+    downloads: 12_345,
+    likes: 42,
+    last_modified: "2025-05-01T10:00:00Z",
+    facts: facts(),
+    memory_estimate_bytes: 84_000_000,
+    fit: "fits",
+    downloaded: false,
+    ...overrides,
+  };
+}
+
+export function download(overrides: Partial<DownloadView> = {}): DownloadView {
+  return {
+    repo: SMOL,
+    state: "running",
+    file: "model.safetensors",
+    downloaded: 0,
+    total: 100_000_000,
+    error: null,
+    ...overrides,
+  };
+}
+
+export function libraryModel(overrides: Partial<LibraryModel> = {}): LibraryModel {
+  return {
+    id: SMOL,
+    source: "hugging_face",
+    path: "/home/me/.cache/huggingface/hub/models--mlx-community--SmolLM2-135M-Instruct-4bit/snapshots/abc",
+    size_bytes: 76_300_000,
+    revisions: [{ commit: "abcdef0123456789", refs: ["main"], size_bytes: 76_300_000 }],
+    facts: facts(),
+    last_used: null,
+    loaded: false,
+    memory_bytes: null,
+    ...overrides,
+  };
+}
+
+export function settings(overrides: Partial<SettingsView> = {}): SettingsView {
+  return {
+    hf_token_set: false,
+    hub_endpoint: "https://huggingface.co",
+    offline: false,
+    memory_budget_bytes: 12_000_000_000,
+    total_memory_bytes: 16_000_000_000,
+    ...overrides,
+  };
+}
+
+export const RUNTIME: RuntimeInfo = {
+  orchard_version: "0.1.0",
+  mlx_version: "0.29.3",
+  backend: "cpu",
+  device: "cpu",
+};
