@@ -10,7 +10,7 @@ CARGO ?= cargo
 # Run the desktop app where there is a display (always on macOS).
 HAS_DISPLAY := $(shell [ "$$(uname -s)" = Darwin ] || [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ] && echo yes)
 
-.PHONY: run test setup ui lint test-ui test-rust test-api
+.PHONY: run test setup ui lint test-ui test-rust test-api test-e2e
 
 FIXTURE := .deps/models/SmolLM2-135M-Instruct-4bit
 
@@ -37,7 +37,7 @@ endif
 # error or a lint, counts as one failure), prints "total: N passed, M failed"
 # last, and fails the run when anything failed. Each step's output is kept in
 # artifacts/steps/.
-TEST_STEPS := ui lint test-ui test-rust test-api
+TEST_STEPS := ui lint test-ui test-rust test-api test-e2e
 test:
 	@mkdir -p artifacts/steps
 	@rm -f artifacts/steps/*.log artifacts/steps/*.status
@@ -70,3 +70,15 @@ test-api: $(SUITE_DEPS)
 	@mkdir -p artifacts
 	$(CARGO) build --locked -q --bin orchard
 	cd tests/api && ../../.deps/venv/bin/python -m pytest -q -p no:cacheprovider 2>&1 | tee ../../artifacts/api-test.log
+
+# The Models screens end to end, with tests/e2e/fake-hub.mjs as the Hugging
+# Face Hub (serving the real SmolLM2 files): the real `orchard serve` in
+# Debian's Chromium (playwright-core), and the real desktop app through
+# tauri-driver under Xvfb. Screenshots go to artifacts/screenshots/. The app
+# is built as `cargo test --workspace` builds it, so that after test-rust
+# nothing is compiled again.
+test-e2e: $(SUITE_DEPS)
+	@mkdir -p artifacts
+	$(CARGO) build --locked -q --bin orchard
+	$(CARGO) test --workspace --locked --no-run -q
+	cd tests/e2e && timeout 900 node --test --test-concurrency=1 --test-reporter=spec *.test.mjs 2>&1 | tee ../../artifacts/e2e-test.log

@@ -44,6 +44,7 @@ debian_packages=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev
   librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev   # the Tauri shell
   xvfb xauth imagemagick xdotool dbus-x11 at-spi2-core fonts-dejavu-core  # desktop tests
+  chromium webkit2gtk-driver                   # e2e tests: a real browser; WebDriver for the app's web view
   unzip
 )
 if [ "$os" = Linux ]; then
@@ -123,6 +124,24 @@ fi
 if [ ! -f ui/dist/index.html ]; then
   step "UI build: ui/dist"
   (cd ui && npm run --silent build)
+fi
+
+# --- End-to-end tests: playwright-core (it drives Debian's chromium) and tauri-driver ---
+e2e_key=$(hash_files tests/e2e/package-lock.json)
+if fresh e2e "$e2e_key" || [ ! -d tests/e2e/node_modules ]; then
+  step "e2e test packages: npm ci (tests/e2e)"
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+  stamp e2e "$e2e_key"
+fi
+# tauri-driver hands WebDriver sessions to WebKitWebDriver, which starts the
+# desktop app; it exists for Linux (and Windows) only: macOS has no WebDriver
+# for its web view.
+tauri_driver_version=2.0.6
+if [ "$os" = Linux ] && { fresh tauri-driver "$tauri_driver_version" || [ ! -x "$deps/tauri-driver/bin/tauri-driver" ]; }; then
+  step "tauri-driver $tauri_driver_version (crates.io) -> .deps/tauri-driver"
+  # Outside the workspace, so that its Cargo.lock and settings stay out of it.
+  (cd "$deps" && cargo install --locked --quiet --version "$tauri_driver_version" tauri-driver --root "$deps/tauri-driver")
+  stamp tauri-driver "$tauri_driver_version"
 fi
 
 # --- The SmolLM2-135M-Instruct fixture ---------------------------------------------------

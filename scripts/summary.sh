@@ -6,9 +6,10 @@
 #
 # DIR holds, for each SUITE, SUITE.log (everything it printed) and SUITE.status
 # (its exit status). Tests are counted from the logs of cargo test (test-rust),
-# vitest (test-ui) and pytest (test-api). A suite that failed without a failed
-# test to show for it (a compile error, a lint, a crashed test binary, a setup
-# step) counts as one failure, named here, so that no failure goes uncounted.
+# vitest (test-ui), pytest (test-api) and node's test runner (test-e2e). A
+# suite that failed without a failed test to show for it (a compile error, a
+# lint, a crashed test binary, a setup step) counts as one failure, named
+# here, so that no failure goes uncounted.
 set -euo pipefail
 
 usage="usage: scripts/summary.sh DIR SUITE... (DIR holds each SUITE's .log and .status)"
@@ -59,6 +60,17 @@ count_pytest() {
 		}'
 }
 
+# node's test runner: its spec reporter's "ℹ pass 9", "ℹ fail 1", "ℹ cancelled 0"
+# (TAP's "# pass 9" alike). A cancelled test (it timed out, or its file ended
+# early) is a failure too.
+count_node() {
+	awk '
+		/^(ℹ|#) pass [0-9]+ *$/ { p = $3 }
+		/^(ℹ|#) fail [0-9]+ *$/ { f = $3 }
+		/^(ℹ|#) cancelled [0-9]+ *$/ { c = $3 }
+		END { print p + 0, f + c }'
+}
+
 total_passed=0
 total_failed=0
 for suite in "$@"; do
@@ -75,6 +87,7 @@ for suite in "$@"; do
 	test-rust) counter=count_cargo ;;
 	test-ui) counter=count_vitest ;;
 	test-api) counter=count_pytest ;;
+	test-e2e) counter=count_node ;;
 	*) counter="" ;;
 	esac
 	passed=0

@@ -28,6 +28,8 @@ test-rust:
 \t@echo "test result: {rust_result}"; exit {rust_status}
 test-api:
 \t@echo "5 passed, 1 skipped in 1.20s"
+test-e2e:
+\t@printf '\\xe2\\x84\\xb9 tests 4\\n\\xe2\\x84\\xb9 pass 3\\n\\xe2\\x84\\xb9 fail 0\\n\\xe2\\x84\\xb9 cancelled 0\\n\\xe2\\x84\\xb9 skipped 1\\n'
 """
 
 
@@ -56,9 +58,10 @@ def test_a_failing_rust_test_and_lint_still_run_every_step_and_fail_the_run(tmp_
     )
     lines = done.stdout.strip().splitlines()
     assert done.returncode != 0, done.stdout + done.stderr
-    assert lines[-1] == "total: 14 passed, 2 failed", done.stdout + done.stderr
+    assert lines[-1] == "total: 17 passed, 2 failed", done.stdout + done.stderr
     # The API tests ran after the failing Rust test.
     assert "test-api: 5 passed, 0 failed" in lines, done.stdout
+    assert "test-e2e: 3 passed, 0 failed" in lines, done.stdout
     assert any(line.startswith("lint: 0 passed, 1 failed (it exited with status") for line in lines), done.stdout
     assert "test-rust: 7 passed, 1 failed" in lines, done.stdout
 
@@ -72,7 +75,7 @@ def test_a_clean_run_passes_and_ends_with_the_total(tmp_path):
         rust_status=0,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "total: 14 passed, 0 failed"
+    assert done.stdout.strip().splitlines()[-1] == "total: 17 passed, 0 failed"
 
 
 def summarize(tmp_path, logs):
@@ -135,6 +138,32 @@ def test_a_crashed_test_binary_counts_as_a_failure(tmp_path):
     done = summarize(tmp_path, {"test-rust": (CRASH, 101)})
     assert done.returncode == 1
     assert done.stdout.strip().splitlines()[-1] == "total: 2 passed, 2 failed", done.stdout
+
+
+# node --test --test-reporter=spec: a failed test, and one cancelled (it timed out).
+NODE_FAILURES = """\u2714 the fake Hub answers the real client (12.1ms)
+\u2716 a download reaches 100% (30012.5ms)
+\u2139 tests 5
+\u2139 suites 0
+\u2139 pass 3
+\u2139 fail 1
+\u2139 cancelled 1
+\u2139 skipped 0
+\u2139 todo 0
+\u2139 duration_ms 61234.5
+"""
+
+
+def test_node_test_runner_results_count_failed_and_cancelled_tests(tmp_path):
+    done = summarize(tmp_path, {"test-e2e": (NODE_FAILURES, 1)})
+    assert done.returncode == 1
+    assert done.stdout.strip().splitlines() == ["test-e2e: 3 passed, 2 failed", "total: 3 passed, 2 failed"], done.stdout
+    # The TAP reporter's closing lines count the same.
+    tap = "# tests 2\n# pass 2\n# fail 0\n# cancelled 0\n"
+    assert summarize(tmp_path, {"test-e2e": (tap, 0)}).stdout.strip().splitlines()[-1] == "total: 2 passed, 0 failed"
+    # No test ran at all (a missing file, a broken import): a failure.
+    none = summarize(tmp_path, {"test-e2e": ("\u2139 tests 0\n\u2139 pass 0\n\u2139 fail 0\n", 0)})
+    assert none.returncode == 1 and "printed no test results" in none.stdout, none.stdout
 
 
 def test_a_step_that_did_not_run_or_printed_no_results_fails(tmp_path):
