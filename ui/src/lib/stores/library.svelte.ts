@@ -42,7 +42,10 @@ export class LibraryStore {
         (!text || m.id.toLowerCase().includes(text)) &&
         (!this.capability || (m.facts?.capabilities ?? []).includes(this.capability)),
     );
-    const byName = (a: LibraryModel, b: LibraryModel) => a.id.localeCompare(b.id);
+    // By the model's own name: "mlx-community/Qwen3-4B" sorts under Q.
+    const name = (m: LibraryModel) => m.id.slice(m.id.lastIndexOf("/") + 1);
+    const byName = (a: LibraryModel, b: LibraryModel) =>
+      name(a).localeCompare(name(b), undefined, { sensitivity: "base" }) || a.id.localeCompare(b.id);
     const order: Record<LibrarySort, (a: LibraryModel, b: LibraryModel) => number> = {
       name: byName,
       size: (a, b) => b.size_bytes - a.size_bytes || byName(a, b),
