@@ -150,11 +150,13 @@ describe("download tile", () => {
     await emit(transport, download({ downloaded: 50 * MB }));
 
     library = [libraryModel({ id: QWEN }), libraryModel({ id: SMOL })];
-    await emit(transport, download({ state: "done", downloaded: 100 * MB, total: 100 * MB, file: null }));
+    await emit(transport, download({ state: "done", downloaded: 99 * MB, total: 100 * MB, file: null }));
     const t = tile();
     expect(within(t).getByText("Downloaded")).toBeInTheDocument();
     expect(within(t).getByText(/in your Library/)).toBeInTheDocument();
     expect(within(t).queryByRole("button", { name: "Cancel" })).toBeNull();
+    // Even when the last progress event was short of the total, a finished bar is full.
+    expect(within(t).getByRole("progressbar")).toHaveAttribute("aria-valuenow", "100");
     await waitFor(() => expect(transport.count("list_library")).toBe(2));
 
     await user.click(within(t).getByRole("button", { name: "Dismiss" }));
