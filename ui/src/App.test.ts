@@ -160,6 +160,8 @@ describe("API key prompt (browser)", () => {
     expect(await screen.findByRole("listitem", { name: SMOL })).toBeInTheDocument();
     expect(screen.queryByRole("dialog")).toBeNull();
     expect(sessionStorage.getItem(API_KEY_STORAGE)).toBe("sk-right");
+    expect(Object.values(localStorage)).not.toContain("sk-right");
+    expect(window.location.href).not.toContain("sk-");
     await waitFor(() => expect(seen.some((r) => r.url.endsWith("/api/downloads/events") && r.auth === "Bearer sk-right")).toBe(true));
     expect(seen.every((r) => !r.url.includes("sk-"))).toBe(true);
   });
