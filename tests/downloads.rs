@@ -18,7 +18,7 @@ fn manager(hub: &FakeHub, dir: &std::path::Path) -> (DownloadManager, Store) {
     let store = Store::open(&dir.join("orchard.db")).expect("store");
     let client = HubClient::new(&hub.base, None).expect("client");
     (
-        DownloadManager::new(store.clone(), client, dir.join("hub")),
+        DownloadManager::new(store.clone(), std::sync::Arc::new(client), dir.join("hub")),
         store,
     )
 }
@@ -213,7 +213,11 @@ async fn small_files_come_through_the_hubs_redirect_and_the_token_stays_on_the_h
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(&dir.path().join("orchard.db")).expect("store");
     let client = HubClient::new(&hub.base, Some("hf_secret".into())).expect("client");
-    let downloads = DownloadManager::new(store.clone(), client, dir.path().join("hub"));
+    let downloads = DownloadManager::new(
+        store.clone(),
+        std::sync::Arc::new(client),
+        dir.path().join("hub"),
+    );
     let mut events = downloads.subscribe();
     downloads.start("org/big", "main", &[]).expect("start");
     let done = until(&mut events, |e| e.state == "done" || e.state == "failed").await;

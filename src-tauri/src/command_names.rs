@@ -1,4 +1,29 @@
-// The Tauri commands the app exposes. Included by build.rs, which generates an
-// `allow-<name>` permission for each, and by the tests, which check that the
-// window's capability grants every one of them.
-pub const COMMANDS: &[&str] = &["runtime_info", "server_status"];
+// The Tauri commands the app exposes: one per operation of
+// `orchard_core::operations!` (a test checks that these are the same), and
+// the app's own `server_status` and `reveal_model`. Included by build.rs,
+// which generates an `allow-<name>` permission for each, and by the tests,
+// which check that the window's capability grants every one of them.
+pub const COMMANDS: &[&str] = &[
+    "runtime_info",
+    "list_downloads",
+    "list_library",
+    "get_settings",
+    "search_models",
+    "model_details",
+    "start_download",
+    "pause_download",
+    "resume_download",
+    "cancel_download",
+    "load_model",
+    "unload_model",
+    "delete_model",
+    "add_folder",
+    "set_hf_token",
+    "download_events",
+    "server_status",
+    "reveal_model",
+];
+
+/// The commands that are the app's own, not operations.
+#[allow(dead_code)]
+pub const APP_ONLY_COMMANDS: &[&str] = &["server_status", "reveal_model"];

@@ -1,59 +1,83 @@
-//! The Tauri commands: thin adapters over `orchard-core` and `orchard-engine`.
-//! Each returns `Result<_, CommandError>`, which the page receives as
-//! `{ code, message }`.
+//! The Tauri commands: thin adapters over `orchard-core`. The window's
+//! operations are generated from [`orchard_core::operations!`], one command
+//! per operation calling the `orchard_core::ops` function of the same name,
+//! as the management API's routes do; a failure reaches the page as
+//! `{ code, message }`. Two commands exist only in the app: the hosted
+//! server's status and revealing a model's folder.
 
-use serde::Serialize;
+use orchard_core::ops::{self, ErrorCode, OpError, Orchard};
+use tauri::ipc::Channel;
+use tokio::sync::SetOnce;
 
 include!("command_names.rs");
 
-/// What went wrong in a command, in a form the page can show and branch on.
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
-#[error("{message}")]
-pub struct CommandError {
-    pub code: ErrorCode,
-    pub message: String,
-}
+/// The operations' context, set once the app's services have started;
+/// commands called before then wait for it.
+#[derive(Debug, Default)]
+pub struct AppOrchard(SetOnce<Orchard>);
 
-/// Stable, machine-readable error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The MLX runtime could not be queried.
-    MlxUnavailable,
-}
-
-impl From<orchard_engine::EngineError> for CommandError {
-    fn from(e: orchard_engine::EngineError) -> Self {
-        tracing::error!(error = %e, "MLX runtime unavailable");
-        CommandError {
-            code: ErrorCode::MlxUnavailable,
-            message: format!("{e}. Run `orchard doctor` for the fix."),
+impl AppOrchard {
+    pub fn set(&self, orchard: Orchard) {
+        if self.0.set(orchard).is_err() {
+            tracing::warn!("Orchard's services were started twice; the first ones stay");
         }
+    }
+
+    async fn get(&self) -> &Orchard {
+        self.0.wait().await
     }
 }
 
-/// The facts the window shows about this installation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuntimeInfoView {
-    pub orchard_version: &'static str,
-    pub mlx_version: String,
-    /// The MLX runtime wheel: `cpu`, `cuda` or `metal`.
-    pub backend: &'static str,
-    /// Where the engine computes: `cpu` or `gpu`.
-    pub device: orchard_engine::DeviceKind,
+macro_rules! operation_commands {
+    (
+        reads { $($read:ident $read_path:literal -> $read_out:ty;)* }
+        calls { $($call:ident $call_path:literal ($call_in:ty) -> $call_out:ty;)* }
+        streams { $($stream:ident $stream_path:literal -> $event:ty;)* }
+    ) => {
+        /// The commands generated from the operations, by name.
+        pub const OPERATION_COMMANDS: &[&str] = &[
+            $(stringify!($read),)* $(stringify!($call),)* $(stringify!($stream),)*
+        ];
+
+        $(
+            #[tauri::command]
+            pub async fn $read(
+                orchard: tauri::State<'_, AppOrchard>,
+            ) -> Result<$read_out, OpError> {
+                ops::$read(orchard.get().await).await
+            }
+        )*
+        $(
+            #[tauri::command]
+            pub async fn $call(
+                orchard: tauri::State<'_, AppOrchard>,
+                input: $call_in,
+            ) -> Result<$call_out, OpError> {
+                ops::$call(orchard.get().await, input).await
+            }
+        )*
+    };
 }
 
-/// Orchard's version, the MLX version, and the device the engine uses.
+orchard_core::operations!(operation_commands);
+
+/// `download_events`: sends each download's state, then every change, on
+/// `channel` until the page drops it.
 #[tauri::command]
-pub async fn runtime_info() -> Result<RuntimeInfoView, CommandError> {
-    let info = orchard_engine::runtime_info()?;
-    tracing::info!(mlx = %info.mlx_version, device = %info.device, "runtime_info served");
-    Ok(RuntimeInfoView {
-        orchard_version: env!("CARGO_PKG_VERSION"),
-        mlx_version: info.mlx_version,
-        backend: info.backend,
-        device: info.device,
-    })
+pub async fn download_events(
+    orchard: tauri::State<'_, AppOrchard>,
+    channel: Channel<ops::DownloadView>,
+) -> Result<(), OpError> {
+    let mut events = orchard.get().await.download_events()?;
+    tauri::async_runtime::spawn(async move {
+        while let Some(event) = events.next().await {
+            if channel.send(event).is_err() {
+                // The page went away (reload, closed window).
+                break;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The API server the app hosts: starting, running (URL, whether a key is
@@ -62,6 +86,46 @@ pub async fn runtime_info() -> Result<RuntimeInfoView, CommandError> {
 #[tauri::command]
 pub async fn server_status(
     server: tauri::State<'_, crate::server::HostedServer>,
-) -> Result<crate::server::ServerStatusView, CommandError> {
+) -> Result<crate::server::ServerStatusView, OpError> {
     Ok(server.take_status())
+}
+
+/// Shows a library model's folder in Finder (the file manager on Linux).
+#[tauri::command]
+pub async fn reveal_model(
+    orchard: tauri::State<'_, AppOrchard>,
+    input: ops::ModelRequest,
+) -> Result<(), OpError> {
+    let library = ops::list_library(orchard.get().await).await?;
+    let model = library
+        .iter()
+        .find(|m| m.id == input.model.trim())
+        .ok_or_else(|| {
+            OpError::new(
+                ErrorCode::NotFound,
+                format!("no model called {:?} is in the library", input.model),
+            )
+        })?;
+    reveal(std::path::Path::new(&model.path))
+}
+
+/// macOS: `open -R` selects the folder in Finder. Elsewhere the folder opens
+/// in the desktop's file manager. (Checked by hand on a Mac; the Linux path
+/// runs in CI only as far as starting `xdg-open`.)
+fn reveal(path: &std::path::Path) -> Result<(), OpError> {
+    let mut command = if cfg!(target_os = "macos") {
+        let mut c = std::process::Command::new("open");
+        c.arg("-R").arg(path);
+        c
+    } else {
+        let mut c = std::process::Command::new("xdg-open");
+        c.arg(path);
+        c
+    };
+    command.spawn().map(|_| ()).map_err(|e| {
+        OpError::new(
+            ErrorCode::Internal,
+            format!("cannot open {}: {e}", path.display()),
+        )
+    })
 }

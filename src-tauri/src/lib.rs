@@ -11,10 +11,28 @@ use tauri::{Builder, Runtime};
 /// Registers Orchard's commands on a builder. Tests pass
 /// `tauri::test::mock_builder()`; the app passes `tauri::Builder::default()`.
 pub fn build_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
-    builder.invoke_handler(tauri::generate_handler![
-        commands::runtime_info,
-        commands::server_status
-    ])
+    builder
+        .manage(commands::AppOrchard::default())
+        .invoke_handler(tauri::generate_handler![
+            commands::runtime_info,
+            commands::list_downloads,
+            commands::list_library,
+            commands::get_settings,
+            commands::search_models,
+            commands::model_details,
+            commands::start_download,
+            commands::pause_download,
+            commands::resume_download,
+            commands::cancel_download,
+            commands::load_model,
+            commands::unload_model,
+            commands::delete_model,
+            commands::add_folder,
+            commands::set_hf_token,
+            commands::download_events,
+            commands::server_status,
+            commands::reveal_model,
+        ])
 }
 
 /// Runs the desktop app until the user quits. The caller owns the tokio

@@ -81,13 +81,20 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
             Ok(store) => store,
             Err(message) => return failed(message),
         };
-        let launched =
-            match orchard_server::launch(store, orchard_server::LaunchOptions::default(), |_| {})
+        let prepared =
+            match orchard_server::prepare(store, orchard_server::LaunchOptions::default(), |_| {})
                 .await
             {
-                Ok(launched) => launched,
+                Ok(prepared) => prepared,
                 Err(e) => return failed(e.to_string()),
             };
+        // The window's commands work from here, even if the port cannot be bound.
+        app.state::<crate::commands::AppOrchard>()
+            .set(prepared.orchard.clone());
+        let launched = match prepared.bind().await {
+            Ok(launched) => launched,
+            Err(e) => return failed(e.to_string()),
+        };
         let url = format!("http://{}/v1", launched.address);
         tracing::info!(%url, "API server listening");
         app.state::<HostedServer>().set(ServerStatusView {

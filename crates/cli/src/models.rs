@@ -177,7 +177,11 @@ fn models(command: ModelsCommand) -> Result<(), String> {
             let mut report = ProgressReport::new(json);
             let outcome = block_on(async {
                 let client = HubClient::from_env(token())?;
-                let downloads = DownloadManager::new(store, client, cache.root().to_path_buf());
+                let downloads = DownloadManager::new(
+                    store,
+                    std::sync::Arc::new(client),
+                    cache.root().to_path_buf(),
+                );
                 let mut events = downloads.subscribe();
                 downloads
                     .start(repo.as_str(), &revision, &include)

@@ -57,7 +57,8 @@ pub struct DownloadManager {
 
 struct Inner {
     store: Store,
-    client: HubClient,
+    /// Replaced when the token changes; a running download keeps the one it started with.
+    client: std::sync::RwLock<Arc<HubClient>>,
     cache_root: PathBuf,
     /// Downloads running now, by repo, with the id of their task; a task
     /// removes itself (by that id) when it ends.
@@ -71,7 +72,7 @@ impl std::fmt::Debug for DownloadManager {
         let running: Vec<String> = self.running().keys().cloned().collect();
         // The client's own Debug redacts its token.
         f.debug_struct("DownloadManager")
-            .field("client", &self.inner.client)
+            .field("client", &self.client())
             .field("cache_root", &self.inner.cache_root)
             .field("running", &running)
             .finish_non_exhaustive()
@@ -79,11 +80,11 @@ impl std::fmt::Debug for DownloadManager {
 }
 
 impl DownloadManager {
-    pub fn new(store: Store, client: HubClient, cache_root: PathBuf) -> Self {
+    pub fn new(store: Store, client: Arc<HubClient>, cache_root: PathBuf) -> Self {
         DownloadManager {
             inner: Arc::new(Inner {
                 store,
-                client,
+                client: std::sync::RwLock::new(client),
                 cache_root,
                 running: Mutex::new(HashMap::new()),
                 next_task: AtomicU64::new(0),
@@ -104,7 +105,7 @@ impl DownloadManager {
         let secrets = crate::paths::data_dir().map(crate::secrets::Secrets::new);
         let client = HubClient::from_env(crate::secrets::hf_token(secrets.as_ref()))
             .map_err(|e| DownloadError::Invalid(e.to_string()))?;
-        Ok(Self::new(store, client, cache_root))
+        Ok(Self::new(store, Arc::new(client), cache_root))
     }
 
     /// At startup (`orchard serve`, the app): continues the downloads a crash
@@ -118,6 +119,20 @@ impl DownloadManager {
         let manager = Self::from_env(store.clone())?;
         manager.resume_interrupted()?;
         Ok(Some(manager))
+    }
+
+    /// The Hub client downloads started from now on use.
+    pub fn client(&self) -> Arc<HubClient> {
+        self.inner
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Uses `client` (a new token, say) for downloads started from now on.
+    pub fn set_client(&self, client: Arc<HubClient>) {
+        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
     }
 
     /// Progress and state changes of every download.
@@ -254,9 +269,8 @@ impl DownloadManager {
         let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
         let mut saved = Instant::now();
         let mut last = (0, 0);
-        let result = self
-            .inner
-            .client
+        let client = self.client();
+        let result = client
             .download_model(
                 &self.inner.cache_root,
                 &repo,
@@ -336,7 +350,8 @@ mod tests {
         let token = "hf_SecretTokenValue123";
         let client = HubClient::new("http://127.0.0.1:9", Some(token.into())).expect("client");
         let store = Store::open_in_memory().expect("store");
-        let manager = DownloadManager::new(store, client, PathBuf::from("/tmp/hub-cache"));
+        let manager =
+            DownloadManager::new(store, Arc::new(client), PathBuf::from("/tmp/hub-cache"));
         for text in [format!("{manager:?}"), format!("{manager:#?}")] {
             assert!(!text.contains(token), "{text}");
             assert!(

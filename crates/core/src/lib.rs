@@ -7,6 +7,7 @@ pub mod downloads;
 pub mod error;
 pub mod generation;
 pub mod manager;
+pub mod ops;
 pub mod paths;
 pub mod secrets;
 pub mod system;

@@ -58,9 +58,33 @@ pub struct ModelFiles {
     /// File names in the repo or folder.
     pub files: Vec<String>,
     pub weight_bytes: u64,
+    /// Tags and pipeline the Hub lists for the repo, read like the README's
+    /// front matter (a search result has these but no README).
+    pub hub_tags: Vec<String>,
+    pub hub_pipeline_tag: Option<String>,
 }
 
 impl ModelFiles {
+    /// What a Hub search listing tells of a model: the digest of its config
+    /// (which carries the tokenizer config and so the chat template), its
+    /// tags, pipeline and size.
+    pub fn from_listing(
+        config: Option<&Value>,
+        tags: &[String],
+        pipeline_tag: Option<&str>,
+        weight_bytes: u64,
+    ) -> ModelFiles {
+        let config = config.cloned().unwrap_or(Value::Null);
+        ModelFiles {
+            tokenizer_config: config.get("tokenizer_config").cloned(),
+            config,
+            hub_tags: tags.to_vec(),
+            hub_pipeline_tag: pipeline_tag.map(str::to_string),
+            weight_bytes,
+            ..ModelFiles::default()
+        }
+    }
+
     /// Reads a model folder. Only `config.json` is required.
     pub fn read_dir(dir: &Path) -> Result<ModelFiles> {
         let json = |name: &str, required: bool| -> Result<Option<Value>> {
@@ -105,6 +129,7 @@ impl ModelFiles {
             readme: text("README.md"),
             files,
             weight_bytes,
+            ..ModelFiles::default()
         })
     }
 }
@@ -131,9 +156,14 @@ pub fn detect(files: &ModelFiles, supported: &[&str]) -> Capabilities {
     let template =
         ChatTemplates::from_files(files.chat_template.clone(), files.tokenizer_config.as_ref())
             .facts();
-    let front = front_matter(files.readme.as_deref().unwrap_or(""));
+    let mut front = front_matter(files.readme.as_deref().unwrap_or(""));
+    front.tags.extend(files.hub_tags.iter().cloned());
+    let pipeline = front
+        .pipeline_tag
+        .as_deref()
+        .or(files.hub_pipeline_tag.as_deref())
+        .unwrap_or("");
     let tagged = |names: &[&str]| front.tags.iter().any(|t| names.contains(&t.as_str()));
-    let pipeline = front.pipeline_tag.as_deref().unwrap_or("");
     let has_file = |pred: &dyn Fn(&str) -> bool| files.files.iter().any(|f| pred(f));
 
     let quantization = config

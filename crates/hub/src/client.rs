@@ -19,7 +19,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// The order of search results.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Sort {
     #[default]
@@ -66,6 +66,21 @@ impl Default for SearchQuery {
     }
 }
 
+/// The fields a search asks the Hub to list for each model (`expand[]`).
+/// Asking for any replaces the default set, so the defaults are named too.
+pub const SEARCH_EXPAND: [&str; 10] = [
+    "downloads",
+    "likes",
+    "lastModified",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "gated",
+    "usedStorage",
+    "safetensors",
+    "config",
+];
+
 /// One search result, as the Hub lists models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
@@ -85,6 +100,28 @@ pub struct ModelSummary {
     /// `false`, or the kind of gate (`"auto"`, `"manual"`).
     #[serde(default)]
     pub gated: Value,
+    /// Bytes of the repo's files.
+    #[serde(default, rename = "usedStorage")]
+    pub used_storage: Option<u64>,
+    /// `{"total": parameters, ...}` for safetensors repos.
+    #[serde(default)]
+    pub safetensors: Option<Value>,
+    /// A digest of `config.json`: `model_type`, and the tokenizer config
+    /// with its chat template.
+    #[serde(default)]
+    pub config: Option<Value>,
+}
+
+impl ModelSummary {
+    /// Whether the Hub wants a token for the files.
+    pub fn is_gated(&self) -> bool {
+        !(self.gated.is_null() || self.gated.as_bool() == Some(false))
+    }
+
+    /// The parameter count the Hub read from the safetensors headers.
+    pub fn parameters(&self) -> Option<u64> {
+        self.safetensors.as_ref()?.get("total")?.as_u64()
+    }
 }
 
 /// A page of results and where the next one is.
@@ -229,6 +266,9 @@ impl HubClient {
         if let Some(tag) = &query.pipeline_tag {
             params.push(("pipeline_tag", tag.clone()));
         }
+        for field in SEARCH_EXPAND {
+            params.push(("expand[]", field.into()));
+        }
         let url =
             reqwest::Url::parse_with_params(&format!("{}/api/models", self.endpoint), &params)
                 .map_err(|e| HubError::Invalid(format!("bad search: {e}")))?;
@@ -368,6 +408,7 @@ impl HubClient {
                 .filter(|f| crate::capabilities::is_weight_file(&f.name))
                 .filter_map(|f| f.size)
                 .sum(),
+            ..Default::default()
         })
     }
 

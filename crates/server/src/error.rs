@@ -15,6 +15,9 @@ use serde_json::json;
 pub enum Flavor {
     OpenAi,
     Anthropic,
+    /// The management API (`/api`): `{code, message}`, as the window's
+    /// operations fail in the app too.
+    Management,
 }
 
 impl Flavor {
@@ -22,6 +25,8 @@ impl Flavor {
     pub fn for_path(path: &str) -> Flavor {
         if path.starts_with("/v1/messages") {
             Flavor::Anthropic
+        } else if path == "/api" || path.starts_with("/api/") {
+            Flavor::Management
         } else {
             Flavor::OpenAi
         }
@@ -130,6 +135,27 @@ impl ApiError {
         }
     }
 
+    /// The management API's code: the operation's own, else one for the status.
+    fn management_code(&self) -> &'static str {
+        use orchard_core::ops::ErrorCode;
+        if let Some(code) = self.code
+            && ErrorCode::ALL.iter().any(|known| known.as_str() == code)
+        {
+            return code;
+        }
+        let code = match self.status.as_u16() {
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            409 => ErrorCode::Conflict,
+            429 => ErrorCode::RateLimited,
+            503 => ErrorCode::Busy,
+            400..=499 => ErrorCode::InvalidInput,
+            _ => ErrorCode::Internal,
+        };
+        code.as_str()
+    }
+
     /// The JSON body, as sent and as written into a stream.
     pub fn body(&self) -> serde_json::Value {
         match self.flavor {
@@ -144,6 +170,10 @@ impl ApiError {
             Flavor::Anthropic => json!({
                 "type": "error",
                 "error": {"type": self.anthropic_type(), "message": self.message},
+            }),
+            Flavor::Management => json!({
+                "code": self.management_code(),
+                "message": self.message,
             }),
         }
     }

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use orchard_core::catalog::Catalog;
+use orchard_core::ops::Orchard;
 use orchard_core::{ManagerOptions, ModelManager};
 use orchard_store::{NewApiKey, Settings, Store};
 use tokio::net::TcpListener;
@@ -35,7 +36,21 @@ pub struct Launched {
     /// The key made because none existed: show it once.
     pub new_key: Option<NewApiKey>,
     pub manager: ModelManager,
+    /// The window's operations over the same manager (the app's commands use it).
+    pub orchard: Orchard,
     pub settings: Settings,
+}
+
+/// Everything but the port: the operations work from here on (the app's
+/// window uses them even when the port cannot be bound).
+#[derive(Debug)]
+pub struct Prepared {
+    pub orchard: Orchard,
+    pub settings: Settings,
+    ip: IpAddr,
+    port: u16,
+    auth: AuthConfig,
+    new_key: Option<NewApiKey>,
 }
 
 /// Why a server could not start.
@@ -57,12 +72,23 @@ pub enum LaunchError {
     Model(#[from] orchard_core::CoreError),
 }
 
-/// Prepares a server; `on_loading` is told each model name before it loads.
+/// Prepares a server and binds its port; `on_loading` is told each model
+/// name before it loads.
 pub async fn launch(
     store: Store,
     options: LaunchOptions,
-    mut on_loading: impl FnMut(&str),
+    on_loading: impl FnMut(&str),
 ) -> Result<Launched, LaunchError> {
+    prepare(store, options, on_loading).await?.bind().await
+}
+
+/// Reads the settings, makes the first key, builds the catalog, manager and
+/// operations and loads the models asked for; binds nothing.
+pub async fn prepare(
+    store: Store,
+    options: LaunchOptions,
+    mut on_loading: impl FnMut(&str),
+) -> Result<Prepared, LaunchError> {
     let settings = store.settings()?;
     let host = options.host.unwrap_or_else(|| settings.host.clone());
     let port = options.port.unwrap_or(settings.port);
@@ -118,7 +144,43 @@ pub async fn launch(
         on_loading(name);
         manager.load_now(name).await?;
     }
+    let orchard = Orchard::from_env(manager.clone(), store.clone()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the Hub is not usable; search and downloads will fail");
+        Orchard::offline(manager, store)
+    });
+    Ok(Prepared {
+        orchard,
+        settings,
+        ip,
+        port,
+        auth,
+        new_key,
+    })
+}
 
+impl Prepared {
+    /// Binds the port and builds the router; interrupted downloads continue.
+    pub async fn bind(self) -> Result<Launched, LaunchError> {
+        let Prepared {
+            orchard,
+            settings,
+            ip,
+            port,
+            auth,
+            new_key,
+        } = self;
+        bind(orchard, settings, ip, port, auth, new_key).await
+    }
+}
+
+async fn bind(
+    orchard: Orchard,
+    settings: Settings,
+    ip: IpAddr,
+    port: u16,
+    auth: AuthConfig,
+    new_key: Option<NewApiKey>,
+) -> Result<Launched, LaunchError> {
     let address = SocketAddr::new(ip, port);
     let listener = TcpListener::bind(address)
         .await
@@ -139,10 +201,11 @@ pub async fn launch(
         });
     }
     // Downloads a crash or quit left running continue in the background, now
-    // that this server is sure to start; their tasks keep the manager alive.
-    match orchard_core::downloads::DownloadManager::resume_at_startup(&store) {
-        Ok(Some(downloads)) => tracing::info!(?downloads, "resuming interrupted downloads"),
-        Ok(None) => {}
+    // that this server is sure to start.
+    match orchard.downloads().map(|d| d.resume_interrupted()) {
+        Ok(Ok(0)) => {}
+        Ok(Ok(count)) => tracing::info!(count, "resuming interrupted downloads"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot resume interrupted downloads"),
         Err(e) => tracing::warn!(error = %e, "cannot resume interrupted downloads"),
     }
     let config = ServerConfig {
@@ -152,7 +215,8 @@ pub async fn launch(
         extra_origins: settings.allowed_origins.clone(),
         ..ServerConfig::default()
     };
-    let app = crate::router(manager.clone(), store, config);
+    let manager = orchard.manager().clone();
+    let app = crate::router_for(orchard.clone(), config);
     Ok(Launched {
         listener,
         app,
@@ -160,6 +224,7 @@ pub async fn launch(
         auth_required: auth.required,
         new_key,
         manager,
+        orchard,
         settings,
     })
 }

@@ -1,11 +1,13 @@
 //! Orchard's local HTTP port: the OpenAI API (`/v1/chat/completions`,
 //! `/v1/completions`, `/v1/models`), the Anthropic Messages API
-//! (`/v1/messages`), `/health` and `/metrics`, over the model manager.
+//! (`/v1/messages`), `/health` and `/metrics`, over the model manager; the
+//! management API the web UI uses (`/api`), and the web UI itself at `/`.
 //!
 //! [`router`] builds the app from an [`AppState`]; [`serve`] runs it on a
 //! listener until a shutdown future resolves, so tests bind `127.0.0.1:0`.
 
 mod anthropic;
+mod api;
 pub mod auth;
 pub mod error;
 mod guard;
@@ -13,6 +15,7 @@ pub mod launch;
 pub mod metrics;
 mod openai;
 mod sse;
+mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use orchard_core::ModelManager;
+use orchard_core::ops::Orchard;
 use orchard_store::Store;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -32,7 +36,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::AuthConfig;
 pub use error::{ApiError, Flavor};
-pub use launch::{LaunchError, LaunchOptions, Launched, launch};
+pub use launch::{LaunchError, LaunchOptions, Launched, Prepared, launch, prepare};
 pub use metrics::Metrics;
 
 /// The origins of Orchard's own windows, the only ones CORS lets in.
@@ -78,6 +82,8 @@ impl Default for ServerConfig {
 pub struct AppState {
     /// Resolves model names and runs generations.
     pub manager: ModelManager,
+    /// The window's operations (`/api`), over the same manager and store.
+    pub orchard: Orchard,
     /// API keys (and settings).
     pub store: Store,
     /// Who may call; fixed for the server's life.
@@ -101,7 +107,7 @@ pub struct RouteInfo {
 
 /// Builds a router and the list of what it routes in the same calls, so the
 /// list cannot drift from the router.
-struct Routes {
+pub(crate) struct Routes {
     router: Router<AppState>,
     list: Vec<RouteInfo>,
 }
@@ -161,6 +167,7 @@ fn protected_routes() -> Routes {
         .post("/v1/completions", openai::completions)
         .post("/v1/messages", anthropic::messages)
         .post("/v1/messages/count_tokens", anthropic::count_tokens);
+    routes = api::routes(routes);
     for route in &mut routes.list {
         route.protected = true;
     }
@@ -176,10 +183,21 @@ pub fn routes() -> Vec<RouteInfo> {
 
 /// The app: routes, auth, the port's defences (Host, Origin, content type),
 /// CORS, body limit and metrics.
+/// The window's operations come from [`Orchard::from_env`].
 pub fn router(manager: ModelManager, store: Store, config: ServerConfig) -> Router {
+    let orchard = Orchard::from_env(manager.clone(), store.clone()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the Hub is not usable; search and downloads will fail");
+        Orchard::offline(manager, store)
+    });
+    router_for(orchard, config)
+}
+
+/// The app over `orchard`'s manager and store.
+pub fn router_for(orchard: Orchard, config: ServerConfig) -> Router {
     let state = AppState {
-        manager,
-        store,
+        manager: orchard.manager().clone(),
+        store: orchard.store().clone(),
+        orchard,
         auth: Arc::new(config.auth),
         metrics: Arc::new(Metrics::default()),
         started: Instant::now(),
@@ -255,13 +273,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn not_found(request: Request) -> ApiError {
+async fn not_found(request: Request) -> Response {
+    if let Some(page) = ui::serve(&request) {
+        return page;
+    }
     let path = request.uri().path().to_string();
     ApiError::not_found(format!(
         "there is no route {} {path}; the API is at /v1 (see GET /v1/models)",
         request.method()
     ))
     .with_flavor(Flavor::for_path(&path))
+    .into_response()
 }
 
 /// Counts each request by route and status.

@@ -5,6 +5,7 @@
 mod api_keys;
 mod downloads;
 mod local_models;
+mod model_usage;
 mod settings;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_local_models.sql"),
     include_str!("../migrations/0003_downloads.sql"),
+    include_str!("../migrations/0004_model_usage.sql"),
 ];
 
 /// How long a statement waits for another connection's write lock. Writes here
