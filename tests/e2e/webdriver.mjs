@@ -5,7 +5,8 @@
 // the page lists the elements of a role, and WebDriver's "Get Computed
 // Label" (the engine's own accessible-name computation) names them.
 
-const ELEMENT = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+const COMMAND_TIMEOUT_MS = 60_000;
 
 export class WebDriver {
   constructor(baseUrl) {
@@ -16,11 +17,18 @@ export class WebDriver {
   }
 
   async command(method, path, body) {
-    const response = await fetch(`${this.baseUrl}${path}`, {
-      method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json; charset=utf-8" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers: body === undefined ? {} : { "Content-Type": "application/json; charset=utf-8" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        // A command the driver never answers fails the test instead of hanging it.
+        signal: AbortSignal.timeout(COMMAND_TIMEOUT_MS),
+      });
+    } catch (error) {
+      throw new Error(`WebDriver ${method} ${path} got no answer: ${error.message}`);
+    }
     const text = await response.text();
     let json;
     try {

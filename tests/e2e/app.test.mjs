@@ -1,0 +1,192 @@
+// The real desktop app (target/debug/orchard-desktop) under a virtual X
+// display, driven through tauri-driver and WebKitWebDriver (Debian's
+// webkit2gtk-driver) in a D-Bus session, with NO_AT_BRIDGE=1 (WebKitGTK
+// stalls without it). The SmolLM2 fixture is laid out in the app's Hugging
+// Face cache; its Hub is the fake Hub, so nothing leaves the machine.
+//
+// macOS has no WebDriver for its web view: there, check these by hand.
+
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+
+import { MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
+import { Child, DESKTOP, FIXTURE, ROOT, api, createKey, freePort, installInCache, need, orchardEnv, repoPattern, saveLog, screenshotPath, sleep, tempDir, waitFor } from "./harness.mjs";
+import { WebDriver } from "./webdriver.mjs";
+
+const TAURI_DRIVER = process.env.TAURI_DRIVER ?? join(ROOT, ".deps/tauri-driver/bin/tauri-driver");
+const NATIVE_DRIVER = process.env.WEBKIT_WEBDRIVER ?? "/usr/bin/WebKitWebDriver";
+
+let hub;
+let env;
+let xvfb;
+let driverProcess;
+let driver;
+let port;
+let key;
+let display;
+const passed = new Set();
+// tauri-driver and WebKitWebDriver exist for Linux; macOS has no WebDriver for its web view.
+const notLinux = process.platform === "linux" ? null : "no WebDriver for the app's web view here: check the Models screens by hand";
+
+/** Starts Xvfb on a display it picks; returns the process and ":N". */
+async function startXvfb() {
+  const child = new Child("Xvfb", ["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"], { name: "Xvfb" });
+  const [, number] = await child.waitForOutput(/^(\d+)\s*$/m, 30_000);
+  return [child, `:${number}`];
+}
+
+before(async () => {
+  if (notLinux) return;
+  need(FIXTURE, "run `make setup`");
+  need(DESKTOP, "build it with `cargo build -p orchard-desktop` (make test-e2e does)");
+  need(TAURI_DRIVER, "run `make setup` (it installs tauri-driver into .deps/tauri-driver)");
+  need(NATIVE_DRIVER, "install Debian's webkit2gtk-driver (`make setup`)");
+  hub = await startFakeHub({ fixture: FIXTURE });
+  env = orchardEnv(tempDir("orchard-e2e-app-"), hub.url);
+  installInCache(env.HF_HUB_CACHE, MODEL_REPO, FIXTURE, hub.repos[0].sha);
+
+  // The app's settings live in ORCHARD_HOME: a key of our own (so the API it
+  // hosts can be asked too) and a free port for that API.
+  key = createKey(env);
+  port = await freePort();
+  const set = spawnSync(
+    "python3",
+    ["-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(\"INSERT OR REPLACE INTO settings (key, value) VALUES ('port', ?)\", (sys.argv[2],)); db.commit()", join(env.ORCHARD_HOME, "orchard.db"), String(port)],
+    { encoding: "utf8" },
+  );
+  assert.equal(set.status, 0, set.stderr);
+
+  [xvfb, display] = await startXvfb();
+  const driverPort = await freePort();
+  const nativePort = await freePort();
+  driverProcess = new Child(
+    "dbus-run-session",
+    ["--", TAURI_DRIVER, "--port", String(driverPort), "--native-port", String(nativePort), "--native-driver", NATIVE_DRIVER],
+    {
+      name: "tauri-driver",
+      env: {
+        ...env,
+        DISPLAY: display,
+        NO_AT_BRIDGE: "1",
+        // No GPU under Xvfb: keep WebKit on its software paths.
+        WEBKIT_DISABLE_DMABUF_RENDERER: "1",
+        LIBGL_ALWAYS_SOFTWARE: "1",
+        RUST_LOG: "info",
+      },
+    },
+  );
+  driver = new WebDriver(`http://127.0.0.1:${driverPort}`);
+  await waitFor("tauri-driver to listen", () => fetch(`${driver.baseUrl}/status`).then((r) => r.ok), { timeoutMs: 30_000 });
+  await driver.start(DESKTOP);
+});
+
+after(async () => {
+  if (driver) {
+    // What the window showed last, for a failure's report.
+    await shot("app-last.png").catch(() => {});
+    await driver.quit();
+  }
+  if (driverProcess) {
+    await driverProcess.stop(5_000);
+    saveLog("app-tauri-driver.log", driverProcess.output);
+  }
+  await xvfb?.stop(5_000);
+  await hub?.close();
+});
+
+function step(name, needs, body) {
+  test(name, async (t) => {
+    if (notLinux) {
+      t.skip(notLinux);
+      return;
+    }
+    const missing = needs.filter((n) => !passed.has(n));
+    if (missing.length > 0) {
+      t.skip(`needs: ${missing.join(", ")}`);
+      return;
+    }
+    await body(t);
+    passed.add(name);
+  });
+}
+
+/** Calls a Tauri command from the page, as the UI does; resolves with its answer or { error }. */
+function invoke(command, args) {
+  return driver.executeAsync(
+    `const done = arguments[arguments.length - 1];
+     window.__TAURI_INTERNALS__.invoke(arguments[0], arguments[1]).then((value) => done({ value }), (error) => done({ error }));`,
+    [command, args ?? {}],
+  );
+}
+
+/**
+ * Saves the app's window as the X server shows it (xdotool finds it, ImageMagick's
+ * `import` takes it): WebKitWebDriver's own screenshot command can hang under Xvfb.
+ */
+async function shot(name) {
+  // Let WebKit paint the last change first.
+  await sleep(300);
+  const run = (command, args) => {
+    const done = spawnSync(command, args, { env: { ...process.env, DISPLAY: display }, encoding: "utf8", timeout: 30_000 });
+    assert.equal(done.status, 0, `${command} ${args.join(" ")}: ${done.stderr}`);
+    return done.stdout;
+  };
+  const window = run("xdotool", ["search", "--onlyvisible", "--name", "^Orchard$"]).trim().split("\n")[0];
+  run("import", ["-window", window, screenshotPath(name)]);
+}
+
+/** The Library's entry for `repo` (a listitem named by it, in the list named "Library"). */
+async function libraryEntry(repo) {
+  const list = await driver.getByRole("list", "Library");
+  return (await driver.findAllByRole("listitem", repoPattern(repo), list))[0];
+}
+
+/** The model as the API the app hosts reports it (the same Orchard the window's commands use). */
+async function hostedLibraryModel(repo) {
+  const library = await api(`http://127.0.0.1:${port}`, key, "/api/library");
+  return library.find((m) => repoPattern(repo).test(m.id));
+}
+
+const OPENS = "the window opens on the Models screen";
+const LIBRARY = "the Library lists the model in the Hugging Face cache";
+const LOAD = "Load goes through the app's IPC and the model reports loaded";
+
+step(OPENS, [], async () => {
+  assert.equal(await waitFor("the window's title", () => driver.title(), { timeoutMs: 60_000 }), "Orchard");
+  const nav = await waitFor("the main navigation", async () => (await driver.findAllByRole("navigation", "Main"))[0], { timeoutMs: 60_000 });
+  const models = await driver.getByRole("link", "Models", nav);
+  assert.equal(await driver.attribute(models, "aria-current"), "page", "Models is the current screen");
+  // The page talks to Rust over IPC here, not HTTP: it is the Tauri window.
+  assert.equal(await driver.execute("return typeof window.__TAURI_INTERNALS__?.invoke"), "function");
+  // No API key prompt in the app: its commands need none.
+  assert.equal((await driver.findAllByRole("textbox", "API key")).length, 0);
+  await shot("app-models.png");
+});
+
+step(LIBRARY, [OPENS], async () => {
+  await driver.click(await driver.getByRole("tab", "Library"));
+  const entry = await waitFor("the fixture in the Library", () => libraryEntry(MODEL_REPO), { timeoutMs: 30_000 });
+  assert.match(await driver.text(entry), /\d+(\.\d)? MB on disk/);
+  const listed = await invoke("list_library");
+  assert.ok(listed.value?.some((m) => repoPattern(MODEL_REPO).test(m.id)), JSON.stringify(listed));
+  await shot("app-library.png");
+});
+
+step(LOAD, [LIBRARY], async () => {
+  await driver.click(await driver.getByRole("button", "Load", await libraryEntry(MODEL_REPO)));
+  await waitFor("the model to report loaded", async () => (await driver.findAllByRole("button", "Unload", await libraryEntry(MODEL_REPO))).length === 1, { timeoutMs: 90_000 });
+  const listed = await invoke("list_library");
+  const model = listed.value?.find((m) => repoPattern(MODEL_REPO).test(m.id));
+  assert.equal(model?.loaded, true, JSON.stringify(listed));
+  assert.ok(model.memory_bytes > 0, "it holds memory while loaded");
+  // The API the app hosts serves the same loaded model.
+  assert.equal((await hostedLibraryModel(MODEL_REPO))?.loaded, true);
+  await shot("app-loaded.png");
+
+  await driver.click(await driver.getByRole("button", "Unload", await libraryEntry(MODEL_REPO)));
+  await waitFor("the model to report unloaded", async () => (await driver.findAllByRole("button", "Load", await libraryEntry(MODEL_REPO))).length === 1, { timeoutMs: 30_000 });
+  assert.equal((await invoke("list_library")).value?.find((m) => repoPattern(MODEL_REPO).test(m.id))?.loaded, false);
+  assert.equal((await hostedLibraryModel(MODEL_REPO))?.loaded, false);
+});

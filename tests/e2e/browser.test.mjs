@@ -1,0 +1,289 @@
+// The Models screens in a real browser (Debian's Chromium, driven by
+// playwright-core) against the real `orchard serve`, its Hub being the fake
+// Hub, which serves the real SmolLM2 files. Elements are found by role and
+// accessible name only. Screenshots go to artifacts/screenshots/.
+//
+// The tests run in order, as one user's visit: a test that needs what an
+// earlier one did is skipped when that one failed.
+
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+
+import { chromium } from "playwright-core";
+
+import { GATED_REPO, MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
+import { FIXTURE, api, createKey, need, orchardEnv, repoPattern, saveLog, screenshotPath, sleep, startServe, tempDir, waitFor } from "./harness.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+// The weights are ~115 MB: at this rate the download lasts ~15 s, long enough
+// to pause it part-way; once resumed it runs at full speed.
+const SLOW_RATE = 8 << 20;
+
+let hub;
+let env;
+let serve;
+let key;
+let browser;
+let page;
+const pageErrors = [];
+const dialogs = [];
+/** Names of the tests that passed, for the ones that need them. */
+const passed = new Set();
+
+before(async () => {
+  need(FIXTURE, "run `make setup`");
+  need(CHROMIUM, "install Debian's chromium (`make setup`)");
+  hub = await startFakeHub({ fixture: FIXTURE });
+  env = orchardEnv(tempDir("orchard-e2e-browser-"), hub.url);
+  key = createKey(env);
+  serve = await startServe(env);
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
+  page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+  // Destructive actions confirm inline, never with window.confirm.
+  page.on("dialog", (dialog) => {
+    dialogs.push(`${dialog.type()}: ${dialog.message()}`);
+    dialog.dismiss().catch(() => {});
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (serve) {
+    const { code } = await serve.stop();
+    saveLog("browser-orchard-serve.log", serve.output);
+    if (code !== 0) process.exitCode = 1;
+  }
+  await hub?.close();
+});
+
+/** A test that needs `needs` to have passed first. */
+function step(name, needs, body) {
+  test(name, async (t) => {
+    const missing = needs.filter((n) => !passed.has(n));
+    if (missing.length > 0) {
+      t.skip(`needs: ${missing.join(", ")}`);
+      return;
+    }
+    await body(t);
+    passed.add(name);
+  });
+}
+
+const KEY = "the page asks for the API key and keeps it for the session only";
+const DISCOVER = "Discover lists the Hub's models and searches them by name";
+const DETAILS = "a model's details show its files, size and license";
+const GATED = "a gated model says it needs a Hugging Face token";
+const DOWNLOAD = "a download shows progress, pauses, resumes where it stopped and reaches 100%";
+const LIBRARY = "the downloaded model is in the Library";
+const LOAD = "Load and Unload load the model and free it";
+const DELETE = "Delete asks first, then removes the model and its files";
+
+const searchBox = () => page.getByRole("searchbox", { name: "Search models" });
+/** A list (by its name) and its item named by `repo`. */
+const item = (list, repo) => page.getByRole("list", { name: list }).getByRole("listitem", { name: repoPattern(repo) });
+const result = (repo) => item("Search results", repo);
+const tile = (repo) => item("Downloads", repo);
+const entry = (repo) => item("Library", repo);
+const tab = (name) => page.getByRole("tab", { name });
+const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
+
+async function shot(name) {
+  await page.screenshot({ path: screenshotPath(name) });
+}
+
+/** Searches Discover for `text`. */
+async function search(text) {
+  await nav("Models").click();
+  await tab("Discover").click();
+  await searchBox().fill(text);
+  await searchBox().press("Enter");
+}
+
+/** Opens the details of `repo` from its search result; returns the dialog. */
+async function openDetails(repo) {
+  await search(repo.split("/")[1]);
+  await result(repo).getByRole("button", { name: "Details" }).click();
+  const details = page.getByRole("dialog", { name: repoPattern(repo) });
+  await details.waitFor();
+  return details;
+}
+
+async function closeDetails(details) {
+  await details.getByRole("button", { name: "Close" }).click();
+  await details.waitFor({ state: "detached" });
+}
+
+step(KEY, [], async () => {
+  await page.goto(`${serve.url}/`);
+  const field = page.getByRole("textbox", { name: "API key" });
+  await field.fill("orch-not-a-key");
+  await page.getByRole("button", { name: "Continue" }).click();
+  // A refused key: the page says so and asks again.
+  await page.getByRole("alert").filter({ hasText: /not accepted/ }).waitFor();
+  await field.waitFor();
+  await shot("api-key.png");
+
+  await field.fill(key);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await nav("Models").waitFor();
+  assert.equal(await nav("Models").getAttribute("aria-current"), "page", "the page opens on Models");
+  await tab("Discover").waitFor();
+  const storage = await page.evaluate(() => ({
+    session: Object.values(sessionStorage),
+    local: Object.values(localStorage),
+    cookie: document.cookie,
+  }));
+  assert.ok(storage.session.includes(key), "the key is kept in sessionStorage");
+  assert.ok(!storage.local.some((v) => v.includes(key)) && !storage.cookie.includes(key), "and nowhere that outlives the session");
+  assert.ok(!page.url().includes(key), "never in the URL");
+});
+
+step(DISCOVER, [KEY], async () => {
+  await tab("Discover").click();
+  // The default listing: mlx-community's models, most downloaded first.
+  for (const repo of [MODEL_REPO, GATED_REPO, "mlx-community/Qwen3-0.6B-4bit", "mlx-community/gemma-3-27b-it-4bit"]) {
+    await result(repo).waitFor();
+  }
+  assert.equal(await result("HuggingFaceTB/SmolLM2-135M-Instruct").count(), 0, "only mlx-community's by default");
+  await shot("discover.png");
+
+  await search("SmolLM2");
+  await waitFor("the search to leave only SmolLM2 repos", async () => (await result("mlx-community/Qwen3-0.6B-4bit").count()) === 0);
+  await result(MODEL_REPO).waitFor();
+  await result(GATED_REPO).waitFor();
+  // What a result says about the model: its size on the Hub, one decimal.
+  const text = await result(MODEL_REPO).innerText();
+  assert.match(text, /\d+(\.\d)?\s?MB/, text);
+  // The Hub was asked with the words typed (not filtered in the page alone).
+  assert.ok(hub.stats.requests.some((r) => r.path.startsWith("/api/models?") && r.path.includes("search=SmolLM2")), "the Hub was searched");
+});
+
+step(DETAILS, [DISCOVER], async () => {
+  const details = await openDetails(MODEL_REPO);
+  const files = details.getByRole("list", { name: "Files" });
+  for (const name of ["model.safetensors", "config.json", "tokenizer.json", "README.md"]) {
+    await files.getByRole("listitem").filter({ hasText: name }).first().waitFor();
+  }
+  const text = await details.innerText();
+  assert.match(text, /apache-2\.0/, text);
+  assert.match(text, /\d+(\.\d)?\s?MB/, text);
+  await details.getByRole("button", { name: "Download" }).waitFor();
+  await shot("details.png");
+  await closeDetails(details);
+});
+
+step(GATED, [DISCOVER], async () => {
+  const details = await openDetails(GATED_REPO);
+  // The hint names the token and leads to Settings, where it is set.
+  await details.getByText(/token/i).first().waitFor();
+  const settings = details.getByRole("button", { name: "Open Settings" }).first();
+  await settings.waitFor();
+  await shot("gated.png");
+  await settings.click();
+  await details.waitFor({ state: "detached" });
+  assert.equal(await nav("Settings").getAttribute("aria-current"), "page", "the hint leads to Settings");
+});
+
+step(DOWNLOAD, [DETAILS], async () => {
+  hub.setRate(SLOW_RATE);
+  // Every value the progress bars take, seen by the page itself, so that a
+  // bar that reaches 100% and then gives way to "Downloaded" is still seen.
+  await page.evaluate(() => {
+    window.__progressSeen = [];
+    const record = () => {
+      for (const bar of document.querySelectorAll('[role="progressbar"]')) {
+        window.__progressSeen.push(Number(bar.getAttribute("aria-valuenow")) / Number(bar.getAttribute("aria-valuemax")));
+      }
+    };
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+  });
+  const details = await openDetails(MODEL_REPO);
+  await details.getByRole("button", { name: "Download" }).click();
+  await details.getByText(/Downloading/).waitFor();
+  await closeDetails(details);
+
+  // Running: the bar moves.
+  const bar = tile(MODEL_REPO).getByRole("progressbar");
+  const fraction = async () => Number(await bar.getAttribute("aria-valuenow")) / Number(await bar.getAttribute("aria-valuemax"));
+  await waitFor("the download to pass 10%", async () => (await fraction()) > 0.1, { timeoutMs: 30_000 });
+  await shot("download.png");
+
+  await tile(MODEL_REPO).getByRole("button", { name: "Pause" }).click();
+  await tile(MODEL_REPO).getByRole("button", { name: "Resume" }).waitFor();
+  const weights = () => hub.stats.weightFetches.filter((f) => f.file === "model.safetensors");
+  await waitFor("the paused download to hang up on the CDN", () => weights().length > 0 && weights().every((f) => f.ended));
+  const pausedAt = await bar.getAttribute("aria-valuenow");
+  const fetchesWhenPaused = weights().length;
+  assert.ok(Number(pausedAt) < 100, `paused part-way, at ${pausedAt}%`);
+  await sleep(1500);
+  assert.equal(await bar.getAttribute("aria-valuenow"), pausedAt, "a paused download stands still");
+  assert.equal(weights().length, fetchesWhenPaused, "and fetches nothing");
+
+  const seenBeforeResume = await page.evaluate(() => window.__progressSeen.length);
+  await tile(MODEL_REPO).getByRole("button", { name: "Resume" }).click();
+  // Resumed from the bytes on disk: a Range request for the rest, not the file again.
+  const resumed = await waitFor("the resumed download to ask the CDN for the rest", () => weights().slice(fetchesWhenPaused).find((f) => f.start > 0));
+  const sentBefore = weights()
+    .slice(0, fetchesWhenPaused)
+    .reduce((sum, f) => sum + f.sent, 0);
+  assert.ok(resumed.start <= sentBefore, `resumed at byte ${resumed.start}, after ${sentBefore} were sent`);
+  assert.equal(weights().slice(fetchesWhenPaused).filter((f) => f.start === 0).length, 0, "the weights were not fetched again from the start");
+  hub.setRate(0);
+  await waitFor("the download to reach 100%", async () => (await page.evaluate(() => window.__progressSeen)).some((v) => v >= 1), { timeoutMs: 60_000 });
+  const afterResume = (await page.evaluate(() => window.__progressSeen)).slice(seenBeforeResume);
+  assert.ok(afterResume.length > 0 && afterResume.every((v) => v >= Number(pausedAt) / 100), `the bar never went back below ${pausedAt}%: ${afterResume}`);
+  await tile(MODEL_REPO).getByText(/in your Library/).waitFor();
+  const snapshot = join(env.HF_HUB_CACHE, `models--${MODEL_REPO.replace("/", "--")}`, "snapshots", hub.repos[0].sha);
+  assert.ok(existsSync(join(snapshot, "model.safetensors")), "the weights are in the cache's snapshot");
+  const downloads = await api(serve.url, key, "/api/downloads");
+  const done = downloads.find((d) => d.repo === MODEL_REPO);
+  assert.equal(done?.state, "done", JSON.stringify(downloads));
+  assert.equal(done.downloaded, done.total);
+});
+
+step(LIBRARY, [DOWNLOAD], async () => {
+  await tab("Library").click();
+  await entry(MODEL_REPO).waitFor();
+  const text = await entry(MODEL_REPO).innerText();
+  assert.match(text, /\d+(\.\d)? MB on disk/, text);
+  await entry(MODEL_REPO).getByRole("button", { name: "Load" }).waitFor();
+  await shot("library.png");
+});
+
+step(LOAD, [LIBRARY], async () => {
+  const loaded = async () => (await api(serve.url, key, "/api/library")).find((m) => repoPattern(MODEL_REPO).test(m.id))?.loaded;
+  await entry(MODEL_REPO).getByRole("button", { name: "Load" }).click();
+  await entry(MODEL_REPO).getByRole("button", { name: "Unload" }).waitFor({ timeout: 60_000 });
+  await entry(MODEL_REPO).getByText("Loaded", { exact: true }).waitFor();
+  assert.equal(await loaded(), true, "the server has it loaded");
+  await shot("library-loaded.png");
+
+  await entry(MODEL_REPO).getByRole("button", { name: "Unload" }).click();
+  await entry(MODEL_REPO).getByRole("button", { name: "Load" }).waitFor({ timeout: 30_000 });
+  assert.equal(await loaded(), false, "and unloaded");
+});
+
+step(DELETE, [LIBRARY], async () => {
+  const folder = join(env.HF_HUB_CACHE, `models--${MODEL_REPO.replace("/", "--")}`);
+  await entry(MODEL_REPO).getByRole("button", { name: "Delete" }).click();
+  // Inline confirmation that says what will be freed; nothing is deleted yet.
+  const confirm = entry(MODEL_REPO).getByRole("button", { name: /^Delete \d+(\.\d)? MB$/ });
+  await confirm.waitFor();
+  assert.ok(existsSync(join(folder, "blobs")), "nothing is deleted before it is confirmed");
+  await shot("delete-confirm.png");
+  await confirm.click();
+  await waitFor("the entry to leave the Library", async () => (await entry(MODEL_REPO).count()) === 0);
+  assert.ok(!existsSync(join(folder, "snapshots", hub.repos[0].sha, "model.safetensors")), "the weights are gone from the cache");
+  const library = await api(serve.url, key, "/api/library");
+  assert.ok(!library.some((m) => repoPattern(MODEL_REPO).test(m.id)), JSON.stringify(library));
+  assert.deepEqual(dialogs, [], "no window.confirm or alert");
+});
+
+test("the page threw no uncaught errors", () => {
+  assert.deepEqual(pageErrors, []);
+});
