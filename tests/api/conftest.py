@@ -35,6 +35,11 @@ def server():
     key = "orch-test-" + secrets.token_hex(16)
     home = tempfile.mkdtemp(prefix="orchard-api-test-")
     env = dict(os.environ, ORCHARD_HOME=home, HF_HUB_CACHE=os.path.join(home, "hub"), RUST_LOG="warn")
+    # The management API (/api) asks the Hub for searches, details and
+    # downloads: point it at the discard port, which nothing listens on (and
+    # only root could), never at the real Hub, so those calls are refused
+    # (502 hub_unreachable) whatever the machine's network or HF_ENDPOINT.
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"
     process = subprocess.Popen(
         [binary, "serve", "--port", "0", "--model", str(model), "--api-key", key],
         stdout=subprocess.PIPE,
