@@ -8,14 +8,16 @@
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
 import { GATED_REPO, MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
-import { FIXTURE, api, createKey, need, orchardEnv, repoPattern, saveLog, screenshotPath, sleep, startServe, tempDir, waitFor } from "./harness.mjs";
+import { FIXTURE, ROOT, api, createKey, need, orchardEnv, repoPattern, saveLog, screenshotPath, sleep, startServe, tempDir, waitFor } from "./harness.mjs";
 
+// A second real model, registered where it is with Add folder.
+const LOCAL_MODEL = join(ROOT, ".deps/models/SmolLM2-135M-Instruct-float16");
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 // The weights are ~115 MB: at this rate the download lasts ~15 s, long enough
 // to pause it part-way; once resumed it runs at full speed.
@@ -29,11 +31,14 @@ let browser;
 let page;
 const pageErrors = [];
 const dialogs = [];
+/** The bar's value when paused, and every value it took after Resume. */
+let resumedProgress;
 /** Names of the tests that passed, for the ones that need them. */
 const passed = new Set();
 
 before(async () => {
   need(FIXTURE, "run `make setup`");
+  need(LOCAL_MODEL, "run `make setup`");
   need(CHROMIUM, "install Debian's chromium (`make setup`)");
   hub = await startFakeHub({ fixture: FIXTURE });
   env = orchardEnv(tempDir("orchard-e2e-browser-"), hub.url);
@@ -79,7 +84,9 @@ const DISCOVER = "Discover lists the Hub's models and searches them by name";
 const DETAILS = "a model's details show its files, size and license";
 const GATED = "a gated model says it needs a Hugging Face token";
 const DOWNLOAD = "a download shows progress, pauses, resumes where it stopped and reaches 100%";
+const STEADY = "a resumed download's bar never goes back below where it paused";
 const LIBRARY = "the downloaded model is in the Library";
+const ADD_FOLDER = "Add folder registers a model folder from disk";
 const LOAD = "Load and Unload load the model and free it";
 const DELETE = "Delete asks first, then removes the model and its files";
 
@@ -235,8 +242,7 @@ step(DOWNLOAD, [DETAILS], async () => {
   assert.equal(weights().slice(fetchesWhenPaused).filter((f) => f.start === 0).length, 0, "the weights were not fetched again from the start");
   hub.setRate(0);
   await waitFor("the download to reach 100%", async () => (await page.evaluate(() => window.__progressSeen)).some((v) => v >= 1), { timeoutMs: 60_000 });
-  const afterResume = (await page.evaluate(() => window.__progressSeen)).slice(seenBeforeResume);
-  assert.ok(afterResume.length > 0 && afterResume.every((v) => v >= Number(pausedAt) / 100), `the bar never went back below ${pausedAt}%: ${afterResume}`);
+  resumedProgress = { pausedAt: Number(pausedAt) / 100, after: (await page.evaluate(() => window.__progressSeen)).slice(seenBeforeResume) };
   await tile(MODEL_REPO).getByText(/in your Library/).waitFor();
   const snapshot = join(env.HF_HUB_CACHE, `models--${MODEL_REPO.replace("/", "--")}`, "snapshots", hub.repos[0].sha);
   assert.ok(existsSync(join(snapshot, "model.safetensors")), "the weights are in the cache's snapshot");
@@ -246,12 +252,35 @@ step(DOWNLOAD, [DETAILS], async () => {
   assert.equal(done.downloaded, done.total);
 });
 
+step(STEADY, [DOWNLOAD], () => {
+  const { pausedAt, after } = resumedProgress;
+  const below = after.filter((v) => v < pausedAt);
+  assert.ok(after.length > 0, "the bar moved after Resume");
+  assert.deepEqual(
+    below.map((v) => `${(v * 100).toFixed(1)}%`),
+    [],
+    `after Resume the bar went back below its paused ${(pausedAt * 100).toFixed(1)}%`,
+  );
+});
+
 step(LIBRARY, [DOWNLOAD], async () => {
   await tab("Library").click();
   await entry(MODEL_REPO).waitFor();
   const text = await entry(MODEL_REPO).innerText();
   assert.match(text, /\d+(\.\d)? MB on disk/, text);
   await entry(MODEL_REPO).getByRole("button", { name: "Load" }).waitFor();
+});
+
+step(ADD_FOLDER, [LIBRARY], async () => {
+  await page.getByRole("button", { name: "Add folder" }).first().click();
+  const form = page.getByRole("form", { name: "Add a model folder" });
+  await form.getByRole("textbox", { name: "Folder path" }).fill(LOCAL_MODEL);
+  await form.getByRole("button", { name: "Add" }).click();
+  const local = entry(basename(LOCAL_MODEL));
+  await local.waitFor();
+  assert.match(await local.innerText(), /local folder/);
+  const listed = (await api(serve.url, key, "/api/library")).find((m) => m.source === "local");
+  assert.equal(listed?.path, LOCAL_MODEL, "registered where it is, not copied");
   await shot("library.png");
 });
 

@@ -18,6 +18,10 @@ export const DESKTOP = process.env.ORCHARD_DESKTOP_BIN ?? join(ROOT, "target/deb
 export const ARTIFACTS = join(ROOT, "artifacts");
 export const SCREENSHOTS = join(ARTIFACTS, "screenshots");
 
+// Stopped from outside (Ctrl-C, `timeout`): exit, so that the exit handlers
+// below remove temporary folders and stop every process the tests started.
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]]) process.once(signal, () => process.exit(code));
+
 /** Fails with what to do when something the tests need was not built or installed. */
 export function need(path, fix) {
   if (!existsSync(path)) throw new Error(`${path} is missing: ${fix}`);
