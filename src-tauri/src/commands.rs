@@ -11,20 +11,34 @@ use tokio::sync::SetOnce;
 
 include!("command_names.rs");
 
-/// The operations' context, set once the app's services have started;
-/// commands called before then wait for it.
+/// The operations' context, set once the app's services have started (or
+/// failed to); commands called before then wait for it.
 #[derive(Debug, Default)]
-pub struct AppOrchard(SetOnce<Orchard>);
+pub struct AppOrchard(SetOnce<Result<Orchard, String>>);
 
 impl AppOrchard {
     pub fn set(&self, orchard: Orchard) {
-        if self.0.set(orchard).is_err() {
+        self.settle(Ok(orchard));
+    }
+
+    /// The services could not start: every command says why.
+    pub fn fail(&self, message: String) {
+        self.settle(Err(message));
+    }
+
+    fn settle(&self, outcome: Result<Orchard, String>) {
+        if self.0.set(outcome).is_err() {
             tracing::warn!("Orchard's services were started twice; the first ones stay");
         }
     }
 
-    async fn get(&self) -> &Orchard {
-        self.0.wait().await
+    async fn get(&self) -> Result<&Orchard, OpError> {
+        self.0.wait().await.as_ref().map_err(|message| {
+            OpError::new(
+                ErrorCode::Internal,
+                format!("Orchard's services did not start: {message}"),
+            )
+        })
     }
 }
 
@@ -44,7 +58,8 @@ macro_rules! operation_commands {
             pub async fn $read(
                 orchard: tauri::State<'_, AppOrchard>,
             ) -> Result<$read_out, OpError> {
-                ops::$read(orchard.get().await).await
+                tracing::debug!(command = stringify!($read), "command served");
+                ops::$read(orchard.get().await?).await
             }
         )*
         $(
@@ -53,7 +68,8 @@ macro_rules! operation_commands {
                 orchard: tauri::State<'_, AppOrchard>,
                 input: $call_in,
             ) -> Result<$call_out, OpError> {
-                ops::$call(orchard.get().await, input).await
+                tracing::debug!(command = stringify!($call), "command served");
+                ops::$call(orchard.get().await?, input).await
             }
         )*
     };
@@ -68,7 +84,7 @@ pub async fn download_events(
     orchard: tauri::State<'_, AppOrchard>,
     channel: Channel<ops::DownloadView>,
 ) -> Result<(), OpError> {
-    let mut events = orchard.get().await.download_events()?;
+    let mut events = orchard.get().await?.download_events()?;
     tauri::async_runtime::spawn(async move {
         while let Some(event) = events.next().await {
             if channel.send(event).is_err() {
@@ -96,7 +112,7 @@ pub async fn reveal_model(
     orchard: tauri::State<'_, AppOrchard>,
     input: ops::ModelRequest,
 ) -> Result<(), OpError> {
-    let library = ops::list_library(orchard.get().await).await?;
+    let library = ops::list_library(orchard.get().await?).await?;
     let model = library
         .iter()
         .find(|m| m.id == input.model.trim())

@@ -113,9 +113,71 @@ mod tests {
             .map(|body| body.deserialize::<serde_json::Value>().expect("json body"))
     }
 
+    /// Calls `command` with a JSON body (its arguments by name).
+    fn invoke_with(
+        window: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+        command: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let request = InvokeRequest {
+            cmd: command.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().expect("url"),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(window, request)
+            .map(|body| body.deserialize::<serde_json::Value>().expect("json body"))
+    }
+
+    /// Operations over the SmolLM2 fixture, a temp store and a Hub that
+    /// cannot be reached.
+    fn fixture_orchard(dir: &std::path::Path) -> orchard_core::ops::Orchard {
+        let fixture = orchard_core::paths::fixture_models_dir()
+            .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
+            .join("SmolLM2-135M-Instruct-4bit");
+        let mut catalog = orchard_core::catalog::Catalog::new();
+        catalog
+            .add_folder(&fixture.to_string_lossy())
+            .expect("fixture: run `make setup`");
+        let manager = orchard_core::ModelManager::new(catalog, Default::default());
+        let store = orchard_store::Store::open(&dir.join("orchard.db")).expect("store");
+        orchard_core::ops::Orchard::new(orchard_core::ops::OrchardParts {
+            manager,
+            store,
+            hub: orchard_hub_client(),
+            cache_root: Some(dir.join("hub")),
+            secrets: None,
+        })
+    }
+
+    fn orchard_hub_client() -> orchard_core::ops::HubClient {
+        orchard_core::ops::HubClient::new("http://127.0.0.1:9", None).expect("client")
+    }
+
     fn invoke(command: &str) -> Result<serde_json::Value, serde_json::Value> {
-        let (_app, window) = app_window(server::HostedServer::default());
+        let dir = tempfile::tempdir().expect("tmp");
+        let (app, window) = app_window(server::HostedServer::default());
+        app.state::<commands::AppOrchard>()
+            .set(fixture_orchard(dir.path()));
         invoke_on(&window, command)
+    }
+
+    #[test]
+    fn commands_say_why_when_the_services_did_not_start() {
+        let (app, window) = app_window(server::HostedServer::default());
+        app.state::<commands::AppOrchard>()
+            .fail("the database is locked".into());
+        let error = invoke_on(&window, "list_library").expect_err("no services");
+        assert_eq!(error["code"], "internal", "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the database is locked")),
+            "{error}"
+        );
     }
 
     #[test]
@@ -166,6 +228,113 @@ mod tests {
     fn unknown_command_is_refused() {
         let error = invoke("delete_everything").expect_err("no such command");
         assert!(error.to_string().contains("delete_everything"), "{error}");
+    }
+
+    #[test]
+    fn every_operation_is_one_command_and_one_route() {
+        let operations: Vec<&str> = orchard_core::ops::OPERATIONS
+            .iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(
+            commands::OPERATION_COMMANDS,
+            operations.as_slice(),
+            "the generated commands are not the operations"
+        );
+        let mut expected: Vec<&str> = operations
+            .iter()
+            .chain(commands::APP_ONLY_COMMANDS)
+            .copied()
+            .collect();
+        let mut listed = commands::COMMANDS.to_vec();
+        expected.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, expected, "command_names.rs is out of date");
+        let routes = orchard_server::routes();
+        for op in orchard_core::ops::OPERATIONS {
+            let method = match op.kind {
+                orchard_core::ops::OperationKind::Call => "POST",
+                _ => "GET",
+            };
+            assert!(
+                routes
+                    .iter()
+                    .any(|r| r.path == op.path && r.method == method && r.protected),
+                "{} has no protected {method} {} route",
+                op.name,
+                op.path
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_is_registered() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (app, window) = app_window(server::HostedServer::default());
+        app.state::<commands::AppOrchard>()
+            .set(fixture_orchard(dir.path()));
+        for command in commands::COMMANDS {
+            // Without arguments a registered command answers, or refuses for
+            // want of its argument; an unknown one is never reached.
+            match invoke_with(&window, command, serde_json::json!({})) {
+                Ok(_) => {}
+                Err(error) => assert!(
+                    error.to_string().contains("missing required key"),
+                    "{command}: {error}"
+                ),
+            }
+        }
+        let error =
+            invoke_with(&window, "no_such_command", serde_json::json!({})).expect_err("unknown");
+        assert!(
+            !error.to_string().contains("missing required key"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_window_lists_and_loads_models_through_the_operations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (app, window) = app_window(server::HostedServer::default());
+        app.state::<commands::AppOrchard>()
+            .set(fixture_orchard(dir.path()));
+        let window = std::sync::Arc::new(window);
+
+        let call = |command: &'static str, args: serde_json::Value| {
+            let window = window.clone();
+            tokio::task::spawn_blocking(move || invoke_with(&window, command, args))
+        };
+        let library = call("list_library", serde_json::json!({}))
+            .await
+            .expect("join")
+            .expect("list_library answers");
+        let entries = library.as_array().expect("a list");
+        assert_eq!(entries.len(), 1, "{library}");
+        assert_eq!(entries[0]["id"], "SmolLM2-135M-Instruct-4bit");
+        assert_eq!(entries[0]["source"], "local");
+        assert_eq!(entries[0]["loaded"], false);
+
+        let loaded = call(
+            "load_model",
+            serde_json::json!({"input": {"model": "SmolLM2-135M-Instruct-4bit"}}),
+        )
+        .await
+        .expect("join")
+        .expect("load_model answers");
+        assert_eq!(loaded["loaded"], true, "{loaded}");
+        assert!(loaded["memory_bytes"].as_u64().expect("bytes") > 0);
+
+        // A failure crosses as { code, message }.
+        let error = call(
+            "search_models",
+            serde_json::json!({"input": {"text": "smol", "author": null, "sort": "downloads",
+                "architecture": null, "bits": null, "capabilities": [], "fits_only": false}}),
+        )
+        .await
+        .expect("join")
+        .expect_err("the Hub cannot be reached");
+        assert_eq!(error["code"], "hub_unreachable", "{error}");
+        assert!(error["message"].is_string(), "{error}");
     }
 
     #[test]

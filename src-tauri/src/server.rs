@@ -79,14 +79,22 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
         };
         let store = match orchard_core::paths::open_store() {
             Ok(store) => store,
-            Err(message) => return failed(message),
+            Err(message) => {
+                app.state::<crate::commands::AppOrchard>()
+                    .fail(message.clone());
+                return failed(message);
+            }
         };
         let prepared =
             match orchard_server::prepare(store, orchard_server::LaunchOptions::default(), |_| {})
                 .await
             {
                 Ok(prepared) => prepared,
-                Err(e) => return failed(e.to_string()),
+                Err(e) => {
+                    app.state::<crate::commands::AppOrchard>()
+                        .fail(e.to_string());
+                    return failed(e.to_string());
+                }
             };
         // The window's commands work from here, even if the port cannot be bound.
         app.state::<crate::commands::AppOrchard>()

@@ -231,6 +231,7 @@ pub fn router_for(orchard: Orchard, config: ServerConfig) -> Router {
         .router
         .merge(protected)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -284,6 +285,18 @@ async fn not_found(request: Request) -> Response {
     ))
     .with_flavor(Flavor::for_path(&path))
     .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    let path = request.uri().path().to_string();
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{path} does not answer {}; see docs/openapi.json for its method",
+            request.method()
+        ),
+    )
+    .with_flavor(Flavor::for_path(&path))
 }
 
 /// Counts each request by route and status.

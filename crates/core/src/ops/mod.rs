@@ -14,7 +14,8 @@ pub mod types;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use orchard_hub::{HubCache, HubClient, HubError};
+pub use orchard_hub::HubClient;
+use orchard_hub::{HubCache, HubError};
 use orchard_store::Store;
 
 pub use downloads::{

@@ -95,9 +95,24 @@ pub struct FolderRequest {
 }
 
 /// The Hugging Face token to keep; null removes it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Clone, PartialEq, Eq, Serialize, TS)]
 pub struct TokenRequest {
     pub token: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TokenRequest {
+    /// `token` is required even when null, and nothing else is accepted: a
+    /// misspelt field must not read as "remove the token".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wire {
+            #[serde(deserialize_with = "Option::deserialize")]
+            token: Option<String>,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        Ok(TokenRequest { token: wire.token })
+    }
 }
 
 impl std::fmt::Debug for TokenRequest {

@@ -1,0 +1,448 @@
+//! The management API (`/api`) end to end over real HTTP on 127.0.0.1:0: a
+//! real SQLite file, a Hugging Face cache in a temp folder, the fake Hub
+//! serving the real SmolLM2 files, and the real model loaded. What a browser
+//! does in the Models screens: details, download with pushed progress, the
+//! library, load, unload, delete; and the web UI served at `/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orchard_core::catalog::Catalog;
+use orchard_core::ops::{Orchard, OrchardParts};
+use orchard_core::secrets::Secrets;
+use orchard_core::{ManagerOptions, ModelManager};
+use orchard_hub::HubClient;
+use orchard_server::{AuthConfig, ServerConfig};
+use orchard_store::Store;
+use orchard_tests::fake_hub::FakeHub;
+use serde_json::{Value, json};
+
+const REPO: &str = "mlx-community/SmolLM2-135M-Instruct-4bit";
+
+struct Api {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+    cache: PathBuf,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Api {
+    /// A server whose Hub is `hub` (an address) and whose cache starts empty.
+    async fn start(hub: &str) -> Api {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = dir.path().join("hub");
+        std::fs::create_dir_all(&cache).expect("cache");
+        let store = Store::open(&dir.path().join("orchard.db")).expect("store");
+        let key = store.create_api_key("test").expect("key").secret;
+        let catalog = Catalog::new().with_hub_cache(Some(cache.clone()));
+        let manager = ModelManager::new(
+            catalog,
+            ManagerOptions {
+                idle_ttl: None,
+                ..ManagerOptions::default()
+            },
+        );
+        let orchard = Orchard::new(OrchardParts {
+            manager,
+            store,
+            hub: HubClient::new(hub, None).expect("hub client"),
+            cache_root: Some(cache.clone()),
+            secrets: Some(Secrets::new(dir.path().to_path_buf())),
+        });
+        let config = ServerConfig {
+            auth: AuthConfig::required(&[]),
+            ..ServerConfig::default()
+        };
+        let app = orchard_server::router_for(orchard, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(orchard_server::serve(listener, app, async {
+            let _ = stop.await;
+        }));
+        Api {
+            base,
+            key,
+            http: reqwest::Client::new(),
+            cache,
+            _dir: dir,
+            _shutdown: shutdown,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+}
+
+/// The fixture's files, served by the fake Hub as `REPO`.
+fn fake_hub_with_the_fixture() -> FakeHub {
+    let fixture = orchard_core::paths::fixture_models_dir()
+        .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
+        .join("SmolLM2-135M-Instruct-4bit");
+    let read = |name: &str| std::fs::read(fixture.join(name)).expect("fixture: run `make setup`");
+    let small = ["config.json", "tokenizer.json", "tokenizer_config.json"]
+        .into_iter()
+        .map(|name| (name, read(name)))
+        .collect();
+    FakeHub::with_small_files(REPO, read("model.safetensors"), small, Duration::ZERO)
+}
+
+/// Reads server-sent events from `/api/downloads/events` until one for
+/// `REPO` says `done` (or `failed`); returns every event seen.
+async fn events_until_finished(api: &Api, response: reqwest::Response) -> Vec<Value> {
+    let _ = api;
+    let mut response = response;
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(120), response.chunk())
+            .await
+            .expect("an event within 120 s")
+            .expect("read the stream")
+            .expect("the stream stays open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            for line in block.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    let event: Value = serde_json::from_str(data.trim()).expect("event JSON");
+                    let finished = event["repo"] == REPO
+                        && (event["state"] == "done" || event["state"] == "failed");
+                    events.push(event);
+                    if finished {
+                        return events;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn model_in<'a>(library: &'a Value, id: &str) -> Option<&'a Value> {
+    library.as_array()?.iter().find(|m| m["id"] == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_is_found_downloaded_loaded_unloaded_and_deleted_through_the_api() {
+    let hub = fake_hub_with_the_fixture();
+    let api = Api::start(&hub.base).await;
+
+    let (status, library) = api.get("/api/library").await;
+    assert_eq!(status, 200, "{library}");
+    assert_eq!(library, json!([]));
+
+    let (status, details) = api
+        .post("/api/models/details", json!({"model": REPO}))
+        .await;
+    assert_eq!(status, 200, "{details}");
+    assert_eq!(details["id"], REPO);
+    assert_eq!(details["facts"]["architecture"], "llama");
+    assert_eq!(details["facts"]["supported"], true);
+    assert_eq!(details["facts"]["quantization_bits"], 4);
+    assert_eq!(details["downloaded"], false);
+    assert_eq!(details["needs_token"], false);
+    assert!(
+        details["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .any(|f| f["name"] == "model.safetensors"
+                && f["size_bytes"].as_u64() == Some(hub.content.len() as u64)),
+        "{details}"
+    );
+    assert!(
+        details["memory_estimate_bytes"].as_u64().expect("estimate") > hub.content.len() as u64
+    );
+
+    // Subscribed before the start, as the page is.
+    let stream = api
+        .http
+        .get(format!("{}/api/downloads/events", api.base))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/event-stream")
+    );
+    let (status, started) = api
+        .post("/api/downloads/start", json!({"model": REPO}))
+        .await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["repo"], REPO);
+    let events = events_until_finished(&api, stream).await;
+    let last = events.last().expect("events");
+    assert_eq!(last["state"], "done", "{events:?}");
+    let weights = hub.content.len() as u64;
+    assert!(
+        events.iter().any(|e| e["state"] == "running"
+            && e["file"] == "model.safetensors"
+            && e["downloaded"].as_u64().is_some_and(|d| d > 0)),
+        "no progress on the weights was pushed: {events:?}"
+    );
+    assert!(
+        last["downloaded"].as_u64().expect("bytes") >= weights,
+        "{last}"
+    );
+    let (_, downloads) = api.get("/api/downloads").await;
+    assert_eq!(downloads[0]["state"], "done", "{downloads}");
+
+    let (status, library) = api.get("/api/library").await;
+    assert_eq!(status, 200);
+    let model = model_in(&library, REPO).unwrap_or_else(|| panic!("{REPO} not in {library}"));
+    assert_eq!(model["source"], "hugging_face");
+    assert_eq!(model["loaded"], false);
+    assert!(model["size_bytes"].as_u64().expect("size") >= weights);
+    assert_eq!(model["facts"]["architecture"], "llama");
+    assert_eq!(model["revisions"].as_array().expect("revisions").len(), 1);
+
+    let (status, loaded) = api.post("/api/library/load", json!({"model": REPO})).await;
+    assert_eq!(status, 200, "{loaded}");
+    assert_eq!(loaded["loaded"], true);
+    assert!(loaded["memory_bytes"].as_u64().expect("memory") > 0);
+    assert!(loaded["last_used"].as_u64().is_some(), "{loaded}");
+    // The port serves it now.
+    let (_, models) = api.get("/v1/models").await;
+    assert!(
+        models["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|m| m["id"] == REPO)
+    );
+
+    let (status, unloaded) = api
+        .post("/api/library/unload", json!({"model": REPO}))
+        .await;
+    assert_eq!(status, 200, "{unloaded}");
+    assert_eq!(unloaded["loaded"], false);
+    assert_eq!(unloaded["memory_bytes"], Value::Null);
+
+    let (status, deleted) = api
+        .post("/api/library/delete", json!({"model": REPO}))
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert!(
+        deleted["freed_bytes"].as_u64().expect("freed") >= weights,
+        "{deleted}"
+    );
+    let (_, library) = api.get("/api/library").await;
+    assert!(model_in(&library, REPO).is_none(), "{library}");
+    assert!(
+        !api.cache
+            .join("models--mlx-community--SmolLM2-135M-Instruct-4bit")
+            .exists(),
+        "the cache folder is still there"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_a_code_and_a_message() {
+    // Nothing listens on port 9: the Hub cannot be reached.
+    let api = Api::start("http://127.0.0.1:9").await;
+
+    let unauthorized = api
+        .http
+        .get(format!("{}/api/library", api.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(unauthorized.status(), 401);
+    let body: Value = unauthorized.json().await.expect("json");
+    assert_eq!(body["code"], "unauthorized", "{body}");
+
+    let (status, body) = api
+        .post("/api/models/search", json!({"text": "smol"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_input");
+    assert!(
+        body["message"].as_str().expect("message").contains("sort"),
+        "{body}"
+    );
+
+    let search = json!({"text": "smol", "author": null, "sort": "downloads", "architecture": null,
+                        "bits": null, "capabilities": [], "fits_only": false});
+    let (status, body) = api.post("/api/models/search", search).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "hub_unreachable");
+
+    let (status, body) = api
+        .post("/api/library/load", json!({"model": "no/such-model"}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "not_found");
+
+    let (status, body) = api
+        .post("/api/downloads/start", json!({"model": "../etc"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_input");
+
+    let (status, body) = api
+        .post("/api/library/add_folder", json!({"path": "/nonexistent"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("config.json"),
+        "{body}"
+    );
+
+    let form = api
+        .http
+        .post(format!("{}/api/library/load", api.base))
+        .bearer_auth(&api.key)
+        .header("content-type", "text/plain")
+        .body("{\"model\": \"x\"}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(form.status(), 415);
+    let body: Value = form.json().await.expect("json");
+    assert_eq!(body["code"], "invalid_input", "{body}");
+
+    let (status, body) = api.get("/api/nothing-here").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "not_found");
+
+    let (status, body) = api.get("/api/library/load").await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["code"], "invalid_input", "{body}");
+}
+
+#[tokio::test]
+async fn a_token_is_kept_but_never_sent_back() {
+    let api = Api::start("http://127.0.0.1:9").await;
+    let (status, settings) = api.get("/api/settings").await;
+    assert_eq!(status, 200);
+    assert_eq!(settings["hf_token_set"], false, "{settings}");
+    let (status, settings) = api
+        .post(
+            "/api/settings/hf_token",
+            json!({"token": "hf_secret_value"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["hf_token_set"], true);
+    assert!(!settings.to_string().contains("hf_secret_value"));
+    // A misspelt field is refused, not read as "remove the token".
+    let (status, body) = api
+        .post("/api/settings/hf_token", json!({"tokn": "x"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (_, settings) = api.get("/api/settings").await;
+    assert_eq!(settings["hf_token_set"], true);
+    let (_, settings) = api
+        .post("/api/settings/hf_token", json!({"token": null}))
+        .await;
+    assert_eq!(settings["hf_token_set"], false);
+}
+
+/// The first `assets/...` file `index.html` loads.
+fn first_asset(index: &str) -> String {
+    let start = index.find("assets/").expect("index.html loads an asset");
+    let end = index[start..]
+        .find(['"', '\''])
+        .map(|e| start + e)
+        .expect("quoted");
+    index[start..end].to_string()
+}
+
+#[tokio::test]
+async fn the_web_ui_is_served_at_the_root_with_a_strict_policy() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/dist/index.html");
+    let built = std::fs::read_to_string(&dist).expect("ui/dist: run `make ui`");
+    let api = Api::start("http://127.0.0.1:9").await;
+
+    // No key: the page itself is public; it asks for the key before /api.
+    let page = api
+        .http
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        policy.contains("default-src 'self'") && policy.contains("connect-src 'self'"),
+        "{policy}"
+    );
+    let body = page.text().await.expect("body");
+    assert_eq!(body, built, "the served page is not the built one");
+
+    let asset = first_asset(&body);
+    let file = api
+        .http
+        .get(format!("{}/{asset}", api.base))
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(file.status(), 200, "{asset}");
+    assert!(
+        file.headers()["cache-control"]
+            .to_str()
+            .expect("cache")
+            .contains("immutable")
+    );
+
+    // A route of the page's own is the page.
+    let deep = api
+        .http
+        .get(format!("{}/models/library", api.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(deep.text().await.expect("body"), built);
+    // An API path never is.
+    let missing = api
+        .http
+        .get(format!("{}/v1/nothing", api.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.expect("JSON error");
+    assert!(body["error"]["message"].is_string(), "{body}");
+}
