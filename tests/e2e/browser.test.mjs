@@ -7,13 +7,13 @@
 // earlier one did is skipped when that one failed.
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
-import { GATED_REPO, MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
+import { GATED_REPO, GRANTED_TOKEN, MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
 import { FIXTURE, ROOT, api, createKey, need, orchardEnv, repoPattern, saveLog, screenshotPath, sleep, startServe, tempDir, waitFor } from "./harness.mjs";
 
 // A second real model, registered where it is with Add folder.
@@ -84,7 +84,13 @@ function step(name, needs, body) {
       t.skip(`needs: ${missing.join(", ")}`);
       return;
     }
-    await body(t);
+    try {
+      await body(t);
+    } catch (error) {
+      // What the page showed when it failed, for the report.
+      await page?.screenshot({ path: screenshotPath(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`) }).catch(() => {});
+      throw error;
+    }
     passed.add(name);
   });
 }
@@ -99,6 +105,9 @@ const LIBRARY = "the downloaded model is in the Library";
 const ADD_FOLDER = "Add folder registers a model folder from disk";
 const LOAD = "Load and Unload load the model and free it";
 const DELETE = "Delete asks first, then removes the model and its files";
+const AGAIN = "after Delete, Discover offers the model for download again";
+const TOKEN = "a token saved in Settings opens the gated model";
+const CANCEL = "Cancel asks first, then stops the download and removes its partial files";
 
 const searchBox = () => page.getByRole("searchbox", { name: "Search models" });
 /** A list (by its name) and its item named by `repo`. */
@@ -321,6 +330,56 @@ step(DELETE, [LIBRARY], async () => {
   const library = await api(serve.url, key, "/api/library");
   assert.ok(!library.some((m) => repoPattern(MODEL_REPO).test(m.id)), JSON.stringify(library));
   assert.deepEqual(dialogs, [], "no window.confirm or alert");
+});
+
+step(AGAIN, [DELETE], async () => {
+  // Deleted from the Library, the model is on offer again (not "in your Library").
+  await search("SmolLM2-135M-Instruct-4bit");
+  await result(MODEL_REPO).getByRole("button", { name: "Download" }).waitFor();
+  assert.equal(await page.getByText(/in your Library/).count(), 0, "nothing says it is still in the Library");
+});
+
+step(TOKEN, [GATED], async () => {
+  await nav("Settings").click();
+  await page.getByRole("textbox", { name: "Hugging Face token" }).fill(GRANTED_TOKEN);
+  await page.getByRole("button", { name: "Save token" }).click();
+  await page.getByText("A token is set.").waitFor();
+  // Never shown again, nor kept by the page.
+  assert.equal(await page.getByRole("textbox", { name: "Hugging Face token" }).inputValue(), "");
+  const storage = await page.evaluate(() => JSON.stringify([sessionStorage, localStorage]));
+  assert.ok(!storage.includes(GRANTED_TOKEN), "the page keeps no copy of the token");
+
+  const details = await openDetails(GATED_REPO);
+  // Its files can be read now: the model's facts come from its config.
+  await details.getByText("Context length").waitFor();
+  assert.equal(await details.getByRole("button", { name: "Open Settings" }).count(), 0, "no token hint any more");
+  await details.getByRole("button", { name: "Download" }).waitFor();
+  await closeDetails(details);
+});
+
+step(CANCEL, [TOKEN], async () => {
+  hub.setRate(SLOW_RATE);
+  const fetchesBefore = hub.stats.weightFetches.length;
+  const details = await openDetails(GATED_REPO);
+  await details.getByRole("button", { name: "Download" }).click();
+  await closeDetails(details);
+  const bar = tile(GATED_REPO).getByRole("progressbar");
+  await waitFor("the download to pass 5%", async () => Number(await bar.getAttribute("aria-valuenow")) > 5, { timeoutMs: 30_000 });
+  await tile(GATED_REPO).getByRole("button", { name: "Cancel" }).click();
+  // Inline confirmation: keeping it is one click, stopping it another.
+  await tile(GATED_REPO).getByRole("button", { name: "Keep downloading" }).waitFor();
+  await tile(GATED_REPO).getByRole("button", { name: "Cancel download" }).click();
+  await waitFor("the download to be cancelled", async () => (await api(serve.url, key, "/api/downloads")).find((d) => d.repo === GATED_REPO)?.state === "cancelled");
+  await waitFor("its tile to go", async () => (await tile(GATED_REPO).count()) === 0);
+  const blobs = join(env.HF_HUB_CACHE, `models--${GATED_REPO.replace("/", "--")}`, "blobs");
+  const partials = existsSync(blobs) ? readdirSync(blobs).filter((n) => n.endsWith(".incomplete")) : [];
+  assert.deepEqual(partials, [], "its partial files are removed");
+  assert.equal(await entry(GATED_REPO).count(), 0, "and it is not in the Library");
+  // The token went to the Hub, never to the CDN.
+  assert.ok(hub.stats.requests.some((r) => r.authorized && r.path.includes("Gated-SmolLM2")), "the Hub saw the token");
+  const cdn = hub.stats.weightFetches.slice(fetchesBefore);
+  assert.ok(cdn.length > 0 && cdn.every((f) => !f.authorized), JSON.stringify(cdn));
+  hub.setRate(0);
 });
 
 test("the page threw no uncaught errors", { skip: noBrowser ?? false }, () => {
