@@ -107,7 +107,12 @@ function step(name, needs, body) {
       t.skip(`needs: ${missing.join(", ")}`);
       return;
     }
-    await body(t);
+    try {
+      await body(t);
+    } catch (error) {
+      await shot(`failed-app-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`).catch(() => {});
+      throw error;
+    }
     passed.add(name);
   });
 }
@@ -149,7 +154,7 @@ async function hostedLibraryModel(repo) {
   return library.find((m) => repoPattern(repo).test(m.id));
 }
 
-const OPENS = "the window opens on the Models screen";
+const OPENS = "the window opens on the Models screen with the Hub's models";
 const LIBRARY = "the Library lists the model in the Hugging Face cache";
 const LOAD = "Load goes through the app's IPC and the model reports loaded";
 
@@ -162,6 +167,12 @@ step(OPENS, [], async () => {
   assert.equal(await driver.execute("return typeof window.__TAURI_INTERNALS__?.invoke"), "function");
   // No API key prompt in the app: its commands need none.
   assert.equal((await driver.findAllByRole("textbox", "API key")).length, 0);
+  // Discover lists the (fake) Hub's models, searched through the app's commands.
+  await waitFor("the Hub's models in Discover", async () => {
+    const results = (await driver.findAllByRole("list", "Search results"))[0];
+    return results && (await driver.findAllByRole("listitem", repoPattern(MODEL_REPO), results)).length === 1;
+  }, { timeoutMs: 30_000 });
+  assert.ok(hub.stats.requests.some((r) => r.path.startsWith("/api/models?")), "the app asked the Hub at HF_ENDPOINT");
   await shot("app-models.png");
 });
 
