@@ -12,7 +12,24 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 
 import { MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
-import { Child, DESKTOP, FIXTURE, ROOT, api, createKey, freePort, installInCache, need, orchardEnv, repoPattern, saveLog, screenshotPath, sleep, tempDir, waitFor } from "./harness.mjs";
+import {
+  Child,
+  DESKTOP,
+  FIXTURE,
+  ROOT,
+  api,
+  createKey,
+  freePort,
+  installInCache,
+  need,
+  orchardEnv,
+  repoPattern,
+  saveLog,
+  screenshotPath,
+  sleep,
+  tempDir,
+  waitFor,
+} from "./harness.mjs";
 import { WebDriver } from "./webdriver.mjs";
 
 const TAURI_DRIVER = process.env.TAURI_DRIVER ?? join(ROOT, ".deps/tauri-driver/bin/tauri-driver");
@@ -28,11 +45,14 @@ let key;
 let display;
 const passed = new Set();
 // tauri-driver and WebKitWebDriver exist for Linux; macOS has no WebDriver for its web view.
-const notLinux = process.platform === "linux" ? null : "no WebDriver for the app's web view here: check the Models screens by hand";
+const notLinux =
+  process.platform === "linux" ? null : "no WebDriver for the app's web view here: check the Models screens by hand";
 
 /** Starts Xvfb on a display it picks; returns the process and ":N". */
 async function startXvfb() {
-  const child = new Child("Xvfb", ["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"], { name: "Xvfb" });
+  const child = new Child("Xvfb", ["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"], {
+    name: "Xvfb",
+  });
   const [, number] = await child.waitForOutput(/^(\d+)\s*$/m, 30_000);
   return [child, `:${number}`];
 }
@@ -53,7 +73,12 @@ before(async () => {
   port = await freePort();
   const set = spawnSync(
     "python3",
-    ["-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(\"INSERT OR REPLACE INTO settings (key, value) VALUES ('port', ?)\", (sys.argv[2],)); db.commit()", join(env.ORCHARD_HOME, "orchard.db"), String(port)],
+    [
+      "-c",
+      "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(\"INSERT OR REPLACE INTO settings (key, value) VALUES ('port', ?)\", (sys.argv[2],)); db.commit()",
+      join(env.ORCHARD_HOME, "orchard.db"),
+      String(port),
+    ],
     { encoding: "utf8" },
   );
   assert.equal(set.status, 0, set.stderr);
@@ -63,7 +88,16 @@ before(async () => {
   const nativePort = await freePort();
   driverProcess = new Child(
     "dbus-run-session",
-    ["--", TAURI_DRIVER, "--port", String(driverPort), "--native-port", String(nativePort), "--native-driver", NATIVE_DRIVER],
+    [
+      "--",
+      TAURI_DRIVER,
+      "--port",
+      String(driverPort),
+      "--native-port",
+      String(nativePort),
+      "--native-driver",
+      NATIVE_DRIVER,
+    ],
     {
       name: "tauri-driver",
       env: {
@@ -78,7 +112,9 @@ before(async () => {
     },
   );
   driver = new WebDriver(`http://127.0.0.1:${driverPort}`);
-  await waitFor("tauri-driver to listen", () => fetch(`${driver.baseUrl}/status`).then((r) => r.ok), { timeoutMs: 30_000 });
+  await waitFor("tauri-driver to listen", () => fetch(`${driver.baseUrl}/status`).then((r) => r.ok), {
+    timeoutMs: 30_000,
+  });
   await driver.start(DESKTOP);
 });
 
@@ -134,7 +170,11 @@ async function shot(name) {
   // Let WebKit paint the last change first.
   await sleep(300);
   const run = (command, args) => {
-    const done = spawnSync(command, args, { env: { ...process.env, DISPLAY: display }, encoding: "utf8", timeout: 30_000 });
+    const done = spawnSync(command, args, {
+      env: { ...process.env, DISPLAY: display },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
     assert.equal(done.status, 0, `${command} ${args.join(" ")}: ${done.stderr}`);
     return done.stdout;
   };
@@ -160,7 +200,9 @@ const LOAD = "Load goes through the app's IPC and the model reports loaded";
 
 step(OPENS, [], async () => {
   assert.equal(await waitFor("the window's title", () => driver.title(), { timeoutMs: 60_000 }), "Orchard");
-  const nav = await waitFor("the main navigation", async () => (await driver.findAllByRole("navigation", "Main"))[0], { timeoutMs: 60_000 });
+  const nav = await waitFor("the main navigation", async () => (await driver.findAllByRole("navigation", "Main"))[0], {
+    timeoutMs: 60_000,
+  });
   const models = await driver.getByRole("link", "Models", nav);
   assert.equal(await driver.attribute(models, "aria-current"), "page", "Models is the current screen");
   // The page talks to Rust over IPC here, not HTTP: it is the Tauri window.
@@ -168,11 +210,18 @@ step(OPENS, [], async () => {
   // No API key prompt in the app: its commands need none.
   assert.equal((await driver.findAllByRole("textbox", "API key")).length, 0);
   // Discover lists the (fake) Hub's models, searched through the app's commands.
-  await waitFor("the Hub's models in Discover", async () => {
-    const results = (await driver.findAllByRole("list", "Search results"))[0];
-    return results && (await driver.findAllByRole("listitem", repoPattern(MODEL_REPO), results)).length === 1;
-  }, { timeoutMs: 30_000 });
-  assert.ok(hub.stats.requests.some((r) => r.path.startsWith("/api/models?")), "the app asked the Hub at HF_ENDPOINT");
+  await waitFor(
+    "the Hub's models in Discover",
+    async () => {
+      const results = (await driver.findAllByRole("list", "Search results"))[0];
+      return results && (await driver.findAllByRole("listitem", repoPattern(MODEL_REPO), results)).length === 1;
+    },
+    { timeoutMs: 30_000 },
+  );
+  assert.ok(
+    hub.stats.requests.some((r) => r.path.startsWith("/api/models?")),
+    "the app asked the Hub at HF_ENDPOINT",
+  );
   await shot("app-models.png");
 });
 
@@ -181,13 +230,20 @@ step(LIBRARY, [OPENS], async () => {
   const entry = await waitFor("the fixture in the Library", () => libraryEntry(MODEL_REPO), { timeoutMs: 30_000 });
   assert.match(await driver.text(entry), /\d+(\.\d)? MB on disk/);
   const listed = await invoke("list_library");
-  assert.ok(listed.value?.some((m) => repoPattern(MODEL_REPO).test(m.id)), JSON.stringify(listed));
+  assert.ok(
+    listed.value?.some((m) => repoPattern(MODEL_REPO).test(m.id)),
+    JSON.stringify(listed),
+  );
   await shot("app-library.png");
 });
 
 step(LOAD, [LIBRARY], async () => {
   await driver.click(await driver.getByRole("button", "Load", await libraryEntry(MODEL_REPO)));
-  await waitFor("the model to report loaded", async () => (await driver.findAllByRole("button", "Unload", await libraryEntry(MODEL_REPO))).length === 1, { timeoutMs: 90_000 });
+  await waitFor(
+    "the model to report loaded",
+    async () => (await driver.findAllByRole("button", "Unload", await libraryEntry(MODEL_REPO))).length === 1,
+    { timeoutMs: 90_000 },
+  );
   const listed = await invoke("list_library");
   const model = listed.value?.find((m) => repoPattern(MODEL_REPO).test(m.id));
   assert.equal(model?.loaded, true, JSON.stringify(listed));
@@ -197,7 +253,11 @@ step(LOAD, [LIBRARY], async () => {
   await shot("app-loaded.png");
 
   await driver.click(await driver.getByRole("button", "Unload", await libraryEntry(MODEL_REPO)));
-  await waitFor("the model to report unloaded", async () => (await driver.findAllByRole("button", "Load", await libraryEntry(MODEL_REPO))).length === 1, { timeoutMs: 30_000 });
+  await waitFor(
+    "the model to report unloaded",
+    async () => (await driver.findAllByRole("button", "Load", await libraryEntry(MODEL_REPO))).length === 1,
+    { timeoutMs: 30_000 },
+  );
   assert.equal((await invoke("list_library")).value?.find((m) => repoPattern(MODEL_REPO).test(m.id))?.loaded, false);
   assert.equal((await hostedLibraryModel(MODEL_REPO))?.loaded, false);
 });

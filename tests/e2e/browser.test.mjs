@@ -14,14 +14,30 @@ import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
 import { GATED_REPO, GRANTED_TOKEN, MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
-import { FIXTURE, ROOT, api, createKey, need, orchardEnv, repoPattern, saveLog, screenshotPath, sleep, startServe, tempDir, waitFor } from "./harness.mjs";
+import {
+  FIXTURE,
+  ROOT,
+  api,
+  createKey,
+  need,
+  orchardEnv,
+  repoPattern,
+  saveLog,
+  screenshotPath,
+  sleep,
+  startServe,
+  tempDir,
+  waitFor,
+} from "./harness.mjs";
 
 // A second real model, registered where it is with Add folder.
 const LOCAL_MODEL = join(ROOT, ".deps/models/SmolLM2-135M-Instruct-float16");
 // Debian's chromium (setup installs it); elsewhere CHROMIUM_BIN or Google Chrome.
-const CHROMIUM = [process.env.CHROMIUM_BIN, "/usr/bin/chromium", "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"].find(
-  (path) => path && existsSync(path),
-);
+const CHROMIUM = [
+  process.env.CHROMIUM_BIN,
+  "/usr/bin/chromium",
+  "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+].find((path) => path && existsSync(path));
 // Setup installs Chromium on Linux; a Mac without Chrome skips these tests.
 const noBrowser = !CHROMIUM && process.platform !== "linux" ? "no Chromium or Chrome here (set CHROMIUM_BIN)" : null;
 // The weights are ~115 MB: at this rate the download lasts ~15 s, long enough
@@ -88,7 +104,9 @@ function step(name, needs, body) {
       await body(t);
     } catch (error) {
       // What the page showed when it failed, for the report.
-      await page?.screenshot({ path: screenshotPath(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`) }).catch(() => {});
+      await page
+        ?.screenshot({ path: screenshotPath(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`) })
+        .catch(() => {});
       throw error;
     }
     passed.add(name);
@@ -150,7 +168,10 @@ step(KEY, [], async () => {
   await field.fill("orch-not-a-key");
   await page.getByRole("button", { name: "Continue" }).click();
   // A refused key: the page says so and asks again.
-  await page.getByRole("alert").filter({ hasText: /not accepted/ }).waitFor();
+  await page
+    .getByRole("alert")
+    .filter({ hasText: /not accepted/ })
+    .waitFor();
   await field.waitFor();
   await shot("api-key.png");
 
@@ -165,7 +186,10 @@ step(KEY, [], async () => {
     cookie: document.cookie,
   }));
   assert.ok(storage.session.includes(key), "the key is kept in sessionStorage");
-  assert.ok(!storage.local.some((v) => v.includes(key)) && !storage.cookie.includes(key), "and nowhere that outlives the session");
+  assert.ok(
+    !storage.local.some((v) => v.includes(key)) && !storage.cookie.includes(key),
+    "and nowhere that outlives the session",
+  );
   assert.ok(!page.url().includes(key), "never in the URL");
 });
 
@@ -179,14 +203,20 @@ step(DISCOVER, [KEY], async () => {
   await shot("discover.png");
 
   await search("SmolLM2");
-  await waitFor("the search to leave only SmolLM2 repos", async () => (await result("mlx-community/Qwen3-0.6B-4bit").count()) === 0);
+  await waitFor(
+    "the search to leave only SmolLM2 repos",
+    async () => (await result("mlx-community/Qwen3-0.6B-4bit").count()) === 0,
+  );
   await result(MODEL_REPO).waitFor();
   await result(GATED_REPO).waitFor();
   // What a result says about the model: its size on the Hub, one decimal.
   const text = await result(MODEL_REPO).innerText();
   assert.match(text, /\d+(\.\d)?\s?MB/, text);
   // The Hub was asked with the words typed (not filtered in the page alone).
-  assert.ok(hub.stats.requests.some((r) => r.path.startsWith("/api/models?") && r.path.includes("search=SmolLM2")), "the Hub was searched");
+  assert.ok(
+    hub.stats.requests.some((r) => r.path.startsWith("/api/models?") && r.path.includes("search=SmolLM2")),
+    "the Hub was searched",
+  );
 });
 
 step(DETAILS, [DISCOVER], async () => {
@@ -223,10 +253,17 @@ step(DOWNLOAD, [DETAILS], async () => {
     window.__progressSeen = [];
     const record = () => {
       for (const bar of document.querySelectorAll('[role="progressbar"]')) {
-        window.__progressSeen.push(Number(bar.getAttribute("aria-valuenow")) / Number(bar.getAttribute("aria-valuemax")));
+        window.__progressSeen.push(
+          Number(bar.getAttribute("aria-valuenow")) / Number(bar.getAttribute("aria-valuemax")),
+        );
       }
     };
-    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+    new MutationObserver(record).observe(document.body, {
+      subtree: true,
+      childList: true,
+      attributes: true,
+      attributeFilter: ["aria-valuenow"],
+    });
   });
   const details = await openDetails(MODEL_REPO);
   await details.getByRole("button", { name: "Download" }).click();
@@ -235,14 +272,18 @@ step(DOWNLOAD, [DETAILS], async () => {
 
   // Running: the bar moves.
   const bar = tile(MODEL_REPO).getByRole("progressbar");
-  const fraction = async () => Number(await bar.getAttribute("aria-valuenow")) / Number(await bar.getAttribute("aria-valuemax"));
+  const fraction = async () =>
+    Number(await bar.getAttribute("aria-valuenow")) / Number(await bar.getAttribute("aria-valuemax"));
   await waitFor("the download to pass 10%", async () => (await fraction()) > 0.1, { timeoutMs: 30_000 });
   await shot("download.png");
 
   await tile(MODEL_REPO).getByRole("button", { name: "Pause" }).click();
   await tile(MODEL_REPO).getByRole("button", { name: "Resume" }).waitFor();
   const weights = () => hub.stats.weightFetches.filter((f) => f.file === "model.safetensors");
-  await waitFor("the paused download to hang up on the CDN", () => weights().length > 0 && weights().every((f) => f.ended));
+  await waitFor(
+    "the paused download to hang up on the CDN",
+    () => weights().length > 0 && weights().every((f) => f.ended),
+  );
   const pausedAt = await bar.getAttribute("aria-valuenow");
   const fetchesWhenPaused = weights().length;
   assert.ok(Number(pausedAt) < 100, `paused part-way, at ${pausedAt}%`);
@@ -253,16 +294,35 @@ step(DOWNLOAD, [DETAILS], async () => {
   const seenBeforeResume = await page.evaluate(() => window.__progressSeen.length);
   await tile(MODEL_REPO).getByRole("button", { name: "Resume" }).click();
   // Resumed from the bytes on disk: a Range request for the rest, not the file again.
-  const resumed = await waitFor("the resumed download to ask the CDN for the rest", () => weights().slice(fetchesWhenPaused).find((f) => f.start > 0));
+  const resumed = await waitFor("the resumed download to ask the CDN for the rest", () =>
+    weights()
+      .slice(fetchesWhenPaused)
+      .find((f) => f.start > 0),
+  );
   const sentBefore = weights()
     .slice(0, fetchesWhenPaused)
     .reduce((sum, f) => sum + f.sent, 0);
   assert.ok(resumed.start <= sentBefore, `resumed at byte ${resumed.start}, after ${sentBefore} were sent`);
-  assert.equal(weights().slice(fetchesWhenPaused).filter((f) => f.start === 0).length, 0, "the weights were not fetched again from the start");
+  assert.equal(
+    weights()
+      .slice(fetchesWhenPaused)
+      .filter((f) => f.start === 0).length,
+    0,
+    "the weights were not fetched again from the start",
+  );
   hub.setRate(0);
-  await waitFor("the download to reach 100%", async () => (await page.evaluate(() => window.__progressSeen)).some((v) => v >= 1), { timeoutMs: 60_000 });
-  resumedProgress = { pausedAt: Number(pausedAt) / 100, after: (await page.evaluate(() => window.__progressSeen)).slice(seenBeforeResume) };
-  await tile(MODEL_REPO).getByText(/in your Library/).waitFor();
+  await waitFor(
+    "the download to reach 100%",
+    async () => (await page.evaluate(() => window.__progressSeen)).some((v) => v >= 1),
+    { timeoutMs: 60_000 },
+  );
+  resumedProgress = {
+    pausedAt: Number(pausedAt) / 100,
+    after: (await page.evaluate(() => window.__progressSeen)).slice(seenBeforeResume),
+  };
+  await tile(MODEL_REPO)
+    .getByText(/in your Library/)
+    .waitFor();
   const snapshot = join(env.HF_HUB_CACHE, `models--${MODEL_REPO.replace("/", "--")}`, "snapshots", hub.repos[0].sha);
   assert.ok(existsSync(join(snapshot, "model.safetensors")), "the weights are in the cache's snapshot");
   const downloads = await api(serve.url, key, "/api/downloads");
@@ -304,7 +364,8 @@ step(ADD_FOLDER, [LIBRARY], async () => {
 });
 
 step(LOAD, [LIBRARY], async () => {
-  const loaded = async () => (await api(serve.url, key, "/api/library")).find((m) => repoPattern(MODEL_REPO).test(m.id))?.loaded;
+  const loaded = async () =>
+    (await api(serve.url, key, "/api/library")).find((m) => repoPattern(MODEL_REPO).test(m.id))?.loaded;
   await entry(MODEL_REPO).getByRole("button", { name: "Load" }).click();
   await entry(MODEL_REPO).getByRole("button", { name: "Unload" }).waitFor({ timeout: 60_000 });
   await entry(MODEL_REPO).getByText("Loaded", { exact: true }).waitFor();
@@ -326,7 +387,10 @@ step(DELETE, [LIBRARY], async () => {
   await shot("delete-confirm.png");
   await confirm.click();
   await waitFor("the entry to leave the Library", async () => (await entry(MODEL_REPO).count()) === 0);
-  assert.ok(!existsSync(join(folder, "snapshots", hub.repos[0].sha, "model.safetensors")), "the weights are gone from the cache");
+  assert.ok(
+    !existsSync(join(folder, "snapshots", hub.repos[0].sha, "model.safetensors")),
+    "the weights are gone from the cache",
+  );
   const library = await api(serve.url, key, "/api/library");
   assert.ok(!library.some((m) => repoPattern(MODEL_REPO).test(m.id)), JSON.stringify(library));
   assert.deepEqual(dialogs, [], "no window.confirm or alert");
@@ -364,19 +428,27 @@ step(CANCEL, [TOKEN], async () => {
   await details.getByRole("button", { name: "Download" }).click();
   await closeDetails(details);
   const bar = tile(GATED_REPO).getByRole("progressbar");
-  await waitFor("the download to pass 5%", async () => Number(await bar.getAttribute("aria-valuenow")) > 5, { timeoutMs: 30_000 });
+  await waitFor("the download to pass 5%", async () => Number(await bar.getAttribute("aria-valuenow")) > 5, {
+    timeoutMs: 30_000,
+  });
   await tile(GATED_REPO).getByRole("button", { name: "Cancel" }).click();
   // Inline confirmation: keeping it is one click, stopping it another.
   await tile(GATED_REPO).getByRole("button", { name: "Keep downloading" }).waitFor();
   await tile(GATED_REPO).getByRole("button", { name: "Cancel download" }).click();
-  await waitFor("the download to be cancelled", async () => (await api(serve.url, key, "/api/downloads")).find((d) => d.repo === GATED_REPO)?.state === "cancelled");
+  await waitFor(
+    "the download to be cancelled",
+    async () => (await api(serve.url, key, "/api/downloads")).find((d) => d.repo === GATED_REPO)?.state === "cancelled",
+  );
   await waitFor("its tile to go", async () => (await tile(GATED_REPO).count()) === 0);
   const blobs = join(env.HF_HUB_CACHE, `models--${GATED_REPO.replace("/", "--")}`, "blobs");
   const partials = existsSync(blobs) ? readdirSync(blobs).filter((n) => n.endsWith(".incomplete")) : [];
   assert.deepEqual(partials, [], "its partial files are removed");
   assert.equal(await entry(GATED_REPO).count(), 0, "and it is not in the Library");
   // The token went to the Hub, never to the CDN.
-  assert.ok(hub.stats.requests.some((r) => r.authorized && r.path.includes("Gated-SmolLM2")), "the Hub saw the token");
+  assert.ok(
+    hub.stats.requests.some((r) => r.authorized && r.path.includes("Gated-SmolLM2")),
+    "the Hub saw the token",
+  );
   const cdn = hub.stats.weightFetches.slice(fetchesBefore);
   assert.ok(cdn.length > 0 && cdn.every((f) => !f.authorized), JSON.stringify(cdn));
   hub.setRate(0);

@@ -83,7 +83,12 @@ function smallFile(name, content) {
 /** A weight file the fake lists but does not serve (search-only repos). */
 function listedWeights(name, size) {
   const sha256 = createHash("sha256").update(`weights ${name} ${size}`).digest("hex");
-  return { name, size, lfs: { sha256, size, pointerSize: lfsPointer(sha256, size).length }, blobId: gitSha1(lfsPointer(sha256, size)) };
+  return {
+    name,
+    size,
+    lfs: { sha256, size, pointerSize: lfsPointer(sha256, size).length },
+    blobId: gitSha1(lfsPointer(sha256, size)),
+  };
 }
 
 function modelCard(repoId, license, text) {
@@ -115,7 +120,13 @@ function folderFiles(dir) {
     if (LFS_EXTENSIONS.some((ext) => name.endsWith(ext))) {
       const sha256 = sha256File(path);
       const pointer = lfsPointer(sha256, stat.size);
-      files.push({ name, size: stat.size, path, lfs: { sha256, size: stat.size, pointerSize: pointer.length }, blobId: gitSha1(pointer) });
+      files.push({
+        name,
+        size: stat.size,
+        path,
+        lfs: { sha256, size: stat.size, pointerSize: pointer.length },
+        blobId: gitSha1(pointer),
+      });
     } else {
       files.push(smallFile(name, readFileSync(path)));
     }
@@ -159,7 +170,22 @@ const GEMMA_TEMPLATE =
   "{{ bos_token }}{%- for message in messages %}<start_of_turn>{{ message['role'] }}\n{{ message['content'] | trim }}<end_of_turn>\n{%- endfor %}{%- if add_generation_prompt %}<start_of_turn>model\n{%- endif %}";
 
 /** A repo that is listed and described, with real-looking small files, but whose weights are not served. */
-function listedRepo({ id, modelType, architectures, bits, params, weights, template, license, tags, downloads, likes, lastModified, libraryName = "mlx", text }) {
+function listedRepo({
+  id,
+  modelType,
+  architectures,
+  bits,
+  params,
+  weights,
+  template,
+  license,
+  tags,
+  downloads,
+  likes,
+  lastModified,
+  libraryName = "mlx",
+  text,
+}) {
   const config = { architectures, model_type: modelType, hidden_size: 1024, num_hidden_layers: 28, vocab_size: 151936 };
   if (bits) config.quantization = config.quantization_config = { group_size: 64, bits };
   const tokenizerConfig = { bos_token: null, eos_token: "<|im_end|>", chat_template: template };
@@ -183,7 +209,10 @@ function listedRepo({ id, modelType, architectures, bits, params, weights, templ
     pipeline_tag: "text-generation",
     library_name: libraryName,
     license,
-    safetensors: { parameters: bits ? { BF16: Math.round(params / 8), U32: Math.round((params * bits) / 32) } : { BF16: params }, total: params },
+    safetensors: {
+      parameters: bits ? { BF16: Math.round(params / 8), U32: Math.round((params * bits) / 32) } : { BF16: params },
+      total: params,
+    },
     config: configDigest(config, tokenizerConfig),
   };
 }
@@ -210,9 +239,25 @@ export function buildRepos(fixtureDir) {
       ...extra,
     };
   };
-  const smolTags = ["mlx", "safetensors", "llama", "text-generation", "conversational", "en", "4-bit", "base_model:HuggingFaceTB/SmolLM2-135M-Instruct", "license:apache-2.0", "region:us"];
+  const smolTags = [
+    "mlx",
+    "safetensors",
+    "llama",
+    "text-generation",
+    "conversational",
+    "en",
+    "4-bit",
+    "base_model:HuggingFaceTB/SmolLM2-135M-Instruct",
+    "license:apache-2.0",
+    "region:us",
+  ];
   return [
-    served(MODEL_REPO, false, { downloads: 48210, likes: 12, lastModified: "2025-02-20T08:15:00.000Z", tags: smolTags }),
+    served(MODEL_REPO, false, {
+      downloads: 48210,
+      likes: 12,
+      lastModified: "2025-02-20T08:15:00.000Z",
+      tags: smolTags,
+    }),
     served(GATED_REPO, true, { downloads: 310, likes: 2, lastModified: "2025-03-02T16:40:00.000Z", tags: smolTags }),
     listedRepo({
       id: "mlx-community/Qwen3-0.6B-4bit",
@@ -223,7 +268,17 @@ export function buildRepos(fixtureDir) {
       weights: [["model.safetensors", 335_134_812]],
       template: QWEN_TEMPLATE,
       license: "apache-2.0",
-      tags: ["mlx", "safetensors", "qwen3", "text-generation", "conversational", "4-bit", "base_model:Qwen/Qwen3-0.6B", "license:apache-2.0", "region:us"],
+      tags: [
+        "mlx",
+        "safetensors",
+        "qwen3",
+        "text-generation",
+        "conversational",
+        "4-bit",
+        "base_model:Qwen/Qwen3-0.6B",
+        "license:apache-2.0",
+        "region:us",
+      ],
       downloads: 251_000,
       likes: 41,
       lastModified: "2025-05-01T12:00:00.000Z",
@@ -238,7 +293,16 @@ export function buildRepos(fixtureDir) {
       weights: [["model.safetensors", 3_414_155_621]],
       template: LLAMA_TEMPLATE,
       license: "llama3.2",
-      tags: ["mlx", "safetensors", "llama", "text-generation", "conversational", "8-bit", "license:llama3.2", "region:us"],
+      tags: [
+        "mlx",
+        "safetensors",
+        "llama",
+        "text-generation",
+        "conversational",
+        "8-bit",
+        "license:llama3.2",
+        "region:us",
+      ],
       downloads: 98_400,
       likes: 23,
       lastModified: "2024-10-12T07:30:00.000Z",
@@ -258,7 +322,16 @@ export function buildRepos(fixtureDir) {
       ],
       template: GEMMA_TEMPLATE,
       license: "gemma",
-      tags: ["mlx", "safetensors", "gemma3", "image-text-to-text", "conversational", "4-bit", "license:gemma", "region:us"],
+      tags: [
+        "mlx",
+        "safetensors",
+        "gemma3",
+        "image-text-to-text",
+        "conversational",
+        "4-bit",
+        "license:gemma",
+        "region:us",
+      ],
       downloads: 65_200,
       likes: 57,
       lastModified: "2025-03-15T18:00:00.000Z",
@@ -274,7 +347,16 @@ export function buildRepos(fixtureDir) {
       template: QWEN_TEMPLATE,
       license: "apache-2.0",
       libraryName: "transformers",
-      tags: ["transformers", "safetensors", "llama", "text-generation", "conversational", "en", "license:apache-2.0", "region:us"],
+      tags: [
+        "transformers",
+        "safetensors",
+        "llama",
+        "text-generation",
+        "conversational",
+        "en",
+        "license:apache-2.0",
+        "region:us",
+      ],
       downloads: 1_020_000,
       likes: 180,
       lastModified: "2024-11-20T10:00:00.000Z",
@@ -285,20 +367,61 @@ export function buildRepos(fixtureDir) {
 
 // The fields `expand[]` may name on the real Hub (others are a 400 there).
 const EXPANDABLE = new Set([
-  "author", "baseModels", "cardData", "childrenModelCount", "config", "createdAt", "disabled", "downloads",
-  "downloadsAllTime", "gated", "gguf", "inference", "inferenceProviderMapping", "lastModified", "library_name",
-  "likes", "mask_token", "model-index", "pipeline_tag", "private", "resourceGroup", "safetensors", "sha",
-  "siblings", "spaces", "tags", "transformersInfo", "trendingScore", "widgetData", "usedStorage", "xetEnabled",
+  "author",
+  "baseModels",
+  "cardData",
+  "childrenModelCount",
+  "config",
+  "createdAt",
+  "disabled",
+  "downloads",
+  "downloadsAllTime",
+  "gated",
+  "gguf",
+  "inference",
+  "inferenceProviderMapping",
+  "lastModified",
+  "library_name",
+  "likes",
+  "mask_token",
+  "model-index",
+  "pipeline_tag",
+  "private",
+  "resourceGroup",
+  "safetensors",
+  "sha",
+  "siblings",
+  "spaces",
+  "tags",
+  "transformersInfo",
+  "trendingScore",
+  "widgetData",
+  "usedStorage",
+  "xetEnabled",
 ]);
 // What a listing holds when no `expand[]` is given.
-const LISTING_DEFAULT = ["likes", "trendingScore", "private", "downloads", "tags", "pipeline_tag", "library_name", "createdAt"];
+const LISTING_DEFAULT = [
+  "likes",
+  "trendingScore",
+  "private",
+  "downloads",
+  "tags",
+  "pipeline_tag",
+  "library_name",
+  "createdAt",
+];
 
 function field(repo, name, { blobs = false } = {}) {
   switch (name) {
     case "author":
       return repo.id.split("/")[0];
     case "cardData":
-      return { license: repo.license, library_name: repo.library_name, pipeline_tag: repo.pipeline_tag, tags: [repo.library_name] };
+      return {
+        license: repo.license,
+        library_name: repo.library_name,
+        pipeline_tag: repo.pipeline_tag,
+        tags: [repo.library_name],
+      };
     case "trendingScore":
       return Math.round(repo.likes / 2);
     case "private":
@@ -308,7 +431,9 @@ function field(repo, name, { blobs = false } = {}) {
       return repo.id;
     case "siblings":
       return repo.files.map((f) =>
-        blobs ? { rfilename: f.name, blobId: f.blobId, size: f.size, ...(f.lfs ? { lfs: f.lfs } : {}) } : { rfilename: f.name },
+        blobs
+          ? { rfilename: f.name, blobId: f.blobId, size: f.size, ...(f.lfs ? { lfs: f.lfs } : {}) }
+          : { rfilename: f.name },
       );
     case "spaces":
       return [];
@@ -329,14 +454,40 @@ function listing(repo, expand) {
 
 function details(repo, blobs) {
   const entry = { _id: repo.sha.slice(0, 24), id: repo.id };
-  for (const name of ["private", "pipeline_tag", "library_name", "tags", "downloads", "likes", "modelId", "author", "sha", "lastModified", "gated", "disabled", "config", "cardData", "siblings", "spaces", "createdAt", "safetensors", "usedStorage"]) {
+  for (const name of [
+    "private",
+    "pipeline_tag",
+    "library_name",
+    "tags",
+    "downloads",
+    "likes",
+    "modelId",
+    "author",
+    "sha",
+    "lastModified",
+    "gated",
+    "disabled",
+    "config",
+    "cardData",
+    "siblings",
+    "spaces",
+    "createdAt",
+    "safetensors",
+    "usedStorage",
+  ]) {
     const value = field(repo, name, { blobs });
     if (value !== undefined) entry[name] = value;
   }
   return entry;
 }
 
-const SORT_KEYS = { downloads: "downloads", likes: "likes", lastModified: "lastModified", trendingScore: "trendingScore", createdAt: "createdAt" };
+const SORT_KEYS = {
+  downloads: "downloads",
+  likes: "likes",
+  lastModified: "lastModified",
+  trendingScore: "trendingScore",
+  createdAt: "createdAt",
+};
 
 function search(repos, params) {
   const expand = params.getAll("expand[]");
@@ -345,7 +496,8 @@ function search(repos, params) {
   const limit = Number(params.get("limit") ?? 1000);
   if (!Number.isInteger(limit) || limit < 1) return [400, { error: '"limit" must be a positive integer' }];
   const sortName = params.get("sort");
-  if (sortName !== null && !(sortName in SORT_KEYS)) return [400, { error: `"sort" must be one of [${Object.keys(SORT_KEYS).join(", ")}]` }];
+  if (sortName !== null && !(sortName in SORT_KEYS))
+    return [400, { error: `"sort" must be one of [${Object.keys(SORT_KEYS).join(", ")}]` }];
   const text = params.get("search")?.toLowerCase();
   const author = params.get("author")?.toLowerCase();
   const filters = params.getAll("filter");
@@ -380,13 +532,23 @@ export async function startFakeHub({ fixture, port = 0, rate = 0 }) {
   const open = new Set();
 
   const send = (res, status, headers, body) => {
-    const data = body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
+    const data =
+      body === undefined
+        ? Buffer.alloc(0)
+        : Buffer.isBuffer(body)
+          ? body
+          : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
     const head = { "Content-Length": data.length, ...headers };
-    if (body !== undefined && !head["Content-Type"]) head["Content-Type"] = typeof body === "object" && !Buffer.isBuffer(body) ? "application/json; charset=utf-8" : "text/plain; charset=utf-8";
+    if (body !== undefined && !head["Content-Type"])
+      head["Content-Type"] =
+        typeof body === "object" && !Buffer.isBuffer(body)
+          ? "application/json; charset=utf-8"
+          : "text/plain; charset=utf-8";
     res.writeHead(status, head);
     res.end(res.req.method === "HEAD" ? undefined : data);
   };
-  const notFound = (res, code, message) => send(res, 404, { "X-Error-Code": code, "X-Error-Message": message }, { error: message });
+  const notFound = (res, code, message) =>
+    send(res, 404, { "X-Error-Code": code, "X-Error-Message": message }, { error: message });
 
   /** The token check of a gated repo: null when access is granted, else the answer given. */
   const gate = (req, res, repo) => {
@@ -404,7 +566,11 @@ export async function startFakeHub({ fixture, port = 0, rate = 0 }) {
   const hub = createServer((req, res) => {
     const url = new URL(req.url, "http://hub");
     const path = decodeURIComponent(url.pathname);
-    stats.requests.push({ method: req.method, path: url.pathname + url.search, authorized: Boolean(req.headers.authorization) });
+    stats.requests.push({
+      method: req.method,
+      path: url.pathname + url.search,
+      authorized: Boolean(req.headers.authorization),
+    });
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, {}, { error: "method not allowed" });
 
     if (path === "/api/models") {
@@ -416,7 +582,8 @@ export async function startFakeHub({ fixture, port = 0, rate = 0 }) {
       const repo = byId.get(m[1]);
       if (!repo) return notFound(res, "RepoNotFound", "Repository not found");
       const revision = m[2] ?? "main";
-      if (revision !== "main" && revision !== repo.sha) return notFound(res, "RevisionNotFound", `Invalid rev id: ${revision}`);
+      if (revision !== "main" && revision !== repo.sha)
+        return notFound(res, "RevisionNotFound", `Invalid rev id: ${revision}`);
       return send(res, 200, {}, details(repo, url.searchParams.get("blobs") === "true"));
     }
     m = path.match(/^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/);
@@ -424,10 +591,12 @@ export async function startFakeHub({ fixture, port = 0, rate = 0 }) {
       const [, id, revision, name] = m;
       const repo = byId.get(id);
       if (!repo) return notFound(res, "RepoNotFound", "Repository not found");
-      if (revision !== "main" && revision !== repo.sha) return notFound(res, "RevisionNotFound", `Invalid rev id: ${revision}`);
+      if (revision !== "main" && revision !== repo.sha)
+        return notFound(res, "RevisionNotFound", `Invalid rev id: ${revision}`);
       if (gate(req, res, repo)) return;
       const file = repo.files.find((f) => f.name === name);
-      if (!file || (file.lfs && !repo.servesWeights)) return notFound(res, "EntryNotFound", `${name} does not exist on "${revision}"`);
+      if (!file || (file.lfs && !repo.servesWeights))
+        return notFound(res, "EntryNotFound", `${name} does not exist on "${revision}"`);
       if (file.lfs) {
         return send(res, 302, {
           Location: `${cdnUrl}/repos/${repo.sha.slice(0, 8)}/${file.lfs.sha256}?response-content-disposition=attachment&X-Fake-Signature=${repo.sha.slice(0, 16)}`,
@@ -449,7 +618,13 @@ export async function startFakeHub({ fixture, port = 0, rate = 0 }) {
       const file = repo?.sha === m[2] ? repo.files.find((f) => f.name === m[3] && !f.lfs) : undefined;
       if (!file) return notFound(res, "EntryNotFound", "Entry not found");
       if (gate(req, res, repo)) return;
-      return sendRange(req, res, file.content.length, { ETag: `"${file.blobId}"`, "X-Repo-Commit": repo.sha }, (start) => file.content.subarray(start));
+      return sendRange(
+        req,
+        res,
+        file.content.length,
+        { ETag: `"${file.blobId}"`, "X-Repo-Commit": repo.sha },
+        (start) => file.content.subarray(start),
+      );
     }
     return notFound(res, "RepoNotFound", "Not found");
   });
@@ -457,13 +632,22 @@ export async function startFakeHub({ fixture, port = 0, rate = 0 }) {
   const cdn = createServer((req, res) => {
     const url = new URL(req.url, "http://cdn");
     const m = url.pathname.match(/^\/repos\/[0-9a-f]{8}\/([0-9a-f]{64})$/);
-    const found = m && repos.flatMap((r) => r.files.filter((f) => f.path && f.lfs.sha256 === m[1]).map((f) => ({ r, f })))[0];
+    const found =
+      m && repos.flatMap((r) => r.files.filter((f) => f.path && f.lfs.sha256 === m[1]).map((f) => ({ r, f })))[0];
     if (!found) return send(res, 404, {}, "NoSuchKey");
     const { f } = found;
     const range = parseRange(req.headers.range);
-    const record = { file: f.name, start: range ?? 0, authorized: Boolean(req.headers.authorization), sent: 0, ended: false };
+    const record = {
+      file: f.name,
+      start: range ?? 0,
+      authorized: Boolean(req.headers.authorization),
+      sent: 0,
+      ended: false,
+    };
     if (req.method === "GET") stats.weightFetches.push(record);
-    sendRange(req, res, f.size, { ETag: `"${f.lfs.sha256}"`, "Content-Type": "binary/octet-stream" }, (start) => throttled(f.path, start, state, record, res));
+    sendRange(req, res, f.size, { ETag: `"${f.lfs.sha256}"`, "Content-Type": "binary/octet-stream" }, (start) =>
+      throttled(f.path, start, state, record, res),
+    );
   });
 
   /** Answers a GET or HEAD of `size` bytes, honouring `Range: bytes=N-`. */
@@ -491,7 +675,10 @@ export async function startFakeHub({ fixture, port = 0, rate = 0 }) {
       socket.on("close", () => open.delete(socket));
     });
   }
-  const listen = (server, p) => new Promise((resolve, reject) => server.once("error", reject).listen(p, "127.0.0.1", () => resolve(server.address().port)));
+  const listen = (server, p) =>
+    new Promise((resolve, reject) =>
+      server.once("error", reject).listen(p, "127.0.0.1", () => resolve(server.address().port)),
+    );
   const hubPort = await listen(hub, port);
   cdnUrl = `http://127.0.0.1:${await listen(cdn, 0)}`;
   return {

@@ -3,7 +3,17 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -20,7 +30,11 @@ export const SCREENSHOTS = join(ARTIFACTS, "screenshots");
 
 // Stopped from outside (Ctrl-C, `timeout`): exit, so that the exit handlers
 // below remove temporary folders and stop every process the tests started.
-for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]]) process.once(signal, () => process.exit(code));
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+])
+  process.once(signal, () => process.exit(code));
 
 /** Fails with what to do when something the tests need was not built or installed. */
 export function need(path, fix) {
@@ -81,7 +95,9 @@ export class Child {
     this.output = "";
     // Its own process group, so that stopping it also stops what it started.
     this.process = spawn(command, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    this.exited = new Promise((resolveExit) => this.process.once("exit", (code, signal) => resolveExit({ code, signal })));
+    this.exited = new Promise((resolveExit) =>
+      this.process.once("exit", (code, signal) => resolveExit({ code, signal })),
+    );
     for (const stream of [this.process.stdout, this.process.stderr]) {
       stream.setEncoding("utf8");
       stream.on("data", (text) => {
@@ -113,7 +129,9 @@ export class Child {
       if (exited) break;
       await sleep(50);
     }
-    throw new Error(`${this.name} ${exited ? "exited" : "did not print " + pattern} within ${timeoutMs} ms; its output:\n${this.tail()}`);
+    throw new Error(
+      `${this.name} ${exited ? "exited" : "did not print " + pattern} within ${timeoutMs} ms; its output:\n${this.tail()}`,
+    );
   }
 
   tail(chars = 6000) {
@@ -168,7 +186,10 @@ export async function waitFor(what, check, { timeoutMs = 30_000, intervalMs = 20
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`,
+      );
     await sleep(intervalMs);
   }
 }

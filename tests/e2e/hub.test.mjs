@@ -53,7 +53,10 @@ test("search finds the fake Hub's models by name and author, as on the Hub", asy
 
   const everyone = await orchard(["models", "search", "SmolLM2", "--author", "", "--json"]);
   assert.equal(everyone.code, 0, everyone.stderr);
-  assert.ok(JSON.parse(everyone.stdout).models.some((m) => m.id === "HuggingFaceTB/SmolLM2-135M-Instruct"), everyone.stdout);
+  assert.ok(
+    JSON.parse(everyone.stdout).models.some((m) => m.id === "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    everyone.stdout,
+  );
 });
 
 test("details of the gated repo say it is gated; its files need a token", async () => {
@@ -76,8 +79,13 @@ test("a download through the fake Hub and its CDN gives the fixture's exact file
   const repo = hub.repos.find((r) => r.id === MODEL_REPO);
   const snapshot = join(env.HF_HUB_CACHE, `models--${MODEL_REPO.replace("/", "--")}`, "snapshots", repo.sha);
   const names = readdirSync(snapshot).sort();
-  const expected = readdirSync(FIXTURE).filter((n) => /\.(json|safetensors|jinja|txt|model|tiktoken)$/.test(n) || n === "README.md").sort();
-  assert.deepEqual(names.filter((n) => n !== "README.md"), expected.filter((n) => n !== "README.md"));
+  const expected = readdirSync(FIXTURE)
+    .filter((n) => /\.(json|safetensors|jinja|txt|model|tiktoken)$/.test(n) || n === "README.md")
+    .sort();
+  assert.deepEqual(
+    names.filter((n) => n !== "README.md"),
+    expected.filter((n) => n !== "README.md"),
+  );
   for (const name of expected) {
     assert.equal(sha256(realpathSync(join(snapshot, name))), sha256(join(FIXTURE, name)), name);
   }

@@ -130,7 +130,9 @@ export class WebDriver {
     const all = await this.findAllByRole(role, name, within);
     if (all.length !== 1) {
       const found = await this.execute(ROLE_SCRIPT, [role, within]);
-      throw new Error(`expected one ${role} named ${name}, found ${all.length}; the ${role}s are: ${JSON.stringify(found.map((f) => f.name))}`);
+      throw new Error(
+        `expected one ${role} named ${name}, found ${all.length}; the ${role}s are: ${JSON.stringify(found.map((f) => f.name))}`,
+      );
     }
     return all[0];
   }
