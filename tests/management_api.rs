@@ -446,3 +446,43 @@ async fn the_web_ui_is_served_at_the_root_with_a_strict_policy() {
     let body: Value = missing.json().await.expect("JSON error");
     assert!(body["error"]["message"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn an_added_folder_can_be_removed_from_the_library_and_its_files_stay() {
+    let api = Api::start("http://127.0.0.1:9").await;
+    let fixture = orchard_core::paths::fixture_models_dir()
+        .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
+        .join("SmolLM2-135M-Instruct-4bit");
+    let (status, added) = api
+        .post(
+            "/api/library/add_folder",
+            json!({"path": fixture.to_string_lossy()}),
+        )
+        .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["id"], "SmolLM2-135M-Instruct-4bit");
+    assert_eq!(added["source"], "local");
+    // Added twice: the same folder is refused by name.
+    let (status, again) = api
+        .post(
+            "/api/library/add_folder",
+            json!({"path": fixture.to_string_lossy()}),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+
+    let (status, removed) = api
+        .post(
+            "/api/library/delete",
+            json!({"model": "SmolLM2-135M-Instruct-4bit"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["freed_bytes"], 0);
+    let (_, library) = api.get("/api/library").await;
+    assert_eq!(library, json!([]));
+    assert!(
+        fixture.join("model.safetensors").is_file(),
+        "the user's files were deleted"
+    );
+}

@@ -134,6 +134,13 @@ impl Catalog {
         Ok(entry)
     }
 
+    /// Takes a local folder out of the catalog (its files stay); None when
+    /// no local folder is called `id`.
+    pub fn remove_local(&mut self, id: &str) -> Option<ModelEntry> {
+        let index = self.local.iter().position(|e| e.id == id)?;
+        Some(self.local.remove(index))
+    }
+
     /// Every model: local folders first, then the Hugging Face cache by id.
     pub fn entries(&self) -> Vec<ModelEntry> {
         let mut entries = self.local.clone();

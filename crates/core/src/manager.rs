@@ -288,6 +288,16 @@ impl ModelManager {
             .map_err(|message| CoreError::invalid("model", message))
     }
 
+    /// Takes a model folder out of the catalog (its files stay).
+    pub fn remove_folder(&self, id: &str) -> bool {
+        self.inner
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_local(id)
+            .is_some()
+    }
+
     fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         self.inner.catalog.read().unwrap_or_else(|p| p.into_inner())
     }

@@ -168,19 +168,35 @@ pub async fn unload_model(orchard: &Orchard, input: ModelRequest) -> Result<Libr
 }
 
 /// Deletes a downloaded model from the Hugging Face cache (every revision;
-/// blobs are removed with it). It is unloaded first. A registered folder is
-/// not deleted: its files are the user's.
+/// blobs are removed with it). It is unloaded first. A folder the user added
+/// leaves the library but its files stay (they are the user's): nothing is
+/// freed. A folder given with `--model` belongs to that run and stays.
 pub async fn delete_model(orchard: &Orchard, input: ModelRequest) -> Result<Deleted, OpError> {
     let entry = entry(orchard, &input.model)?;
     if entry.source == Source::Local {
-        return Err(OpError::new(
-            ErrorCode::Conflict,
-            format!(
-                "{} is a folder you added ({}); Orchard does not delete your folders: remove it in Finder",
-                entry.id,
-                entry.dir.display()
-            ),
-        ));
+        let registered = orchard
+            .store()
+            .local_models()?
+            .into_iter()
+            .any(|m| m.name == entry.id);
+        if !registered {
+            return Err(OpError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{} was given on the command line (--model {}); it stays for this run",
+                    entry.id,
+                    entry.dir.display()
+                ),
+            ));
+        }
+        orchard.manager().unload(&entry.id).await;
+        orchard.manager().remove_folder(&entry.id);
+        orchard.store().remove_local_model(&entry.id)?;
+        tracing::info!(model = %entry.id, "model folder removed from the library; its files stay");
+        return Ok(Deleted {
+            model: entry.id,
+            freed_bytes: 0,
+        });
     }
     let downloading = orchard
         .downloads()

@@ -93,7 +93,10 @@ export class LibraryStore {
     let deleted: Deleted | null = null;
     await this.#act(id, "delete", async () => {
       deleted = await this.#transport.call("delete_model", { model: id });
-      this.notice = `Deleted ${id}: freed ${formatBytes(deleted.freed_bytes)}.`;
+      this.notice =
+        deleted.freed_bytes === 0
+          ? `Removed ${id} from the library; its folder stays on disk.`
+          : `Deleted ${id}: freed ${formatBytes(deleted.freed_bytes)}.`;
       this.models = this.models.filter((m) => m.id !== id);
     });
     return deleted;

@@ -116,6 +116,23 @@ describe("Library", () => {
     expect(screen.getByText(`Deleted ${SMOL}: freed 76.3 MB.`)).toBeInTheDocument();
   });
 
+  it("removes an added folder from the library without promising to free its files", async () => {
+    const transport = fakeOrchard()
+      .onRead("list_library", models())
+      .onCall("delete_model", ({ model }) => ({ model, freed_bytes: 0 }));
+    const { user } = renderShell(transport, "#/models/library");
+    await screen.findByRole("listitem", { name: LOCAL });
+    expect(within(entry(LOCAL)).queryByRole("button", { name: "Delete" })).toBeNull();
+    await user.click(within(entry(LOCAL)).getByRole("button", { name: "Remove" }));
+    expect(
+      within(entry(LOCAL)).getByText(`Remove ${LOCAL} from the library? Its folder stays on disk.`),
+    ).toBeInTheDocument();
+    await user.click(within(entry(LOCAL)).getByRole("button", { name: "Remove from library" }));
+    expect(transport.inputs("delete_model")).toEqual([{ model: LOCAL }]);
+    await waitFor(() => expect(screen.queryByRole("listitem", { name: LOCAL })).toBeNull());
+    expect(screen.getByText(`Removed ${LOCAL} from the library; its folder stays on disk.`)).toBeInTheDocument();
+  });
+
   it("keeps a model whose delete failed, and says why", async () => {
     const transport = fakeOrchard()
       .onRead("list_library", models())
