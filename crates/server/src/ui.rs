@@ -17,11 +17,43 @@ struct Assets;
 /// it may call only this origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// Whether `path` belongs to an API rather than to the page.
+/// Whether `path` belongs to an API rather than to the page: `/api`,
+/// `/health`, `/metrics` and any versioned prefix (`/v1`, `/v2`, ...), so a
+/// client that calls a wrong API path gets a JSON error, not the page.
 pub fn is_api_path(path: &str) -> bool {
-    ["/v1", "/api", "/health", "/metrics"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let versioned = first
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    versioned || matches!(first, "api" | "health" | "metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_api_path;
+
+    #[test]
+    fn api_paths_are_told_from_the_pages_own() {
+        for api in [
+            "/v1/models",
+            "/v2/nothing",
+            "/api",
+            "/api/library",
+            "/health",
+            "/metrics",
+        ] {
+            assert!(is_api_path(api), "{api}");
+        }
+        for page in [
+            "/",
+            "/index.html",
+            "/assets/index.js",
+            "/models/library",
+            "/variants",
+        ] {
+            assert!(!is_api_path(page), "{page}");
+        }
+    }
 }
 
 /// Answers a GET of the page or one of its files; None for anything else.
