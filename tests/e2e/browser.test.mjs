@@ -123,6 +123,7 @@ const LIBRARY = "the downloaded model is in the Library";
 const ADD_FOLDER = "Add folder registers a model folder from disk";
 const LOAD = "Load and Unload load the model and free it";
 const DELETE = "Delete asks first, then removes the model and its files";
+const REMOVE = "Remove takes an added folder off the Library and leaves its files";
 const AGAIN = "after Delete, Discover offers the model for download again";
 const TOKEN = "a token saved in Settings opens the gated model";
 const CANCEL = "Cancel asks first, then stops the download and removes its partial files";
@@ -394,6 +395,16 @@ step(DELETE, [LIBRARY], async () => {
   const library = await api(serve.url, key, "/api/library");
   assert.ok(!library.some((m) => repoPattern(MODEL_REPO).test(m.id)), JSON.stringify(library));
   assert.deepEqual(dialogs, [], "no window.confirm or alert");
+});
+
+step(REMOVE, [ADD_FOLDER], async () => {
+  const local = entry(basename(LOCAL_MODEL));
+  await local.getByRole("button", { name: "Remove" }).click();
+  await local.getByRole("button", { name: "Remove from library" }).click();
+  await waitFor("the folder to leave the Library", async () => (await local.count()) === 0);
+  const library = await api(serve.url, key, "/api/library");
+  assert.ok(!library.some((m) => m.source === "local"), JSON.stringify(library));
+  assert.ok(existsSync(join(LOCAL_MODEL, "model.safetensors")), "its files stay where they are");
 });
 
 step(AGAIN, [DELETE], async () => {
