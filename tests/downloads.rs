@@ -54,14 +54,28 @@ async fn pause_keeps_the_bytes_and_resume_continues_from_them() {
     let (downloads, store) = manager(&hub, dir.path());
     let mut events = downloads.subscribe();
     downloads.start("org/big", "main", &[]).expect("start");
-    until(&mut events, |e| e.downloaded >= 300_000).await;
+    let reached = until(&mut events, |e| e.downloaded >= 300_000).await;
     downloads.pause("org/big").await.expect("pause");
-    assert_eq!(
-        store.download("org/big").expect("read").expect("row").state,
-        "paused"
+    let row = store.download("org/big").expect("read").expect("row");
+    assert_eq!(row.state, "paused");
+    // What was reported stays reported: the pause records every byte
+    // received, not the last periodic save (the bar must not go back).
+    let paused = until(&mut events, |e| e.state == "paused").await;
+    assert!(
+        paused.downloaded >= reached.downloaded && row.downloaded == paused.downloaded,
+        "paused at {} after {} was reported (stored {})",
+        paused.downloaded,
+        reached.downloaded,
+        row.downloaded
     );
 
     downloads.resume("org/big").expect("resume");
+    let resumed = until(&mut events, |e| e.state == "running").await;
+    assert_eq!(
+        (resumed.downloaded, resumed.total),
+        (paused.downloaded, paused.total),
+        "the resumed download's first event starts from zero"
+    );
     let done = until(&mut events, |e| e.state == "done" || e.state == "failed").await;
     assert_eq!(done.state, "done", "{done:?}");
     assert_eq!(done.downloaded, SIZE as u64);

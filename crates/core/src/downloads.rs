@@ -65,6 +65,9 @@ struct Inner {
     running: Mutex<HashMap<String, (u64, JoinHandle<()>)>>,
     next_task: AtomicU64,
     events: broadcast::Sender<DownloadEvent>,
+    /// The last progress sent for each running download (bytes done,
+    /// total): what a pause records, so the bar never goes back.
+    progress: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl std::fmt::Debug for DownloadManager {
@@ -89,6 +92,7 @@ impl DownloadManager {
                 running: Mutex::new(HashMap::new()),
                 next_task: AtomicU64::new(0),
                 events: broadcast::channel(256).0,
+                progress: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -170,10 +174,16 @@ impl DownloadManager {
         } else {
             patterns.to_vec()
         };
+        // A resumed download starts from what it had.
+        let (downloaded, total) = self
+            .inner
+            .store
+            .download(repo.as_str())?
+            .map_or((0, 0), |r| (r.downloaded, r.total));
         self.inner
             .store
             .put_download(repo.as_str(), revision, &patterns, "running")?;
-        self.emit(repo.as_str(), "running", 0, 0, None);
+        self.emit(repo.as_str(), "running", downloaded, total, None);
         let manager = self.clone();
         let revision = revision.to_string();
         let key = repo.to_string();
@@ -251,6 +261,12 @@ impl DownloadManager {
             // Cancelled or finished: either way it no longer runs.
             let _ = task.await;
         }
+        // The bytes received up to the stop, not the last periodic save.
+        if let Some((downloaded, total)) = self.progress().remove(repo) {
+            self.inner
+                .store
+                .set_download_progress(repo, downloaded, total)?;
+        }
         // The store keeps a download that finished meanwhile done.
         if !self.inner.store.set_download_state(repo, state, None)? {
             return Ok(None);
@@ -278,6 +294,7 @@ impl DownloadManager {
                 &patterns,
                 |p: &ModelProgress| {
                     last = (p.downloaded, p.total);
+                    self.progress().insert(key.clone(), last);
                     let _ = self.inner.events.send(DownloadEvent {
                         repo: key.clone(),
                         state: "running".into(),
@@ -299,6 +316,7 @@ impl DownloadManager {
             )
             .await;
         let _ = self.inner.store.set_download_progress(&key, last.0, last.1);
+        self.progress().remove(&key);
         let (state, error) = match result {
             Ok(_) => ("done", None),
             Err(e) => ("failed", Some(e.to_string())),
@@ -318,6 +336,13 @@ impl DownloadManager {
             }
         }
         self.emit(&key, state, last.0, last.1, error);
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, u64)>> {
+        self.inner
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// A state change, with the download's totals.

@@ -28,33 +28,6 @@ pub fn is_api_path(path: &str) -> bool {
     versioned || matches!(first, "api" | "health" | "metrics")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_api_path;
-
-    #[test]
-    fn api_paths_are_told_from_the_pages_own() {
-        for api in [
-            "/v1/models",
-            "/v2/nothing",
-            "/api",
-            "/api/library",
-            "/health",
-            "/metrics",
-        ] {
-            assert!(is_api_path(api), "{api}");
-        }
-        for page in [
-            "/",
-            "/index.html",
-            "/assets/index.js",
-            "/models/library",
-            "/variants",
-        ] {
-            assert!(!is_api_path(page), "{page}");
-        }
-    }
-}
 
 /// Answers a GET of the page or one of its files; None for anything else.
 pub fn serve(request: &Request) -> Option<Response> {
@@ -101,4 +74,32 @@ pub fn serve(request: &Request) -> Option<Response> {
         HeaderValue::from_static("nosniff"),
     );
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_api_path;
+
+    #[test]
+    fn api_paths_are_told_from_the_pages_own() {
+        for api in [
+            "/v1/models",
+            "/v2/nothing",
+            "/api",
+            "/api/library",
+            "/health",
+            "/metrics",
+        ] {
+            assert!(is_api_path(api), "{api}");
+        }
+        for page in [
+            "/",
+            "/index.html",
+            "/assets/index.js",
+            "/models/library",
+            "/variants",
+        ] {
+            assert!(!is_api_path(page), "{page}");
+        }
+    }
 }

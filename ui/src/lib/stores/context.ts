@@ -20,14 +20,24 @@ export type Stores = {
 
 const KEY = Symbol("orchard.stores");
 
-/** Builds every store on one transport; a finished download refreshes the library. */
+/**
+ * Builds every store on one transport; a finished download refreshes the library, and a
+ * deleted model is no longer shown as downloaded in Discover.
+ */
 export function createStores(transport: Transport, router: Router = new Router()): Stores {
-  const library = new LibraryStore(transport);
-  const downloads = new DownloadsStore(transport, { onDone: () => void library.refresh() });
+  const search = new SearchStore(transport);
+  let downloads: DownloadsStore | undefined;
+  const library = new LibraryStore(transport, {
+    onDeleted: (id) => {
+      downloads?.forget(id);
+      search.forget(id);
+    },
+  });
+  downloads = new DownloadsStore(transport, { onDone: () => void library.refresh() });
   return {
     transport,
     router,
-    search: new SearchStore(transport),
+    search,
     downloads,
     library,
     settings: new SettingsStore(transport),

@@ -151,6 +151,11 @@ export class DownloadsStore {
     return this.download(repo);
   }
 
+  /** The model was deleted: its finished tile ("in your Library") goes. */
+  forget(repo: string): void {
+    if (this.#entries[repo]?.view.state === "done") delete this.#entries[repo];
+  }
+
   /** Hides a finished or failed tile (on this page only). */
   dismiss(repo: string): void {
     const entry = this.#entries[repo];

@@ -28,10 +28,13 @@ export class LibraryStore {
   addFailure = $state<Failure | null>(null);
 
   readonly #transport: Transport;
+  readonly #onDeleted: (id: string) => void;
   #seq = 0;
 
-  constructor(transport: Transport) {
+  /** `onDeleted` hears of each model deleted, so other screens stop calling it downloaded. */
+  constructor(transport: Transport, options: { onDeleted?: (id: string) => void } = {}) {
     this.#transport = transport;
+    this.#onDeleted = options.onDeleted ?? (() => {});
   }
 
   /** The models the filter lets through, in the chosen order. */
@@ -98,6 +101,7 @@ export class LibraryStore {
           ? `Removed ${id} from the library; its folder stays on disk.`
           : `Deleted ${id}: freed ${formatBytes(deleted.freed_bytes)}.`;
       this.models = this.models.filter((m) => m.id !== id);
+      this.#onDeleted(id);
     });
     return deleted;
   }

@@ -36,6 +36,11 @@ export class SearchStore {
   #seq = 0;
   #detailsSeq = 0;
 
+  /** The model was deleted: its result offers Download again. */
+  forget(id: string): void {
+    this.results = this.results.map((m) => (m.id === id ? { ...m, downloaded: false } : m));
+  }
+
   constructor(transport: Transport) {
     this.#transport = transport;
   }

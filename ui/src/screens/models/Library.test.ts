@@ -2,7 +2,7 @@
 import { screen, waitFor, within } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
 import { deferred } from "../../test/fake-transport";
-import { QWEN, SMOL, facts, libraryModel } from "../../test/fixtures";
+import { QWEN, SMOL, download, facts, libraryModel, result, results } from "../../test/fixtures";
 import { fakeOrchard, renderShell } from "../../test/render";
 import type { LibraryModel } from "../../lib/api/LibraryModel";
 import { TransportError } from "../../lib/transport";
@@ -131,6 +131,26 @@ describe("Library", () => {
     expect(transport.inputs("delete_model")).toEqual([{ model: LOCAL }]);
     await waitFor(() => expect(screen.queryByRole("listitem", { name: LOCAL })).toBeNull());
     expect(screen.getByText(`Removed ${LOCAL} from the library; its folder stays on disk.`)).toBeInTheDocument();
+  });
+
+  it("after a delete, Discover drops the finished download and offers the model again", async () => {
+    const transport = fakeOrchard()
+      .onRead("list_library", models())
+      .onRead("list_downloads", [download({ repo: SMOL, state: "done", downloaded: 76_300_000, total: 76_300_000 })])
+      .onCall("search_models", () => results([result({ id: SMOL, downloaded: true })]))
+      .onCall("delete_model", ({ model }) => ({ model, freed_bytes: 76_300_000 }));
+    const { user } = renderShell(transport, "#/models/discover");
+    expect(await screen.findByText(/in your Library/)).toBeInTheDocument();
+
+    await user.click(screen.getByRole("tab", { name: "Library" }));
+    await user.click(within(entry(SMOL)).getByRole("button", { name: "Delete" }));
+    await user.click(within(entry(SMOL)).getByRole("button", { name: "Delete 76.3 MB" }));
+    await waitFor(() => expect(screen.queryByRole("listitem", { name: SMOL })).toBeNull());
+
+    await user.click(screen.getByRole("tab", { name: "Discover" }));
+    expect(screen.queryByText(/in your Library/)).toBeNull();
+    const card = within(screen.getByRole("list", { name: "Search results" })).getByRole("listitem", { name: SMOL });
+    expect(within(card).getByRole("button", { name: "Download" })).toBeInTheDocument();
   });
 
   it("keeps a model whose delete failed, and says why", async () => {
