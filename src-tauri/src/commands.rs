@@ -96,6 +96,24 @@ pub async fn download_events(
     Ok(())
 }
 
+/// `server_events`: sends the Servers screen's figures now and every
+/// second on `channel` until the page drops it.
+#[tauri::command]
+pub async fn server_events(
+    orchard: tauri::State<'_, AppOrchard>,
+    channel: Channel<ops::ServersView>,
+) -> Result<(), OpError> {
+    let mut events = orchard.get().await?.server_events()?;
+    tauri::async_runtime::spawn(async move {
+        while let Some(view) = events.next().await {
+            if channel.send(view).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
 /// The API server the app hosts: starting, running (URL, whether a key is
 /// needed, a key made on this first run) or failed (why). The new key comes
 /// in one answer only; the window keeps it on screen from there.

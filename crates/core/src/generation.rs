@@ -447,6 +447,7 @@ impl Relay<'_> {
             (stats.decode_tokens_per_second * 1000.0) as u64,
             Ordering::Relaxed,
         );
+        model.record(&stats);
         // Stopped after the one call asked for: that is a finished answer.
         if self.single_tool_call && called_tools && stats.finish_reason == FinishReason::Cancelled {
             stats.finish_reason = FinishReason::Stop;

@@ -98,6 +98,12 @@ pub struct LoadedModel {
     pub(crate) generated_tokens: AtomicU64,
     /// The last request's decode speed, in tokens/s × 1000.
     pub(crate) last_decode_milli_tps: AtomicU64,
+    /// Prompt tokens of finished requests, and those the prompt cache held.
+    pub(crate) prompt_tokens: AtomicU64,
+    pub(crate) cached_prompt_tokens: AtomicU64,
+    /// Finished requests of about the last minute: when, tokens generated,
+    /// seconds spent decoding them. Old entries leave as new ones come.
+    pub(crate) recent: Mutex<std::collections::VecDeque<(Instant, u64, f64)>>,
 }
 
 impl LoadedModel {
@@ -158,6 +164,51 @@ impl LoadedModel {
 
     fn answers_to(&self, name: &str) -> bool {
         self.id == name || self.entry.aliases.iter().any(|a| a == name)
+    }
+
+    /// How long a finished request counts in [`LoadedModel::recent_decode_rate`].
+    pub const RECENT: Duration = Duration::from_secs(60);
+
+    /// Records a finished request's figures.
+    pub(crate) fn record(&self, stats: &orchard_engine::GenerationStats) {
+        self.prompt_tokens
+            .fetch_add(stats.prompt_tokens as u64, Ordering::Relaxed);
+        self.cached_prompt_tokens
+            .fetch_add(stats.cached_prompt_tokens as u64, Ordering::Relaxed);
+        let tokens = stats.generated_tokens as u64;
+        if tokens > 0 && stats.decode_tokens_per_second > 0.0 {
+            let seconds = tokens as f64 / stats.decode_tokens_per_second;
+            let now = Instant::now();
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|(at, _, _)| now.duration_since(*at) <= Self::RECENT);
+            recent.push_back((now, tokens, seconds));
+        }
+    }
+
+    /// Decode tokens/s of the requests that finished in the last minute
+    /// (their tokens over their decode time); 0 when none did.
+    pub fn recent_decode_rate(&self) -> f64 {
+        let now = Instant::now();
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, seconds) = recent
+            .iter()
+            .filter(|(at, _, _)| now.duration_since(*at) <= Self::RECENT)
+            .fold((0u64, 0f64), |(t, s), (_, tokens, secs)| {
+                (t + tokens, s + secs)
+            });
+        if seconds > 0.0 {
+            tokens as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// Prompt tokens since the load, and how many came from the prompt cache.
+    pub fn prompt_totals(&self) -> (u64, u64) {
+        (
+            self.prompt_tokens.load(Ordering::Relaxed),
+            self.cached_prompt_tokens.load(Ordering::Relaxed),
+        )
     }
 
     /// A snapshot for listings and gauges.
@@ -457,6 +508,9 @@ impl ModelManager {
                 active: AtomicUsize::new(0),
                 generated_tokens: AtomicU64::new(0),
                 last_decode_milli_tps: AtomicU64::new(0),
+                prompt_tokens: AtomicU64::new(0),
+                cached_prompt_tokens: AtomicU64::new(0),
+                recent: Mutex::default(),
             })
         })
         .await

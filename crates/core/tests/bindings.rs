@@ -115,6 +115,18 @@ fn generated() -> BTreeMap<String, String> {
         RuntimeInfo,
         ErrorCode,
         OpError,
+        MemoryParts,
+        ServerState,
+        ServerTile,
+        GpuView,
+        SystemView,
+        ServersView,
+        ServerSettings,
+        TokenSource,
+        ApiKeyView,
+        NewKeyView,
+        KeyRequest,
+        KeyIdRequest,
     ];
     files.insert(
         "operations.ts".into(),

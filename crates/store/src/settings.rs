@@ -132,6 +132,36 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("stored settings are invalid: {e}")))
     }
 
+    /// Sets several settings at once: all are checked together, then all
+    /// are stored, or none.
+    pub fn set_settings(&self, values: &serde_json::Map<String, Value>) -> Result<Settings> {
+        if let Some(key) = values.keys().find(|k| !Settings::keys().contains(k)) {
+            return Err(StoreError::NotFound(format!(
+                "there is no setting {key:?}; the settings are: {}",
+                Settings::keys().join(", ")
+            )));
+        }
+        let mut merged = serde_json::to_value(self.settings()?)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        for (key, value) in values {
+            merged[key] = value.clone();
+        }
+        let settings: Settings = serde_json::from_value(merged)
+            .map_err(|e| StoreError::Invalid(format!("bad settings: {e}")))?;
+        settings.validate()?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (key, value) in values {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(settings)
+    }
+
     /// Sets one setting after checking its name, type and range.
     pub fn set_setting(&self, key: &str, value: Value) -> Result<Settings> {
         if !Settings::keys().iter().any(|k| k == key) {

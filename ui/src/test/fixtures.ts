@@ -109,6 +109,21 @@ export function settings(overrides: Partial<SettingsView> = {}): SettingsView {
     offline: false,
     memory_budget_bytes: 12_000_000_000,
     total_memory_bytes: 16_000_000_000,
+    token_source: "none",
+    server: {
+      host: "127.0.0.1",
+      port: 10240,
+      require_api_key: true,
+      jit_loading: true,
+      idle_ttl_minutes: 30,
+      memory_budget_percent: 75,
+      max_loaded_models: 4,
+      queue_capacity: 16,
+    },
+    restart_required: false,
+    data_dir: "/home/me/.local/share/orchard",
+    hub_cache_dir: "/home/me/.cache/huggingface/hub",
+    model_folders: [],
     ...overrides,
   };
 }

@@ -123,7 +123,7 @@ fn folder_size(dir: &std::path::Path) -> u64 {
 }
 
 /// The library entry called `name`, or a not-found error listing what exists.
-fn entry(orchard: &Orchard, name: &str) -> Result<ModelEntry, OpError> {
+pub(super) fn entry(orchard: &Orchard, name: &str) -> Result<ModelEntry, OpError> {
     let name = name.trim();
     let entries = orchard.manager().entries();
     entries
@@ -252,7 +252,7 @@ pub async fn add_folder(orchard: &Orchard, input: FolderRequest) -> Result<Libra
     library_model(orchard, &added.id).await
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -8,6 +8,7 @@
 mod downloads;
 mod library;
 mod search;
+mod servers;
 mod settings;
 pub mod types;
 
@@ -24,7 +25,10 @@ pub use downloads::{
 };
 pub use library::{add_folder, delete_model, list_library, load_model, unload_model};
 pub use search::{model_details, search_models};
-pub use settings::{get_settings, runtime_info, set_hf_token};
+pub use servers::{ServerEvents, list_servers, restart_server, start_server, stop_server};
+pub use settings::{
+    create_key, get_settings, list_keys, revoke_key, runtime_info, set_hf_token, update_settings,
+};
 pub use types::*;
 
 use crate::downloads::{DownloadError, DownloadManager};
@@ -47,6 +51,8 @@ macro_rules! operations {
                 list_downloads "/api/downloads" -> Vec<$crate::ops::DownloadView>;
                 list_library "/api/library" -> Vec<$crate::ops::LibraryModel>;
                 get_settings "/api/settings" -> $crate::ops::SettingsView;
+                list_servers "/api/servers" -> $crate::ops::ServersView;
+                list_keys "/api/keys" -> Vec<$crate::ops::ApiKeyView>;
             }
             calls {
                 search_models "/api/models/search" ($crate::ops::SearchRequest) -> $crate::ops::SearchResults;
@@ -60,9 +66,16 @@ macro_rules! operations {
                 delete_model "/api/library/delete" ($crate::ops::ModelRequest) -> $crate::ops::Deleted;
                 add_folder "/api/library/add_folder" ($crate::ops::FolderRequest) -> $crate::ops::LibraryModel;
                 set_hf_token "/api/settings/hf_token" ($crate::ops::TokenRequest) -> $crate::ops::SettingsView;
+                update_settings "/api/settings/update" ($crate::ops::ServerSettings) -> $crate::ops::SettingsView;
+                start_server "/api/servers/start" ($crate::ops::ModelRequest) -> $crate::ops::ServersView;
+                stop_server "/api/servers/stop" ($crate::ops::ModelRequest) -> $crate::ops::ServersView;
+                restart_server "/api/servers/restart" ($crate::ops::ModelRequest) -> $crate::ops::ServersView;
+                create_key "/api/keys/create" ($crate::ops::KeyRequest) -> $crate::ops::NewKeyView;
+                revoke_key "/api/keys/revoke" ($crate::ops::KeyIdRequest) -> Vec<$crate::ops::ApiKeyView>;
             }
             streams {
                 download_events "/api/downloads/events" -> $crate::ops::DownloadView;
+                server_events "/api/servers/events" -> $crate::ops::ServersView;
             }
         }
     };
@@ -126,6 +139,13 @@ struct Inner {
     downloads: Option<DownloadManager>,
     /// Where the Hugging Face token is kept; None without a data folder.
     secrets: Option<Secrets>,
+    /// The settings the running server started with (a change to the
+    /// stored ones applies at the next start).
+    started: orchard_store::Settings,
+    /// Loads from the Servers screen under way or failed.
+    starts: servers::Starts,
+    /// The machine's figures for the Servers screen.
+    sampler: servers::Sampler,
 }
 
 /// How to build an [`Orchard`]; [`Orchard::from_env`] fills it from the user's setup.
@@ -146,8 +166,12 @@ impl Orchard {
             .cache_root
             .clone()
             .map(|root| DownloadManager::new(parts.store.clone(), hub.clone(), root));
+        let started = parts.store.settings().unwrap_or_default();
         Orchard {
             inner: Arc::new(Inner {
+                started,
+                starts: servers::Starts::default(),
+                sampler: servers::Sampler::default(),
                 manager: parts.manager,
                 store: parts.store,
                 hub: RwLock::new(hub),

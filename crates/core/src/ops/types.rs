@@ -260,13 +260,25 @@ pub struct Deleted {
 /// The settings the window shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct SettingsView {
-    /// A Hugging Face token is kept (it is never sent back).
+    /// A Hugging Face token is in use (it is never sent back).
     pub hf_token_set: bool,
+    pub token_source: TokenSource,
     pub hub_endpoint: String,
     /// HF_HUB_OFFLINE is on: the Hub is not asked.
     pub offline: bool,
     pub memory_budget_bytes: u64,
     pub total_memory_bytes: u64,
+    /// The stored settings, as the next start will use them.
+    pub server: ServerSettings,
+    /// The stored settings differ from those the running server started
+    /// with: they apply once Orchard restarts.
+    pub restart_required: bool,
+    /// Orchard's data folder (database, secrets, logs).
+    pub data_dir: Option<String>,
+    /// The Hugging Face cache the library reads and downloads go to.
+    pub hub_cache_dir: Option<String>,
+    /// Model folders the user added.
+    pub model_folders: Vec<String>,
 }
 
 /// The facts the window shows about this installation.
@@ -353,4 +365,149 @@ impl OpError {
             message: message.into(),
         }
     }
+}
+
+/// The parts of a loaded model's memory the budget counts, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct MemoryParts {
+    pub weights: u64,
+    /// Keys and values of the requests running now.
+    pub kv_cache: u64,
+    /// Reusable prompt caches kept between requests.
+    pub prompt_cache: u64,
+}
+
+/// Where a served model is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    Loading,
+    Running,
+    /// Unloaded to load again (Restart); its tile stays.
+    Restarting,
+    /// The last load failed; `error` says why.
+    Failed,
+}
+
+/// One loaded model (or one being loaded, or whose load failed): a tile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct ServerTile {
+    /// The model's library name.
+    pub model: String,
+    pub state: ServerState,
+    /// Why the last load failed, with what the log said.
+    pub error: Option<String>,
+    pub memory: MemoryParts,
+    /// weights + kv_cache + prompt_cache.
+    pub memory_bytes: u64,
+    pub uptime_seconds: u64,
+    /// Requests generating now, and waiting in its queue.
+    pub active_requests: u32,
+    pub queued_requests: u32,
+    /// Decode speed of the requests of the last minute (0 when none ran).
+    pub tokens_per_second: f64,
+    /// Tokens generated since the load.
+    pub generated_tokens: u64,
+    /// Prompt tokens since the load, and how many came from the prompt cache.
+    pub prompt_tokens: u64,
+    pub cached_prompt_tokens: u64,
+    /// cached_prompt_tokens / prompt_tokens; null before any prompt.
+    pub prompt_cache_hit_rate: Option<f64>,
+}
+
+/// MLX's device memory, on a GPU backend (Metal, CUDA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct GpuView {
+    pub active_bytes: u64,
+    pub peak_bytes: u64,
+    pub cache_bytes: u64,
+    /// The working set Metal recommends; null where the runtime does not say.
+    pub recommended_working_set_bytes: Option<u64>,
+}
+
+/// The machine and Orchard's share of it: the strip above the tiles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct SystemView {
+    pub total_memory_bytes: u64,
+    pub used_memory_bytes: u64,
+    /// Orchard's resident memory.
+    pub process_memory_bytes: u64,
+    pub memory_budget_bytes: u64,
+    /// Orchard's process CPU use, 100 per fully busy core.
+    pub cpu_percent: f64,
+    pub cpu_cores: u32,
+    /// The MLX runtime: `cpu`, `metal` or `cuda`.
+    pub backend: String,
+    /// Null on the CPU backend: the tiles say the model computes on the CPU.
+    pub gpu: Option<GpuView>,
+}
+
+/// What the Servers screen shows; the `server_events` stream sends it again
+/// every second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct ServersView {
+    pub system: SystemView,
+    pub servers: Vec<ServerTile>,
+}
+
+/// The API server's settings the window edits (stored in SQLite).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub require_api_key: bool,
+    /// Load a model when a request names it.
+    pub jit_loading: bool,
+    /// Unload models idle this long; 0 keeps them.
+    pub idle_ttl_minutes: u64,
+    /// Loaded models may take at most this share of the memory.
+    pub memory_budget_percent: u8,
+    pub max_loaded_models: u32,
+    /// Requests waiting per model before 429.
+    pub queue_capacity: u32,
+}
+
+/// Where the Hugging Face token in use comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `HF_TOKEN` in the environment (it wins over a stored one).
+    Environment,
+    /// Kept by Orchard (the Keychain on macOS, a 0600 file elsewhere).
+    Stored,
+    /// `huggingface_hub`'s token file in `HF_HOME`.
+    HuggingfaceHub,
+    None,
+}
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ApiKeyView {
+    pub id: i64,
+    pub name: String,
+    /// The first characters of the secret, to tell keys apart.
+    pub prefix: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A key just made: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct NewKeyView {
+    pub key: ApiKeyView,
+    pub secret: String,
+}
+
+/// Names a new API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct KeyRequest {
+    pub name: String,
+}
+
+/// Names an API key by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct KeyIdRequest {
+    pub id: i64,
 }

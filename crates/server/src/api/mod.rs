@@ -77,6 +77,25 @@ async fn download_events(
     ))
 }
 
+/// `server_events`: the Servers screen's figures now, then every second.
+async fn server_events(
+    State(state): State<AppState>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let events = state.orchard.server_events()?;
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        let view = events.next().await?;
+        let event = Event::default()
+            .json_data(&view)
+            .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
+        Some((Ok(event), events))
+    });
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(state.keep_alive)
+            .text("keep-alive"),
+    ))
+}
+
 impl From<OpError> for ApiError {
     fn from(error: OpError) -> Self {
         use axum::http::StatusCode;
