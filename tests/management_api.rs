@@ -486,3 +486,200 @@ async fn an_added_folder_can_be_removed_from_the_library_and_its_files_stay() {
         "the user's files were deleted"
     );
 }
+
+/// Reads the first server-sent event's data from `response`.
+async fn first_event(response: &mut reqwest::Response) -> Value {
+    let mut buffer = String::new();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), response.chunk())
+            .await
+            .expect("an event within 30 s")
+            .expect("read")
+            .expect("open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                return serde_json::from_str(data.trim()).expect("event JSON");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_models_tile_counts_its_work_and_stop_gives_its_memory_back() {
+    let api = Api::start("http://127.0.0.1:9").await;
+    let fixture = orchard_core::paths::fixture_models_dir()
+        .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
+        .join("SmolLM2-135M-Instruct-4bit");
+    let model = "SmolLM2-135M-Instruct-4bit";
+    let (status, _) = api
+        .post(
+            "/api/library/add_folder",
+            json!({"path": fixture.to_string_lossy()}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, before) = api.get("/api/servers").await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["servers"], json!([]));
+    let system = &before["system"];
+    assert!(system["total_memory_bytes"].as_u64().expect("total") > 0);
+    assert!(system["process_memory_bytes"].as_u64().expect("rss") > 0);
+    assert!(system["memory_budget_bytes"].as_u64().expect("budget") > 0);
+    assert_eq!(system["backend"], mlx_sys::BACKEND);
+
+    let (status, started) = api
+        .post("/api/servers/start", json!({"model": model}))
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let tile = &started["servers"][0];
+    assert_eq!(tile["model"], model);
+    assert_eq!(tile["state"], "running");
+    assert!(
+        tile["memory"]["weights"].as_u64().expect("weights") > 0,
+        "{tile}"
+    );
+    assert_eq!(tile["prompt_cache_hit_rate"], Value::Null);
+
+    // Two identical requests: the second finds its prompt in the cache.
+    let chat = json!({"model": model, "messages": [{"role": "user", "content": "Hi"}],
+                      "max_tokens": 3, "temperature": 0});
+    for _ in 0..2 {
+        let (status, answer) = api.post("/v1/chat/completions", chat.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, after) = api.get("/api/servers").await;
+    let tile = &after["servers"][0];
+    assert!(
+        tile["generated_tokens"].as_u64().expect("tokens") >= 2,
+        "{tile}"
+    );
+    assert!(
+        tile["tokens_per_second"].as_f64().expect("rate") > 0.0,
+        "{tile}"
+    );
+    assert!(
+        tile["cached_prompt_tokens"].as_u64().expect("cached") > 0,
+        "{tile}"
+    );
+    let rate = tile["prompt_cache_hit_rate"].as_f64().expect("hit rate");
+    assert!(rate > 0.0 && rate < 1.0, "{tile}");
+
+    // The stream sends the same figures, pushed.
+    let mut events = api
+        .http
+        .get(format!("{}/api/servers/events", api.base))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .expect("events");
+    let event = first_event(&mut events).await;
+    assert_eq!(event["servers"][0]["model"], model, "{event}");
+    assert_eq!(
+        event["servers"][0]["generated_tokens"], tile["generated_tokens"],
+        "{event}"
+    );
+
+    let (status, stopped) = api.post("/api/servers/stop", json!({"model": model})).await;
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["servers"], json!([]), "{stopped}");
+    let (status, again) = api.post("/api/servers/stop", json!({"model": model})).await;
+    assert_eq!(status, 404, "{again}");
+    let (status, missing) = api
+        .post("/api/servers/start", json!({"model": "no-such"}))
+        .await;
+    assert_eq!(status, 404, "{missing}");
+}
+
+#[tokio::test]
+async fn a_key_made_in_settings_works_until_it_is_revoked() {
+    let api = Api::start("http://127.0.0.1:9").await;
+    let (status, made) = api
+        .post("/api/keys/create", json!({"name": "editor"}))
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let secret = made["secret"].as_str().expect("secret").to_string();
+    let id = made["key"]["id"].as_i64().expect("id");
+    assert!(
+        secret.starts_with(
+            made["key"]["prefix"]
+                .as_str()
+                .expect("prefix")
+                .trim_end_matches('.')
+        )
+    );
+    let (_, keys) = api.get("/api/keys").await;
+    assert!(
+        !keys.to_string().contains(&secret),
+        "a listing shows a secret"
+    );
+    assert_eq!(keys.as_array().expect("keys").len(), 2, "{keys}");
+
+    let models = |key: String| {
+        let http = api.http.clone();
+        let url = format!("{}/v1/models", api.base);
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("GET")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(models(secret.clone()).await, 200);
+    let (status, after) = api.post("/api/keys/revoke", json!({"id": id})).await;
+    assert_eq!(status, 200, "{after}");
+    assert!(
+        after
+            .as_array()
+            .expect("keys")
+            .iter()
+            .any(|k| k["id"] == id && k["revoked_at"].is_string())
+    );
+    assert_eq!(models(secret).await, 401);
+    // The session's own key still works.
+    assert_eq!(models(api.key.clone()).await, 200);
+
+    let (status, blank) = api.post("/api/keys/create", json!({"name": "  "})).await;
+    assert_eq!(
+        (status, blank["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{blank}"
+    );
+    let (status, unknown) = api.post("/api/keys/revoke", json!({"id": 9999})).await;
+    assert_eq!(
+        (status, unknown["code"].as_str()),
+        (404, Some("not_found")),
+        "{unknown}"
+    );
+}
+
+#[tokio::test]
+async fn server_settings_are_checked_together_and_apply_at_the_next_start() {
+    let api = Api::start("http://127.0.0.1:9").await;
+    let (_, settings) = api.get("/api/settings").await;
+    assert_eq!(settings["restart_required"], false, "{settings}");
+    let mut server = settings["server"].clone();
+    server["port"] = json!(10500);
+    server["idle_ttl_minutes"] = json!(5);
+    let (status, saved) = api.post("/api/settings/update", server.clone()).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["server"]["port"], 10500);
+    assert_eq!(saved["restart_required"], true);
+
+    // One bad value: nothing of the request is stored.
+    server["port"] = json!(10600);
+    server["memory_budget_percent"] = json!(250);
+    let (status, refused) = api.post("/api/settings/update", server).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{refused}"
+    );
+    let (_, kept) = api.get("/api/settings").await;
+    assert_eq!(kept["server"]["port"], 10500, "{kept}");
+}

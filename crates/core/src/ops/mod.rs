@@ -303,10 +303,17 @@ impl From<DownloadError> for OpError {
 
 impl From<orchard_store::StoreError> for OpError {
     fn from(e: orchard_store::StoreError) -> Self {
-        tracing::error!(error = %e, "store error in an operation");
-        OpError::new(
-            ErrorCode::Internal,
-            format!("Orchard's database failed: {e}"),
-        )
+        use orchard_store::StoreError;
+        match e {
+            StoreError::Invalid(message) => OpError::new(ErrorCode::InvalidInput, message),
+            StoreError::NotFound(message) => OpError::new(ErrorCode::NotFound, message),
+            e => {
+                tracing::error!(error = %e, "store error in an operation");
+                OpError::new(
+                    ErrorCode::Internal,
+                    format!("Orchard's database failed: {e}"),
+                )
+            }
+        }
     }
 }
