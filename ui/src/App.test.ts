@@ -166,6 +166,15 @@ describe("API key prompt (browser)", () => {
     expect(seen.every((r) => !r.url.includes("sk-"))).toBe(true);
   });
 
+  it("behind the key prompt, Discover waits for the key instead of reporting a failed search", async () => {
+    serve();
+    window.location.hash = "#/models/discover";
+    render(App);
+    await screen.findByRole("dialog", { name: "Orchard's API key" });
+    expect(await screen.findByText("Waiting for the API key")).toBeInTheDocument();
+    expect(screen.queryByText(/Search failed/)).toBeNull();
+  });
+
   it("uses the key already kept in this session without asking", async () => {
     serve();
     sessionStorage.setItem(API_KEY_STORAGE, "sk-right");

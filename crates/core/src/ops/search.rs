@@ -208,7 +208,12 @@ pub async fn model_details(
         }
         Err(e) => return Err(e.into()),
     };
-    let estimate = caps.as_ref().and_then(memory_estimate);
+    // Without the config (a gated model), the weights' size stands in, as
+    // in search results.
+    let estimate = match caps.as_ref() {
+        Some(caps) => memory_estimate(caps),
+        None => Some(info.total_size + info.total_size / 10).filter(|&b| b > 0),
+    };
     let budget = orchard.manager().options().memory_budget_bytes;
     Ok(ModelDetails {
         downloaded: downloaded_repos(orchard).contains(repo.as_str()),
