@@ -17,7 +17,7 @@ describe("navigation shell", () => {
 
     await user.click(within(nav).getByRole("link", { name: "Servers" }));
     expect(screen.getByRole("heading", { name: "Servers", level: 1 })).toBeInTheDocument();
-    expect(screen.getByText(/coming in a later version/)).toBeInTheDocument();
+    expect(await screen.findByText("No model is loaded")).toBeInTheDocument();
     expect(within(nav).getByRole("link", { name: "Servers" })).toHaveAttribute("aria-current", "page");
     expect(within(nav).getByRole("link", { name: "Models" })).not.toHaveAttribute("aria-current");
 

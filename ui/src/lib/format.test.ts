@@ -6,7 +6,9 @@ import {
   formatCount,
   formatDuration,
   formatParameters,
+  formatPercent,
   formatSpeed,
+  formatTokenRate,
   toDate,
 } from "./format";
 
@@ -51,5 +53,16 @@ describe("format", () => {
     expect(toDate(1_750_000_000)?.toISOString()).toBe("2025-06-15T15:06:40.000Z");
     expect(toDate("not a date")).toBeNull();
     expect(toDate(null)).toBeNull();
+  });
+
+  it("generation speeds and shares as people read them", () => {
+    expect(formatTokenRate(41.73)).toBe("42 tok/s");
+    expect(formatTokenRate(4.24)).toBe("4.2 tok/s");
+    expect(formatTokenRate(0)).toBe("0 tok/s");
+    expect(formatTokenRate(Number.NaN)).toBe("0 tok/s");
+    expect(formatPercent(0.634)).toBe("63%");
+    expect(formatPercent(1)).toBe("100%");
+    expect(formatPercent(0)).toBe("0%");
+    expect(formatPercent(null)).toBe("—");
   });
 });

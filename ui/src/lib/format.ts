@@ -86,3 +86,16 @@ export function toDate(value: string | number | null | undefined): Date | null {
 export function exactDate(date: Date): string {
   return date.toLocaleString("en-US", { dateStyle: "medium", timeStyle: "short" });
 }
+
+/** "42 tok/s", "4.2 tok/s", "0 tok/s": a generation speed. */
+export function formatTokenRate(tokensPerSecond: number): string {
+  if (!Number.isFinite(tokensPerSecond) || tokensPerSecond <= 0) return "0 tok/s";
+  const shown = tokensPerSecond >= 10 ? Math.round(tokensPerSecond).toString() : tokensPerSecond.toFixed(1);
+  return `${shown} tok/s`;
+}
+
+/** A fraction (0.634) as "63%"; "—" when unknown. */
+export function formatPercent(fraction: number | null | undefined): string {
+  if (fraction === null || fraction === undefined || !Number.isFinite(fraction)) return "—";
+  return `${Math.round(fraction * 100)}%`;
+}

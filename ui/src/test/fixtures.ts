@@ -8,6 +8,10 @@ import type { RuntimeInfo } from "../lib/api/RuntimeInfo";
 import type { SearchResult } from "../lib/api/SearchResult";
 import type { SearchResults } from "../lib/api/SearchResults";
 import type { SettingsView } from "../lib/api/SettingsView";
+import type { ApiKeyView } from "../lib/api/ApiKeyView";
+import type { ServerTile } from "../lib/api/ServerTile";
+import type { ServersView } from "../lib/api/ServersView";
+import type { SystemView } from "../lib/api/SystemView";
 
 export const SMOL = "mlx-community/SmolLM2-135M-Instruct-4bit";
 export const QWEN = "mlx-community/Qwen3-4B-4bit";
@@ -134,3 +138,54 @@ export const RUNTIME: RuntimeInfo = {
   backend: "cpu",
   device: "cpu",
 };
+
+/** The machine as the Servers screen's strip shows it: 16 GB, a 12 GB budget, 8 cores, CPU backend. */
+export function system(overrides: Partial<SystemView> = {}): SystemView {
+  return {
+    total_memory_bytes: 16_000_000_000,
+    used_memory_bytes: 9_000_000_000,
+    process_memory_bytes: 1_500_000_000,
+    memory_budget_bytes: 12_000_000_000,
+    cpu_percent: 200,
+    cpu_cores: 8,
+    backend: "cpu",
+    gpu: null,
+    ...overrides,
+  };
+}
+
+/** A running model's tile. */
+export function serverTile(overrides: Partial<ServerTile> = {}): ServerTile {
+  return {
+    model: SMOL,
+    state: "running",
+    error: null,
+    memory: { weights: 80_000_000, kv_cache: 15_000_000, prompt_cache: 5_000_000 },
+    memory_bytes: 100_000_000,
+    uptime_seconds: 180,
+    active_requests: 2,
+    queued_requests: 1,
+    tokens_per_second: 41.7,
+    generated_tokens: 12_345,
+    prompt_tokens: 1_000,
+    cached_prompt_tokens: 630,
+    prompt_cache_hit_rate: 0.63,
+    ...overrides,
+  };
+}
+
+export function serversView(servers: ServerTile[] = [], overrides: Partial<SystemView> = {}): ServersView {
+  return { system: system(overrides), servers };
+}
+
+export function apiKey(overrides: Partial<ApiKeyView> = {}): ApiKeyView {
+  return {
+    id: 1,
+    name: "default",
+    prefix: "orch-1a2b3c4...",
+    created_at: "2025-05-01T10:00:00Z",
+    last_used_at: null,
+    revoked_at: null,
+    ...overrides,
+  };
+}

@@ -7,15 +7,17 @@ import Shell from "../Shell.svelte";
 import { createStores } from "../lib/stores/context";
 import { Router } from "../lib/stores/router.svelte";
 import { FakeTransport } from "./fake-transport";
-import { RUNTIME, results, settings } from "./fixtures";
+import { RUNTIME, results, serversView, settings } from "./fixtures";
 
-/** A transport that answers every read, with an empty Hub and an empty library. */
+/** A transport that answers every read, with an empty Hub, library, servers and keys. */
 export function fakeOrchard(options: { app?: boolean } = {}): FakeTransport {
   return new FakeTransport(options)
     .onRead("list_downloads", [])
     .onRead("list_library", [])
     .onRead("get_settings", settings())
     .onRead("runtime_info", RUNTIME)
+    .onRead("list_servers", serversView())
+    .onRead("list_keys", [])
     .onCall("search_models", () => results([]));
 }
 

@@ -4,10 +4,13 @@
 import { getContext, setContext } from "svelte";
 import type { Transport } from "../transport";
 import { DownloadsStore } from "./downloads.svelte";
+import { KeysStore } from "./keys.svelte";
 import { LibraryStore } from "./library.svelte";
 import { Router } from "./router.svelte";
 import { SearchStore } from "./search.svelte";
+import { ServersStore } from "./servers.svelte";
 import { SettingsStore } from "./settings.svelte";
+import { ThemeStore } from "./theme.svelte";
 
 export type Stores = {
   transport: Transport;
@@ -16,15 +19,23 @@ export type Stores = {
   downloads: DownloadsStore;
   library: LibraryStore;
   settings: SettingsStore;
+  servers: ServersStore;
+  keys: KeysStore;
+  theme: ThemeStore;
 };
 
 const KEY = Symbol("orchard.stores");
 
 /**
- * Builds every store on one transport; a finished download refreshes the library, and a
- * deleted model is no longer shown as downloaded in Discover.
+ * Builds every store on one transport; a finished download refreshes the library, a
+ * deleted model is no longer shown as downloaded in Discover, and a model started or
+ * stopped on Servers is shown as such in the Library.
  */
-export function createStores(transport: Transport, router: Router = new Router()): Stores {
+export function createStores(
+  transport: Transport,
+  router: Router = new Router(),
+  theme: ThemeStore = new ThemeStore(),
+): Stores {
   const search = new SearchStore(transport);
   let downloads: DownloadsStore | undefined;
   const library = new LibraryStore(transport, {
@@ -41,18 +52,27 @@ export function createStores(transport: Transport, router: Router = new Router()
     downloads,
     library,
     settings: new SettingsStore(transport),
+    servers: new ServersStore(transport, { onChange: () => void library.refresh() }),
+    keys: new KeysStore(transport),
+    theme,
   };
 }
 
-/** Starts what the page needs at once: the library, the downloads and their events, settings. */
-export function startStores(stores: Stores): void {
+/**
+ * Starts what the page needs at once: the theme, the library, the downloads and their
+ * events, settings. Returns what stops following the system's theme.
+ */
+export function startStores(stores: Stores): () => void {
+  const stopTheme = stores.theme.start();
   stores.downloads.start();
   void stores.library.refresh();
   void stores.settings.load();
+  return stopTheme;
 }
 
 export function disposeStores(stores: Stores): void {
   stores.downloads.dispose();
+  stores.servers.unwatch();
   stores.search.dispose();
   stores.router.dispose();
 }

@@ -1,6 +1,7 @@
 // Settings and the facts about this installation.
 
 import type { RuntimeInfo } from "../api/RuntimeInfo";
+import type { ServerSettings } from "../api/ServerSettings";
 import type { SettingsView } from "../api/SettingsView";
 import { toFailure, type Failure, type Transport } from "../transport";
 
@@ -16,6 +17,10 @@ export class SettingsStore {
   tokenFailure = $state<Failure | null>(null);
   /** What the last token change did, for a polite announcement. */
   tokenNotice = $state("");
+  savingServer = $state(false);
+  /** Why the API server's settings were not saved (a 400 names the setting at fault). */
+  serverFailure = $state<Failure | null>(null);
+  serverNotice = $state("");
 
   readonly #transport: Transport;
 
@@ -65,6 +70,24 @@ export class SettingsStore {
       return false;
     } finally {
       this.savingToken = false;
+    }
+  }
+
+  /** Stores the API server's settings; they apply when Orchard starts again. */
+  async saveServer(server: ServerSettings): Promise<boolean> {
+    this.savingServer = true;
+    this.serverFailure = null;
+    this.serverNotice = "";
+    try {
+      const value = await this.#transport.call("update_settings", server);
+      this.settings = { status: "ready", value };
+      this.serverNotice = "Settings saved.";
+      return true;
+    } catch (reason) {
+      this.serverFailure = toFailure(reason);
+      return false;
+    } finally {
+      this.savingServer = false;
     }
   }
 }
