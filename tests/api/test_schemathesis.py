@@ -7,6 +7,7 @@ input change nothing of the user's."""
 import json
 import pathlib
 import sys
+import time
 
 import jsonschema_rs
 import requests
@@ -23,10 +24,20 @@ from conftest import MODEL, ROOT
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 MODEL_DIR = ROOT / ".deps" / "models" / MODEL
-# download_events is a server-sent event stream that never ends (it stays open
-# while the window is), so a case would wait on its body until the timeout:
-# it is left out here, and test_download_events_follow_the_document reads it.
-schema = schemathesis.openapi.from_path(DOC).exclude(operation_id="download_events")
+# download_events and server_events are server-sent event streams that never
+# end (they stay open while the window is), so a case would wait on its body
+# until the timeout: they are left out here, and
+# test_download_events_follow_the_document and test_server_events_follow_the_document
+# read them.
+# revoke_key with random ids revokes whichever stored key has that id. The
+# session's key is given with --api-key and is not stored, but the keys that
+# create_key makes (here and in other tests) are, and a test whose key was
+# revoked behind its back would fail for a reason of no concern to it:
+# test_a_revoked_key_is_refused_and_the_session_key_still_works covers it
+# with a key of its own.
+schema = schemathesis.openapi.from_path(DOC).exclude(
+    operation_id=["download_events", "server_events", "revoke_key"]
+)
 if sys.platform == "darwin":
     # On macOS the Hugging Face token is kept in the user's Keychain, not in the
     # test's temporary ORCHARD_HOME: random tokens must not replace theirs.
@@ -100,18 +111,23 @@ def nullable_to_json_schema(node):
     return node
 
 
+def validator_for(name, array=False):
+    """A JSON Schema validator for the document's schema `name` (or an array of it)."""
+    doc = json.loads(DOC.read_text())
+    schema = {"$ref": f"#/components/schemas/{name}"}
+    if array:
+        schema = {"type": "array", "items": schema}
+    schema["components"] = {"schemas": nullable_to_json_schema(doc["components"]["schemas"])}
+    return jsonschema_rs.validator_for(schema)
+
+
 def test_download_events_follow_the_document(server):
     """The stream schemathesis leaves out: it answers as documented, and its
     first events (the state of every known download) are DownloadViews."""
     doc = json.loads(DOC.read_text())
     operation = doc["paths"]["/api/downloads/events"]["get"]
     assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
-    validator = jsonschema_rs.validator_for(
-        {
-            "$ref": "#/components/schemas/DownloadView",
-            "components": {"schemas": nullable_to_json_schema(doc["components"]["schemas"])},
-        }
-    )
+    validator = validator_for("DownloadView")
     headers = {"Authorization": f"Bearer {server.key}"}
     # A download the stream must report; the Hub is unreachable, so it fails at once.
     repo = "orchard-test/never-there"
@@ -134,3 +150,81 @@ def test_download_events_follow_the_document(server):
                 if repo in seen:
                     break
     assert repo in seen, seen
+
+
+def test_server_events_follow_the_document(server):
+    """The other stream schemathesis leaves out: it answers as documented, and
+    sends the Servers screen's figures, ServersViews, now and every second."""
+    doc = json.loads(DOC.read_text())
+    operation = doc["paths"]["/api/servers/events"]["get"]
+    assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
+    validator = validator_for("ServersView")
+    headers = {"Authorization": f"Bearer {server.key}"}
+    # Schemathesis may have stopped the fixture: start it, so a tile is sent.
+    started = requests.post(
+        server.base_url + "/api/servers/start", headers=headers, json={"model": MODEL}, timeout=300
+    )
+    assert started.status_code == 200, started.text
+    validator.validate(started.json())
+    with requests.get(
+        server.base_url + "/api/servers/events", headers=headers, stream=True, timeout=30
+    ) as stream:
+        assert stream.status_code == 200, stream.text
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events, arrived = [], []
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("data:"):
+                event = json.loads(line[len("data:"):])
+                validator.validate(event)
+                events.append(event)
+                arrived.append(time.monotonic())
+                if len(events) == 2:
+                    break
+    tiles = [[t for t in e["servers"] if t["model"] == MODEL] for e in events]
+    assert all(len(found) == 1 and found[0]["state"] == "running" for found in tiles), events
+    # The first event comes at once, the next about a second later.
+    assert 0.5 <= arrived[1] - arrived[0] < 5, arrived
+
+
+def test_a_revoked_key_is_refused_and_the_session_key_still_works(server):
+    """revoke_key, left out of schemathesis: a key made with create_key opens
+    the port until it is revoked by its id; then it gets 401, and the
+    session's key still works. Every answer is as the document says."""
+    headers = {"Authorization": f"Bearer {server.key}"}
+    made = requests.post(
+        server.base_url + "/api/keys/create", headers=headers, json={"name": "revoked by a test"}, timeout=30
+    )
+    assert made.status_code == 200, made.text
+    validator_for("NewKeyView").validate(made.json())
+    secret, key_id = made.json()["secret"], made.json()["key"]["id"]
+
+    def models(key):
+        return requests.get(
+            server.base_url + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ).status_code
+
+    assert models(secret) == 200
+    keys = validator_for("ApiKeyView", array=True)
+    listed = requests.get(server.base_url + "/api/keys", headers=headers, timeout=30)
+    assert listed.status_code == 200, listed.text
+    keys.validate(listed.json())
+    assert secret not in listed.text, "a listing shows a secret"
+    assert any(k["id"] == key_id and k["revoked_at"] is None for k in listed.json()), listed.text
+
+    revoked = requests.post(
+        server.base_url + "/api/keys/revoke", headers=headers, json={"id": key_id}, timeout=30
+    )
+    assert revoked.status_code == 200, revoked.text
+    keys.validate(revoked.json())
+    assert any(k["id"] == key_id and k["revoked_at"] for k in revoked.json()), revoked.text
+    refused = requests.get(server.base_url + "/v1/models", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    assert refused.status_code == 401, refused.text
+    assert models(server.key) == 200
+
+    # An id no key has: 404 not_found, as documented.
+    unknown = requests.post(
+        server.base_url + "/api/keys/revoke", headers=headers, json={"id": key_id + 10**6}, timeout=30
+    )
+    assert unknown.status_code == 404, unknown.text
+    validator_for("OpError").validate(unknown.json())
+    assert unknown.json()["code"] == "not_found", unknown.text
