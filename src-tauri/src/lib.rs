@@ -6,7 +6,7 @@ pub mod commands;
 pub mod server;
 pub mod tray;
 
-use tauri::{Builder, Runtime};
+use tauri::{Builder, Manager, Runtime};
 
 /// Registers Orchard's commands on a builder. Tests pass
 /// `tauri::test::mock_builder()`; the app passes `tauri::Builder::default()`.
@@ -57,6 +57,7 @@ pub fn run() -> tauri::Result<()> {
             app.set_activation_policy(tauri::ActivationPolicy::Accessory);
             tray::install(app.handle())?;
             server::start(app.handle());
+            quit_on_signals(app.handle());
             Ok(())
         })
         .on_window_event(|window, event| {
@@ -72,7 +73,44 @@ pub fn run() -> tauri::Result<()> {
                 }
             }
         })
-        .run(tauri::generate_context!())
+        .build(tauri::generate_context!())?
+        .run(|app, event| {
+            // Closing the last window (Linux) or Cmd+Q: drain the server first.
+            if let tauri::RunEvent::ExitRequested { api, .. } = event
+                && !app.state::<server::HostedServer>().is_drained()
+            {
+                api.prevent_exit();
+                server::quit(app);
+            }
+        });
+    Ok(())
+}
+
+/// SIGTERM and SIGINT (a logout, `kill`, Ctrl-C in a terminal) quit as the
+/// menu's Quit does: requests in flight finish first.
+fn quit_on_signals<R: Runtime>(app: &tauri::AppHandle<R>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!("cannot listen for SIGTERM/SIGINT");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("signalled to quit");
+            server::quit(&app);
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = app;
 }
 
 #[cfg(test)]

@@ -3,9 +3,12 @@
 //! kept for the window, which shows the URL and, once, a newly created key.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use tauri::{AppHandle, Manager, Runtime};
+use tokio::sync::{oneshot, watch};
 
 /// What the window shows about the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,17 +34,38 @@ pub enum ServerState {
 
 /// The hosted server's status, managed by Tauri; only [`start`] writes it.
 #[derive(Debug)]
-pub struct HostedServer(Mutex<ServerStatusView>);
+pub struct HostedServer {
+    status: Mutex<ServerStatusView>,
+    /// How to stop the running server and see it stopped; None before it
+    /// runs and after a drain began.
+    running: Mutex<Option<Running>>,
+    /// A quit has drained the server: the exit may go ahead.
+    drained: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Running {
+    /// Stops accepting requests; those in flight go on.
+    stop: oneshot::Sender<()>,
+    /// Becomes true once the server has stopped (its requests ended).
+    stopped: watch::Receiver<bool>,
+    /// How long requests in flight may take to finish on quit.
+    grace: Duration,
+}
 
 impl Default for HostedServer {
     fn default() -> Self {
-        HostedServer(Mutex::new(ServerStatusView {
-            state: ServerState::Starting,
-            url: None,
-            api_key_required: true,
-            new_api_key: None,
-            error: None,
-        }))
+        HostedServer {
+            status: Mutex::new(ServerStatusView {
+                state: ServerState::Starting,
+                url: None,
+                api_key_required: true,
+                new_api_key: None,
+                error: None,
+            }),
+            running: Mutex::new(None),
+            drained: AtomicBool::new(false),
+        }
     }
 }
 
@@ -50,15 +74,60 @@ impl HostedServer {
     /// after it was made and in no later one: it is handed over, then forgotten,
     /// so a page loaded later (or anything else that asks) cannot read it.
     pub fn take_status(&self) -> ServerStatusView {
-        let mut status = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let view = status.clone();
         status.new_api_key = None;
         view
     }
 
     pub(crate) fn set(&self, status: ServerStatusView) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
+
+    /// Stops accepting requests and waits until those in flight end, at
+    /// most the grace period (then they are cancelled as the process exits).
+    pub async fn drain(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(Running {
+            stop,
+            mut stopped,
+            grace,
+        }) = running
+        {
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "quitting: requests in flight may finish"
+            );
+            let _ = stop.send(());
+            if tokio::time::timeout(grace, stopped.wait_for(|s| *s))
+                .await
+                .is_err()
+            {
+                tracing::warn!("grace period over; cancelling the requests still running");
+            }
+        }
+        self.drained.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a quit has drained the server.
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::SeqCst)
+    }
+}
+
+/// Quits the app the way `orchard serve` stops: the hosted server stops
+/// accepting requests, those in flight finish (within the grace period),
+/// then the app exits.
+pub fn quit<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        app.state::<HostedServer>().drain().await;
+        app.exit(0);
+    });
 }
 
 /// Starts the server in the background. A failure (port taken, bad settings)
@@ -113,10 +182,23 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
             error: None,
         });
         let _reaper = launched.manager.spawn_idle_reaper();
-        // Runs until the app exits, which ends the runtime.
-        if let Err(e) =
-            orchard_server::serve(launched.listener, launched.app, std::future::pending()).await
-        {
+        let (stop, stop_requested) = oneshot::channel::<()>();
+        let (stopped_tx, stopped) = watch::channel(false);
+        *app.state::<HostedServer>()
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Running {
+            stop,
+            stopped,
+            grace: Duration::from_secs(launched.settings.shutdown_grace_seconds),
+        });
+        // Runs until a quit drains it, or the app exits and ends the runtime.
+        let result = orchard_server::serve(launched.listener, launched.app, async {
+            let _ = stop_requested.await;
+        })
+        .await;
+        let _ = stopped_tx.send(true);
+        if let Err(e) = result {
             failed(format!("the API server stopped: {e}"));
         }
     });

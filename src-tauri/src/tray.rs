@@ -21,7 +21,7 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| match event.id().as_ref() {
             "open" => show_main_window(app),
-            "quit" => app.exit(0),
+            "quit" => crate::server::quit(app),
             _ => {}
         })
         .build(app)?;

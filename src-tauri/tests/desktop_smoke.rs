@@ -198,3 +198,105 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     Some(response)
 }
+
+/// Quitting (here SIGTERM, which takes the menu's Quit path) stops the hosted
+/// server from accepting requests but lets a running stream finish: it ends
+/// with `[DONE]`, and then the app exits cleanly.
+#[test]
+fn quitting_lets_a_running_stream_finish_first() {
+    let (_xvfb, display) = start_xvfb();
+    let home = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let model = "SmolLM2-135M-Instruct-4bit";
+    let fixture = orchard_core::paths::fixture_models_dir()
+        .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
+        .join(model);
+    {
+        let store = orchard_store::Store::open(&home.path().join("orchard.db")).expect("store");
+        store
+            .set_setting("port", serde_json::json!(port))
+            .expect("port");
+        store
+            .set_setting("require_api_key", serde_json::json!(false))
+            .expect("open on localhost");
+        store
+            .add_local_model(model, &fixture.to_string_lossy())
+            .expect("register the fixture");
+    }
+    let mut app = Command::new(env!("CARGO_BIN_EXE_orchard-desktop"))
+        .env("DISPLAY", &display)
+        .env("ORCHARD_HOME", home.path())
+        .env("HF_HUB_CACHE", home.path().join("hub"))
+        .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start orchard-desktop");
+    let pid = app.id();
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while http_get(port, "/health").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(
+            Instant::now() < deadline,
+            "the app's server never answered /health"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Count from one to twenty."}],
+        "max_tokens": 40,
+        "temperature": 0,
+        "stream": true,
+    })
+    .to_string();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+
+    // Once text flows, quit.
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("\"content\":\"") {
+        let n = stream.read(&mut buffer).expect("read the stream");
+        assert!(
+            n > 0,
+            "the stream ended before any text: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buffer[..n]);
+    }
+    run(Command::new("kill").args(["-TERM", &pid.to_string()]));
+    stream.read_to_end(&mut received).expect("read the rest");
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.contains("data: [DONE]"),
+        "the stream was cut by the quit: {text}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = app.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = app.kill();
+            panic!("the app did not exit after the stream ended");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "the app exited with {status}");
+}
