@@ -46,7 +46,7 @@ impl ManagerOptions {
         ManagerOptions {
             jit_loading: settings.jit_loading,
             idle_ttl: (settings.idle_ttl_minutes > 0)
-                .then(|| Duration::from_secs(settings.idle_ttl_minutes * 60)),
+                .then(|| Duration::from_secs(settings.idle_ttl_minutes.saturating_mul(60))),
             memory_budget_bytes: crate::system::total_memory() / 100
                 * u64::from(settings.memory_budget_percent),
             max_loaded_models: settings.max_loaded_models,

@@ -41,6 +41,9 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
 }
 
+/// The longest idle time-to-live, in minutes.
+pub const MAX_IDLE_TTL_MINUTES: u64 = 525_600;
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -64,8 +67,14 @@ impl Settings {
     /// Checks the ranges that types alone do not.
     pub fn validate(&self) -> Result<()> {
         let fail = |message: &str| Err(StoreError::Invalid(message.into()));
-        if self.host.trim().is_empty() {
-            return fail("host must not be empty");
+        if self.host != "localhost" && self.host.parse::<std::net::IpAddr>().is_err() {
+            return fail(
+                "host must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0) or localhost",
+            );
+        }
+        // A year: longer is "never", which 0 already says.
+        if self.idle_ttl_minutes > MAX_IDLE_TTL_MINUTES {
+            return fail("idle_ttl_minutes must be at most 525600 (a year); 0 keeps models loaded");
         }
         if !(1..=100).contains(&self.memory_budget_percent) {
             return fail("memory_budget_percent must be between 1 and 100");
@@ -189,6 +198,21 @@ impl Store {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_host_that_cannot_be_listened_on_and_an_endless_ttl_are_refused() {
+        let store = Store::open_in_memory().expect("store");
+        for host in ["foo bar", "", "example.com"] {
+            assert!(store.set_setting("host", json!(host)).is_err(), "{host}");
+        }
+        for host in ["localhost", "127.0.0.1", "::1", "0.0.0.0"] {
+            store.set_setting("host", json!(host)).expect(host);
+        }
+        assert!(store.set_setting("idle_ttl_minutes", json!(u64::MAX)).is_err());
+        store
+            .set_setting("idle_ttl_minutes", json!(MAX_IDLE_TTL_MINUTES))
+            .expect("a year");
+    }
 
     #[test]
     fn defaults_until_set_and_kept_across_reopening() {
