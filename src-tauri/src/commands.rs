@@ -32,6 +32,11 @@ impl AppOrchard {
         }
     }
 
+    /// The services, if they have started.
+    pub fn ready(&self) -> Option<&Orchard> {
+        self.0.get().and_then(|r| r.as_ref().ok())
+    }
+
     async fn get(&self) -> Result<&Orchard, OpError> {
         self.0.wait().await.as_ref().map_err(|message| {
             OpError::new(

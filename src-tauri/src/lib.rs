@@ -12,6 +12,7 @@ use tauri::{Builder, Manager, Runtime};
 /// `tauri::test::mock_builder()`; the app passes `tauri::Builder::default()`.
 pub fn build_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
     builder
+        .plugin(tauri_plugin_clipboard_manager::init())
         .manage(commands::AppOrchard::default())
         .invoke_handler(tauri::generate_handler![
             commands::runtime_info,
@@ -55,8 +56,9 @@ pub fn run() -> tauri::Result<()> {
             // A menubar app: no Dock icon on macOS.
             #[cfg(target_os = "macos")]
             app.set_activation_policy(tauri::ActivationPolicy::Accessory);
-            tray::install(app.handle())?;
+            // The server's state first: the menu reads it.
             server::start(app.handle());
+            tray::install(app.handle())?;
             quit_on_signals(app.handle());
             Ok(())
         })
@@ -382,6 +384,39 @@ mod tests {
         .expect_err("the Hub cannot be reached");
         assert_eq!(error["code"], "hub_unreachable", "{error}");
         assert!(error["message"].is_string(), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_menubar_lists_a_loaded_model_and_unloads_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (app, _window) = app_window(server::HostedServer::default());
+        let orchard = fixture_orchard(dir.path());
+        app.state::<commands::AppOrchard>().set(orchard.clone());
+        let model = "SmolLM2-135M-Instruct-4bit";
+        assert!(
+            tray::current(app.handle())
+                .iter()
+                .any(|e| e.label == "No model loaded")
+        );
+        orchard.manager().load_now(model).await.expect("load");
+        let menu = tray::current(app.handle());
+        let unload = menu
+            .iter()
+            .find(|e| e.id == format!("unload:{model}"))
+            .unwrap_or_else(|| panic!("no Unload item in {menu:?}"));
+        assert!(unload.enabled);
+
+        tray::on_menu(app.handle(), &unload.id);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !orchard.manager().loaded().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "still loaded");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            tray::current(app.handle())
+                .iter()
+                .any(|e| e.label == "No model loaded")
+        );
     }
 
     #[test]

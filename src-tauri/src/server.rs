@@ -80,6 +80,17 @@ impl HostedServer {
         view
     }
 
+    /// The status without handing over a new key (for the menubar).
+    pub fn peek_status(&self) -> ServerStatusView {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        status.new_api_key = None;
+        status
+    }
+
     pub(crate) fn set(&self, status: ServerStatusView) {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
