@@ -10,6 +10,9 @@ import { INVALID_API_KEY, toFailure, type Failure, type Transport, type Unsubscr
 
 export type ServerAction = "start" | "stop" | "restart";
 
+/** Speeds kept per model for its sparkline: one a second, the last minute. */
+export const SPEED_SAMPLES = 60;
+
 /** What a tile shows as its state: the server's, or what this window just asked for. */
 export type TileState = ServerState | "stopping";
 
@@ -52,6 +55,8 @@ export class ServersStore {
   errors = $state<Record<string, Failure>>({});
   /** A Start that failed before Orchard made a tile for it (an unknown model, say). */
   startFailure = $state<{ model: string; failure: Failure } | null>(null);
+  /** Each running model's decode speed as the stream reported it, oldest first. */
+  speeds = $state<Record<string, number[]>>({});
 
   #servers = $state<ServerTile[]>([]);
   #unsubscribe: Unsubscribe | undefined;
@@ -74,6 +79,7 @@ export class ServersStore {
         this.#events += 1;
         this.live = null;
         this.#apply(view);
+        this.#sample(view);
       },
       (error) => {
         const failure = toFailure(error);
@@ -173,6 +179,16 @@ export class ServersStore {
     this.system = view.system;
     this.#servers = view.servers;
     this.status = "ready";
+  }
+
+  /** One speed per stream event (one a second) for each running model. */
+  #sample(view: ServersView): void {
+    const next: Record<string, number[]> = {};
+    for (const tile of view.servers) {
+      if (tile.state !== "running") continue;
+      next[tile.model] = [...(this.speeds[tile.model] ?? []), tile.tokens_per_second].slice(-SPEED_SAMPLES);
+    }
+    this.speeds = next;
   }
 
   async #act(model: string, action: ServerAction, run: () => Promise<ServersView>): Promise<boolean> {

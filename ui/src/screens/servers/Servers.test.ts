@@ -116,6 +116,23 @@ describe("Servers", () => {
     expect(transport.subscriberCount("server_events")).toBe(1);
   });
 
+  it("draws each running model's speed of the last seconds as a sparkline", async () => {
+    const transport = fakeOrchard().onRead("list_servers", serversView([serverTile()]));
+    renderShell(transport, "#/servers");
+    const tile = await tileOf(SMOL);
+    expect(within(tile).queryByRole("img", { name: /^Speed over/ })).toBeNull();
+    for (const tokens_per_second of [12, 30.4, 21]) {
+      transport.emit("server_events", serversView([serverTile({ tokens_per_second })]));
+    }
+    const spark = await within(tile).findByRole("img", { name: "Speed over the last 3 seconds: 12 tok/s to 30 tok/s" });
+    expect(spark.querySelector("polyline")?.getAttribute("points")?.split(" ")).toHaveLength(3);
+
+    // A restart begins a new series.
+    transport.emit("server_events", serversView([serverTile({ state: "restarting" })]));
+    transport.emit("server_events", serversView([serverTile({ tokens_per_second: 5 })]));
+    await waitFor(() => expect(within(tile).queryByRole("img", { name: /^Speed over/ })).toBeNull());
+  });
+
   it("keeps a restarting model's tile, and shows why a load failed with Retry", async () => {
     const transport = fakeOrchard()
       .onRead("list_servers", serversView([serverTile()]))
