@@ -31,19 +31,24 @@ struct Api {
 impl Api {
     /// A server whose Hub is `hub` (an address) and whose cache starts empty.
     async fn start(hub: &str) -> Api {
+        Api::start_with(
+            hub,
+            ManagerOptions {
+                idle_ttl: None,
+                ..ManagerOptions::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with(hub: &str, options: ManagerOptions) -> Api {
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = dir.path().join("hub");
         std::fs::create_dir_all(&cache).expect("cache");
         let store = Store::open(&dir.path().join("orchard.db")).expect("store");
         let key = store.create_api_key("test").expect("key").secret;
         let catalog = Catalog::new().with_hub_cache(Some(cache.clone()));
-        let manager = ModelManager::new(
-            catalog,
-            ManagerOptions {
-                idle_ttl: None,
-                ..ManagerOptions::default()
-            },
-        );
+        let manager = ModelManager::new(catalog, options);
         let orchard = Orchard::new(OrchardParts {
             manager,
             store,
@@ -682,4 +687,238 @@ async fn server_settings_are_checked_together_and_apply_at_the_next_start() {
     );
     let (_, kept) = api.get("/api/settings").await;
     assert_eq!(kept["server"]["port"], 10500, "{kept}");
+}
+
+fn fixture(name: &str) -> String {
+    orchard_core::paths::fixture_models_dir()
+        .expect("ORCHARD_DEPS_DIR is set by .cargo/config.toml")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn profile(name: &str, model: &str) -> Value {
+    json!({
+        "name": name, "model": model, "description": "", "system_prompt": "",
+        "temperature": null, "top_p": null, "top_k": null, "min_p": null,
+        "repetition_penalty": null, "max_tokens": null, "context_length": null,
+        "idle_ttl_minutes": null, "keep_loaded": false,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_is_a_model_name_with_its_own_system_prompt_and_defaults() {
+    let api = Api::start("http://127.0.0.1:9").await;
+    let model = "SmolLM2-135M-Instruct-4bit";
+    let (status, _) = api
+        .post("/api/library/add_folder", json!({"path": fixture(model)}))
+        .await;
+    assert_eq!(status, 200);
+    let system = "You are a terse assistant. Answer in one word.";
+    let mut coder = profile("terse", model);
+    coder["system_prompt"] = json!(system);
+    coder["temperature"] = json!(0.0);
+    coder["max_tokens"] = json!(3);
+    coder["context_length"] = json!(64);
+    let (status, made) = api.post("/api/profiles/create", coder.clone()).await;
+    assert_eq!(status, 200, "{made}");
+
+    // Refusals: a duplicate, a library model's name, a repo-like name, an unknown model.
+    let (status, body) = api.post("/api/profiles/create", coder.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let (status, body) = api
+        .post("/api/profiles/create", profile(model, model))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let (status, body) = api
+        .post("/api/profiles/create", profile("a/b", model))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+    let (status, body) = api
+        .post("/api/profiles/create", profile("x", "no-such"))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+
+    let (_, models) = api.get("/v1/models").await;
+    let listed = models["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|m| m["id"] == "terse")
+        .unwrap_or_else(|| panic!("the profile is not in {models}"));
+    assert_eq!(listed["model"], model);
+
+    // The profile's system prompt is there exactly when the request has none:
+    // the prompt counts as the same request with that system message.
+    let user = json!({"role": "user", "content": "Hi"});
+    let chat = |model: &str, messages: Value| json!({"model": model, "messages": messages, "temperature": 0});
+    let (status, by_profile) = api
+        .post("/v1/chat/completions", chat("terse", json!([user])))
+        .await;
+    assert_eq!(status, 200, "{by_profile}");
+    let spelled_out = json!([{"role": "system", "content": system}, user]);
+    let (_, by_hand) = api
+        .post(
+            "/v1/chat/completions",
+            json!({"model": model, "messages": spelled_out, "temperature": 0, "max_tokens": 3}),
+        )
+        .await;
+    assert_eq!(
+        by_profile["usage"]["prompt_tokens"], by_hand["usage"]["prompt_tokens"],
+        "{by_profile} vs {by_hand}"
+    );
+    // Its max_tokens applies when the request sets none.
+    assert!(
+        by_profile["usage"]["completion_tokens"]
+            .as_u64()
+            .expect("tokens")
+            <= 3
+    );
+    assert_eq!(
+        by_profile["choices"][0]["message"]["content"], by_hand["choices"][0]["message"]["content"],
+        "temperature 0 from the profile, as by hand"
+    );
+    let own = json!([{"role": "system", "content": "Be kind."}, user]);
+    let (_, with_own) = api
+        .post("/v1/chat/completions", chat("terse", own.clone()))
+        .await;
+    let (_, own_by_hand) = api
+        .post(
+            "/v1/chat/completions",
+            json!({"model": model, "messages": own, "max_tokens": 1}),
+        )
+        .await;
+    assert_eq!(
+        with_own["usage"]["prompt_tokens"], own_by_hand["usage"]["prompt_tokens"],
+        "the request's own system prompt was not kept"
+    );
+    // Anthropic's token count sees the profile's system prompt too.
+    let count =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+    let (_, profile_count) = api.post("/v1/messages/count_tokens", count("terse")).await;
+    let mut with_system = count(model);
+    with_system["system"] = json!(system);
+    let (_, by_hand_count) = api.post("/v1/messages/count_tokens", with_system).await;
+    let (_, plain_count) = api.post("/v1/messages/count_tokens", count(model)).await;
+    assert_eq!(profile_count, by_hand_count);
+    // (SmolLM2's template has a default system prompt of its own, replaced here.)
+    assert_ne!(profile_count, plain_count);
+
+    // Its context length is a limit.
+    let long = "word ".repeat(80);
+    let (status, body) = api
+        .post(
+            "/v1/chat/completions",
+            chat("terse", json!([{"role": "user", "content": long}])),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "context_length_exceeded", "{body}");
+
+    // The Servers screen names the profile on its model's tile.
+    let (_, servers) = api.get("/api/servers").await;
+    assert_eq!(
+        servers["servers"][0]["profiles"],
+        json!(["terse"]),
+        "{servers}"
+    );
+
+    // Renamed, then deleted: the old and then the new name stop working.
+    let mut renamed = coder.clone();
+    renamed["name"] = json!("brief");
+    let (status, body) = api
+        .post(
+            "/api/profiles/update",
+            json!({"name": "terse", "profile": renamed}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = api
+        .post("/v1/chat/completions", chat("terse", json!([user])))
+        .await;
+    assert_eq!(status, 404);
+    let (status, left) = api
+        .post("/api/profiles/delete", json!({"name": "brief"}))
+        .await;
+    assert_eq!((status, left), (200, json!([])));
+    let (status, _) = api
+        .post("/v1/chat/completions", chat("brief", json!([user])))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_kept_loaded_by_its_profile_is_never_evicted() {
+    let api = Api::start_with(
+        "http://127.0.0.1:9",
+        ManagerOptions {
+            idle_ttl: None,
+            max_loaded_models: 1,
+            ..ManagerOptions::default()
+        },
+    )
+    .await;
+    for name in [
+        "SmolLM2-135M-Instruct-4bit",
+        "SmolLM2-135M-Instruct-float16",
+    ] {
+        let (status, body) = api
+            .post("/api/library/add_folder", json!({"path": fixture(name)}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut pinned = profile("always", "SmolLM2-135M-Instruct-4bit");
+    pinned["keep_loaded"] = json!(true);
+    let (status, body) = api.post("/api/profiles/create", pinned).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .post("/api/servers/start", json!({"model": "always"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // One model at most, and that one is pinned: the other cannot push it out.
+    let (status, body) = api
+        .post(
+            "/api/servers/start",
+            json!({"model": "SmolLM2-135M-Instruct-float16"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("kept loaded"),
+        "{body}"
+    );
+    let (_, servers) = api.get("/api/servers").await;
+    let tiles = servers["servers"].as_array().expect("tiles");
+    assert!(
+        tiles
+            .iter()
+            .any(|t| t["model"] == "SmolLM2-135M-Instruct-4bit" && t["state"] == "running"),
+        "{servers}"
+    );
+    assert!(
+        tiles
+            .iter()
+            .any(|t| t["model"] == "SmolLM2-135M-Instruct-float16" && t["state"] == "failed"),
+        "the failed start keeps a tile saying why: {servers}"
+    );
 }

@@ -23,6 +23,11 @@ pub enum CoreError {
         need_mib: u64,
         budget_mib: u64,
     },
+    /// The model does not fit beside the models profiles keep loaded.
+    #[error(
+        "the model {name:?} does not fit beside the models kept loaded by their profiles ({}); unload one, or turn off its profile's keep loaded", pinned.join(", ")
+    )]
+    Pinned { name: String, pinned: Vec<String> },
     /// The model's queue is full.
     #[error("the model {name:?} has {waiting} requests waiting; retry shortly")]
     Busy { name: String, waiting: usize },

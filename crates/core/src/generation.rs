@@ -296,7 +296,10 @@ pub async fn start(
         }
         other => CoreError::Engine(other),
     })?;
-    let limit = model.context_length();
+    let limit = match options.max_context {
+        0 => model.context_length(),
+        profile => profile.min(model.context_length()),
+    };
     if tokens.is_empty() {
         return Err(CoreError::invalid("prompt", "the prompt is empty"));
     }

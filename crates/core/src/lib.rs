@@ -9,6 +9,7 @@ pub mod generation;
 pub mod manager;
 pub mod ops;
 pub mod paths;
+pub mod profiles;
 pub mod secrets;
 pub mod system;
 

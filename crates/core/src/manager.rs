@@ -22,6 +22,7 @@ use tokio::sync::OnceCell;
 use crate::catalog::{Catalog, ModelEntry};
 use crate::chat::ChatFormat;
 use crate::error::CoreError;
+use crate::profiles::Profile;
 
 /// How long a load waits for draining models to give their memory back.
 const DRAIN_WAIT: Duration = Duration::from_secs(120);
@@ -294,6 +295,8 @@ struct Inner {
     prompters: Mutex<HashMap<String, Arc<Prompter>>>,
     /// Worker threads found dead since the start.
     worker_deaths: AtomicU64,
+    /// Profiles by name: more names for models, with their policies.
+    profiles: RwLock<HashMap<String, Arc<Profile>>>,
 }
 
 /// Prompters kept for models that are not loaded.
@@ -310,6 +313,7 @@ impl ModelManager {
                 loading: tokio::sync::Mutex::new(()),
                 prompters: Mutex::new(HashMap::new()),
                 worker_deaths: AtomicU64::new(0),
+                profiles: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -451,8 +455,86 @@ impl ModelManager {
         Some(model)
     }
 
+    /// Replaces the profiles (after one is created, edited or deleted).
+    pub fn set_profiles(&self, profiles: Vec<Profile>) {
+        *self
+            .inner
+            .profiles
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = profiles
+            .into_iter()
+            .map(|p| (p.name.clone(), Arc::new(p)))
+            .collect();
+    }
+
+    /// The profile called `name`, unless a library model has that name.
+    pub fn profile(&self, name: &str) -> Option<Arc<Profile>> {
+        if self.catalog().resolve(name).is_some() {
+            return None;
+        }
+        self.inner
+            .profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every profile, by name.
+    pub fn profiles(&self) -> Vec<Arc<Profile>> {
+        let mut all: Vec<Arc<Profile>> = self
+            .inner
+            .profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The profiles that serve the library model `id`.
+    fn profiles_of(&self, id: &str) -> Vec<Arc<Profile>> {
+        let catalog = self.catalog();
+        self.profiles()
+            .into_iter()
+            .filter(|p| catalog.resolve(&p.model).is_some_and(|e| e.id == id))
+            .collect()
+    }
+
+    /// Whether a profile keeps model `id` loaded.
+    pub fn is_pinned(&self, id: &str) -> bool {
+        self.profiles_of(id).iter().any(|p| p.keep_loaded)
+    }
+
+    /// How long model `id` may stay idle: None while a profile keeps it
+    /// loaded; a profile's own time-to-live (the shortest); else the setting's.
+    pub fn idle_ttl_of(&self, id: &str) -> Option<Duration> {
+        let profiles = self.profiles_of(id);
+        if profiles.iter().any(|p| p.keep_loaded) {
+            return None;
+        }
+        profiles
+            .iter()
+            .filter_map(|p| p.idle_ttl_minutes)
+            .filter(|&m| m > 0)
+            .min()
+            .map(|m| Duration::from_secs(m.saturating_mul(60)))
+            .or(self.inner.options.idle_ttl)
+    }
+
     fn resolve(&self, name: &str) -> Result<ModelEntry, CoreError> {
-        let found = self.catalog().resolve(name);
+        let found = self.catalog().resolve(name).or_else(|| {
+            let profile = self
+                .inner
+                .profiles
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .cloned()?;
+            self.catalog().resolve(&profile.model)
+        });
         found.ok_or_else(|| CoreError::ModelNotFound {
             name: name.to_string(),
             available: self.entries().into_iter().map(|e| e.id).collect(),
@@ -536,18 +618,22 @@ impl ModelManager {
         }
         let deadline = Instant::now() + DRAIN_WAIT;
         loop {
-            let mut loaded: Vec<Arc<LoadedModel>> = self
+            let all: Vec<Arc<LoadedModel>> = self
                 .loaded()
                 .into_iter()
                 .filter(|m| m.id != entry.id)
                 .collect();
+            // Models a profile keeps loaded are never evicted.
+            let (pinned, mut loaded): (Vec<_>, Vec<_>) =
+                all.into_iter().partition(|m| self.is_pinned(&m.id));
             let draining = self.draining_models();
             let used: u64 = loaded
                 .iter()
+                .chain(pinned.iter())
                 .chain(draining.iter())
                 .map(|m| m.memory().total())
                 .sum();
-            let count = loaded.len() + draining.len();
+            let count = loaded.len() + pinned.len() + draining.len();
             if count < options.max_loaded_models
                 && used + entry.weight_bytes <= options.memory_budget_bytes
             {
@@ -561,6 +647,12 @@ impl ModelManager {
                 drop(draining);
                 self.unload_model(victim).await;
                 continue;
+            }
+            if draining.is_empty() && !pinned.is_empty() {
+                return Err(CoreError::Pinned {
+                    name: entry.id.clone(),
+                    pinned: pinned.iter().map(|m| m.id.clone()).collect(),
+                });
             }
             if draining.is_empty() {
                 // Nothing else holds memory the manager knows of.
@@ -649,6 +741,8 @@ impl ModelManager {
     pub fn spawn_idle_reaper(&self) -> tokio::task::JoinHandle<()> {
         let ttl = self.inner.options.idle_ttl;
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        // Profiles may set shorter times than the setting; a minute's are
+        // checked every few seconds anyway.
         let period = ttl.map_or(Duration::from_secs(5), |ttl| {
             (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
         });
@@ -657,10 +751,12 @@ impl ModelManager {
                 tokio::time::sleep(period).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let manager = ModelManager { inner };
-                // `loaded()` removes dead models; idle ones go only with a TTL.
-                let loaded = manager.loaded();
-                let Some(ttl) = ttl else { continue };
-                for model in loaded {
+                // `loaded()` removes dead models; idle ones go only with a TTL
+                // (the setting's, or their profile's).
+                for model in manager.loaded() {
+                    let Some(ttl) = manager.idle_ttl_of(&model.id) else {
+                        continue;
+                    };
                     if model.active.load(Ordering::Relaxed) == 0 && model.idle_for() >= ttl {
                         tracing::info!(model = %model.id, idle_seconds = model.idle_for().as_secs(), "unloading idle model");
                         manager.unload_model(model).await;

@@ -127,6 +127,9 @@ fn generated() -> BTreeMap<String, String> {
         NewKeyView,
         KeyRequest,
         KeyIdRequest,
+        Profile,
+        ProfileUpdate,
+        NameRequest,
     ];
     files.insert(
         "operations.ts".into(),

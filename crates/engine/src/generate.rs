@@ -40,6 +40,8 @@ pub struct GenerateOptions {
     /// Prompt tokens per forward pass; 0 means mlx-lm's 2048. Smaller chunks
     /// let a cancel land sooner, at some cost in prompt speed.
     pub prefill_chunk: usize,
+    /// A context shorter than the model's (a profile's); 0 means the model's.
+    pub max_context: usize,
 }
 
 /// A limit on reasoning: once `tokens` tokens were generated inside a block

@@ -228,6 +228,10 @@ impl From<CoreError> for ApiError {
                     ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
                 }
             }
+            CoreError::Pinned { .. } => ApiError {
+                code: Some("insufficient_memory"),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            },
             CoreError::MemoryBusy { .. } => ApiError {
                 code: Some("insufficient_memory"),
                 retry_after: Some(5),

@@ -28,7 +28,6 @@ pub fn is_api_path(path: &str) -> bool {
     versioned || matches!(first, "api" | "health" | "metrics")
 }
 
-
 /// Answers a GET of the page or one of its files; None for anything else.
 pub fn serve(request: &Request) -> Option<Response> {
     let path = request.uri().path();

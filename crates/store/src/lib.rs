@@ -6,6 +6,7 @@ mod api_keys;
 mod downloads;
 mod local_models;
 mod model_usage;
+mod profiles;
 mod settings;
 
 use std::path::Path;
@@ -16,7 +17,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub use api_keys::{ApiKeyInfo, NewApiKey};
 pub use downloads::{DOWNLOAD_STATES, DownloadRecord};
 pub use local_models::LocalModel;
-pub use settings::Settings;
+pub use settings::{MAX_IDLE_TTL_MINUTES, Settings};
 
 /// The schema, in order. `PRAGMA user_version` records how many are applied.
 const MIGRATIONS: &[&str] = &[
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_local_models.sql"),
     include_str!("../migrations/0003_downloads.sql"),
     include_str!("../migrations/0004_model_usage.sql"),
+    include_str!("../migrations/0005_profiles.sql"),
 ];
 
 /// How long a statement waits for another connection's write lock. Writes here

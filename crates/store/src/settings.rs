@@ -72,6 +72,16 @@ impl Settings {
                 "host must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0) or localhost",
             );
         }
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !self.require_api_key && !loopback {
+            return fail(
+                "require_api_key must stay on when the host is beyond this machine; bind 127.0.0.1 to serve without keys",
+            );
+        }
         // A year: longer is "never", which 0 already says.
         if self.idle_ttl_minutes > MAX_IDLE_TTL_MINUTES {
             return fail("idle_ttl_minutes must be at most 525600 (a year); 0 keeps models loaded");
@@ -208,7 +218,11 @@ mod tests {
         for host in ["localhost", "127.0.0.1", "::1", "0.0.0.0"] {
             store.set_setting("host", json!(host)).expect(host);
         }
-        assert!(store.set_setting("idle_ttl_minutes", json!(u64::MAX)).is_err());
+        assert!(
+            store
+                .set_setting("idle_ttl_minutes", json!(u64::MAX))
+                .is_err()
+        );
         store
             .set_setting("idle_ttl_minutes", json!(MAX_IDLE_TTL_MINUTES))
             .expect("a year");

@@ -158,6 +158,7 @@ export function system(overrides: Partial<SystemView> = {}): SystemView {
 export function serverTile(overrides: Partial<ServerTile> = {}): ServerTile {
   return {
     model: SMOL,
+    profiles: [],
     state: "running",
     error: null,
     memory: { weights: 80_000_000, kv_cache: 15_000_000, prompt_cache: 5_000_000 },

@@ -7,6 +7,7 @@
 
 mod downloads;
 mod library;
+mod profiles;
 mod search;
 mod servers;
 mod settings;
@@ -24,6 +25,7 @@ pub use downloads::{
     start_download,
 };
 pub use library::{add_folder, delete_model, list_library, load_model, unload_model};
+pub use profiles::{create_profile, delete_profile, list_profiles, update_profile};
 pub use search::{model_details, search_models};
 pub use servers::{ServerEvents, list_servers, restart_server, start_server, stop_server};
 pub use settings::{
@@ -53,6 +55,7 @@ macro_rules! operations {
                 get_settings "/api/settings" -> $crate::ops::SettingsView;
                 list_servers "/api/servers" -> $crate::ops::ServersView;
                 list_keys "/api/keys" -> Vec<$crate::ops::ApiKeyView>;
+                list_profiles "/api/profiles" -> Vec<$crate::ops::Profile>;
             }
             calls {
                 search_models "/api/models/search" ($crate::ops::SearchRequest) -> $crate::ops::SearchResults;
@@ -72,6 +75,9 @@ macro_rules! operations {
                 restart_server "/api/servers/restart" ($crate::ops::ModelRequest) -> $crate::ops::ServersView;
                 create_key "/api/keys/create" ($crate::ops::KeyRequest) -> $crate::ops::NewKeyView;
                 revoke_key "/api/keys/revoke" ($crate::ops::KeyIdRequest) -> Vec<$crate::ops::ApiKeyView>;
+                create_profile "/api/profiles/create" ($crate::ops::Profile) -> $crate::ops::Profile;
+                update_profile "/api/profiles/update" ($crate::ops::ProfileUpdate) -> $crate::ops::Profile;
+                delete_profile "/api/profiles/delete" ($crate::ops::NameRequest) -> Vec<$crate::ops::Profile>;
             }
             streams {
                 download_events "/api/downloads/events" -> $crate::ops::DownloadView;
@@ -167,7 +173,7 @@ impl Orchard {
             .clone()
             .map(|root| DownloadManager::new(parts.store.clone(), hub.clone(), root));
         let started = parts.store.settings().unwrap_or_default();
-        Orchard {
+        let orchard = Orchard {
             inner: Arc::new(Inner {
                 started,
                 starts: servers::Starts::default(),
@@ -179,7 +185,12 @@ impl Orchard {
                 downloads,
                 secrets: parts.secrets,
             }),
+        };
+        // Profile names are model names from the start.
+        if let Err(e) = profiles::apply(&orchard) {
+            tracing::warn!(error = %e, "cannot read the profiles");
         }
+        orchard
     }
 
     /// The user's setup: `HF_ENDPOINT`, `HF_HUB_OFFLINE`, the kept token and
@@ -280,7 +291,7 @@ impl From<CoreError> for OpError {
             CoreError::Invalid { .. }
             | CoreError::PromptTooLong { .. }
             | CoreError::Load { .. } => ErrorCode::InvalidInput,
-            CoreError::OverBudget { .. } => ErrorCode::Conflict,
+            CoreError::OverBudget { .. } | CoreError::Pinned { .. } => ErrorCode::Conflict,
             CoreError::Busy { .. } | CoreError::MemoryBusy { .. } | CoreError::WorkerDied(_) => {
                 ErrorCode::Busy
             }

@@ -104,6 +104,7 @@ fn servers_view(orchard: &Orchard) -> ServersView {
                 .cloned()
                 .unwrap_or((ServerState::Running, None));
             ServerTile {
+                profiles: profile_names(orchard, &model.id),
                 model: model.id.clone(),
                 state,
                 error,
@@ -125,6 +126,7 @@ fn servers_view(orchard: &Orchard) -> ServersView {
     for (model, (state, error)) in starts {
         if !servers.iter().any(|t| t.model == model) {
             servers.push(ServerTile {
+                profiles: profile_names(orchard, &model),
                 model,
                 state,
                 error,
@@ -174,10 +176,20 @@ fn servers_view(orchard: &Orchard) -> ServersView {
     }
 }
 
-/// Loads a model (Start); its tile says "loading" meanwhile, and why when
-/// the load fails.
+fn profile_names(orchard: &Orchard, id: &str) -> Vec<String> {
+    orchard
+        .manager()
+        .profiles()
+        .iter()
+        .filter(|p| super::library::entry(orchard, &p.model).is_ok_and(|e| e.id == id))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Loads a model or a profile's model (Start); its tile says "loading"
+/// meanwhile, and why when the load fails.
 pub async fn start_server(orchard: &Orchard, input: ModelRequest) -> Result<ServersView, OpError> {
-    let id = super::library::entry(orchard, &input.model)?.id;
+    let id = model_of(orchard, &input.model)?;
     load(orchard, &id, ServerState::Loading).await?;
     Ok(servers_view(orchard))
 }
@@ -185,9 +197,11 @@ pub async fn start_server(orchard: &Orchard, input: ModelRequest) -> Result<Serv
 /// Unloads a model (Stop): its memory is given back once its running
 /// requests end.
 pub async fn stop_server(orchard: &Orchard, input: ModelRequest) -> Result<ServersView, OpError> {
-    let id = super::library::entry(orchard, &input.model)?.id;
+    let id = model_of(orchard, &input.model)?;
+    let had_tile = orchard.inner.starts.snapshot().contains_key(&id);
     orchard.inner.starts.clear(&id);
-    if !orchard.manager().unload(&id).await {
+    // A failed start's tile goes away with Stop too.
+    if !orchard.manager().unload(&id).await && !had_tile {
         return Err(OpError::new(
             ErrorCode::NotFound,
             format!("{id} is not loaded"),
@@ -201,11 +215,19 @@ pub async fn restart_server(
     orchard: &Orchard,
     input: ModelRequest,
 ) -> Result<ServersView, OpError> {
-    let id = super::library::entry(orchard, &input.model)?.id;
+    let id = model_of(orchard, &input.model)?;
     orchard.inner.starts.set(&id, ServerState::Restarting, None);
     orchard.manager().unload(&id).await;
     load(orchard, &id, ServerState::Restarting).await?;
     Ok(servers_view(orchard))
+}
+
+/// The library model a name means: a model, or a profile's model.
+fn model_of(orchard: &Orchard, name: &str) -> Result<String, OpError> {
+    match orchard.manager().profile(name.trim()) {
+        Some(profile) => Ok(super::library::entry(orchard, &profile.model)?.id),
+        None => Ok(super::library::entry(orchard, name)?.id),
+    }
 }
 
 async fn load(orchard: &Orchard, id: &str, state: ServerState) -> Result<(), OpError> {

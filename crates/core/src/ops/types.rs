@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+pub use crate::profiles::Profile;
 pub use orchard_hub::client::Sort;
 
 /// Something a model can do beyond plain text chat.
@@ -394,6 +395,8 @@ pub enum ServerState {
 pub struct ServerTile {
     /// The model's library name.
     pub model: String,
+    /// The profiles that serve it (their names are model names too).
+    pub profiles: Vec<String>,
     pub state: ServerState,
     /// Why the last load failed, with what the log said.
     pub error: Option<String>,
@@ -510,4 +513,17 @@ pub struct KeyRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct KeyIdRequest {
     pub id: i64,
+}
+
+/// Replaces the profile called `name` (which `profile` may rename).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct ProfileUpdate {
+    pub name: String,
+    pub profile: Profile,
+}
+
+/// Names a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct NameRequest {
+    pub name: String,
 }

@@ -153,7 +153,7 @@ async fn handle_messages(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    let request: MessagesRequest = parse_body(body)?;
+    let mut request: MessagesRequest = parse_body(body)?;
     params::refuse_unknown(&request.other)?;
     params::check_metadata(request.metadata.as_ref())?;
     params::check_service_tier(request.service_tier.as_ref())?;
@@ -163,6 +163,19 @@ async fn handle_messages(
             "max_tokens",
             "max_tokens must be at least 1",
         ));
+    }
+    // A profile's name: its system prompt and defaults fill what the
+    // request leaves unset.
+    let profile = state.manager.profile(&request.model);
+    if let Some(profile) = &profile {
+        if request.system.is_none() {
+            request.system = profile.system().map(|s| Value::String(s.to_string()));
+        }
+        request.temperature = request.temperature.or(profile.temperature);
+        request.top_p = request.top_p.or(profile.top_p);
+        request.top_k = request.top_k.or(profile
+            .top_k
+            .map(|k| usize::try_from(k).unwrap_or(usize::MAX)));
     }
     let single_tool_call = params::single_tool_call(request.tool_choice.as_ref());
     let fields = PromptFields {
@@ -187,6 +200,10 @@ async fn handle_messages(
             ..defaults
         },
         stop: params::stop_sequences(request.stop_sequences.clone())?,
+        max_context: profile
+            .as_ref()
+            .and_then(|p| p.context_length)
+            .map_or(0, |c| c as usize),
         ..GenerateOptions::default()
     };
     let omit_thinking = prompt.thinking.omit;
@@ -269,8 +286,14 @@ pub async fn count_tokens(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     async {
-        let request: CountRequest = parse_body(body)?;
+        let mut request: CountRequest = parse_body(body)?;
         params::refuse_unknown(&request.other)?;
+        // Counted as it will run: with the profile's system prompt.
+        if request.system.is_none()
+            && let Some(profile) = state.manager.profile(&request.model)
+        {
+            request.system = profile.system().map(|s| Value::String(s.to_string()));
+        }
         let fields = PromptFields {
             system: request.system.as_ref(),
             tools: request.tools.as_deref(),

@@ -162,7 +162,12 @@ pub async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    let request: ChatRequest = parse_body(body)?;
+    let mut request: ChatRequest = parse_body(body)?;
+    // A profile's name: its defaults fill what the request leaves unset.
+    let profile = state.manager.profile(&request.model);
+    if let Some(profile) = &profile {
+        super::profile_sampling(profile, &mut request.sampling);
+    }
     refuse_unknown(&request.other)?;
     check_n(request.n)?;
     if let Some(format) = &request.response_format
@@ -190,11 +195,22 @@ pub async fn chat_completions(
     let tools = request.tools.unwrap_or_default();
     check_tools(&tools)?;
     let choice = tool_choice(request.tool_choice, !tools.is_empty())?;
-    let messages = chat_messages(request.messages)?;
+    let mut messages = chat_messages(request.messages)?;
+    let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let mut options = request
         .sampling
-        .options(request.max_completion_tokens.or(request.max_tokens))?;
+        .options(max_tokens.or(profile.as_ref().and_then(|p| p.max_tokens).map(u64::from)))?;
     options.top_logprobs = top_logprobs;
+    if let Some(profile) = &profile {
+        options.max_context = profile.context_length.map_or(0, |c| c as usize);
+        if let Some(system) = profile.system()
+            && !messages
+                .iter()
+                .any(|m| m.role == "system" || m.role == "developer")
+        {
+            messages.insert(0, orchard_core::ChatMessage::text("system", system));
+        }
+    }
 
     let model = state.manager.get(&request.model).await?;
     let generation = orchard_core::start(

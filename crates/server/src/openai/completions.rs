@@ -24,7 +24,11 @@ pub async fn completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    let request: CompletionRequest = parse_body(body)?;
+    let mut request: CompletionRequest = parse_body(body)?;
+    let profile = state.manager.profile(&request.model);
+    if let Some(profile) = &profile {
+        super::profile_sampling(profile, &mut request.sampling);
+    }
     refuse_unknown(&request.other)?;
     check_n(request.n)?;
     if request.echo == Some(true) {
@@ -59,7 +63,15 @@ pub async fn completions(
     // OpenAI's default for this endpoint is 16 tokens.
     let mut options = request
         .sampling
-        .options(Some(request.max_tokens.unwrap_or(16)))?;
+        .options(Some(request.max_tokens.unwrap_or_else(|| {
+            profile
+                .as_ref()
+                .and_then(|p| p.max_tokens)
+                .map_or(16, u64::from)
+        })))?;
+    if let Some(profile) = &profile {
+        options.max_context = profile.context_length.map_or(0, |c| c as usize);
+    }
     options.top_logprobs = top;
     let model = state.manager.get(&request.model).await?;
     let generation = orchard_core::start(

@@ -15,6 +15,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use axum::response::sse::Event;
+use orchard_core::profiles::Profile;
 use orchard_core::{CoreError, Finish, Generation, GenerationStats};
 use serde_json::{Map, Value, json};
 
@@ -55,6 +56,19 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
+    let mut data = data;
+    // A profile is a model name too.
+    for profile in state.manager.profiles() {
+        data.push(json!({
+            "id": profile.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "orchard",
+            "loaded": loaded.contains(&profile.model),
+            "source": "profile",
+            "model": profile.model,
+        }));
+    }
     Json(json!({"object": "list", "data": data}))
 }
 
@@ -147,4 +161,15 @@ pub(super) fn usage(stats: &GenerationStats) -> Value {
 pub(super) fn stream_error(error: CoreError) -> Event {
     let api: ApiError = error.into();
     Event::default().data(api.body().to_string())
+}
+
+/// A profile's defaults for what the request leaves unset.
+fn profile_sampling(profile: &Profile, sampling: &mut types::Sampling) {
+    sampling.temperature = sampling.temperature.or(profile.temperature);
+    sampling.top_p = sampling.top_p.or(profile.top_p);
+    sampling.top_k = sampling.top_k.or(profile
+        .top_k
+        .map(|k| usize::try_from(k).unwrap_or(usize::MAX)));
+    sampling.min_p = sampling.min_p.or(profile.min_p);
+    sampling.repetition_penalty = sampling.repetition_penalty.or(profile.repetition_penalty);
 }

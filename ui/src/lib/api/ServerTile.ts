@@ -9,7 +9,11 @@ export type ServerTile = {
 /**
  * The model's library name.
  */
-model: string, state: ServerState, 
+model: string, 
+/**
+ * The profiles that serve it (their names are model names too).
+ */
+profiles: Array<string>, state: ServerState, 
 /**
  * Why the last load failed, with what the log said.
  */

@@ -8,7 +8,10 @@ import type { KeyRequest } from "./KeyRequest";
 import type { LibraryModel } from "./LibraryModel";
 import type { ModelDetails } from "./ModelDetails";
 import type { ModelRequest } from "./ModelRequest";
+import type { NameRequest } from "./NameRequest";
 import type { NewKeyView } from "./NewKeyView";
+import type { Profile } from "./Profile";
+import type { ProfileUpdate } from "./ProfileUpdate";
 import type { RuntimeInfo } from "./RuntimeInfo";
 import type { SearchRequest } from "./SearchRequest";
 import type { SearchResults } from "./SearchResults";
@@ -25,6 +28,7 @@ export type Reads = {
   get_settings: { path: "/api/settings"; output: SettingsView };
   list_servers: { path: "/api/servers"; output: ServersView };
   list_keys: { path: "/api/keys"; output: Array<ApiKeyView> };
+  list_profiles: { path: "/api/profiles"; output: Array<Profile> };
 };
 
 /** Operations with input: `POST path` with the input as the JSON body over HTTP, `invoke(name, { input })` in the app. */
@@ -46,6 +50,9 @@ export type Calls = {
   restart_server: { path: "/api/servers/restart"; input: ModelRequest; output: ServersView };
   create_key: { path: "/api/keys/create"; input: KeyRequest; output: NewKeyView };
   revoke_key: { path: "/api/keys/revoke"; input: KeyIdRequest; output: Array<ApiKeyView> };
+  create_profile: { path: "/api/profiles/create"; input: Profile; output: Profile };
+  update_profile: { path: "/api/profiles/update"; input: ProfileUpdate; output: Profile };
+  delete_profile: { path: "/api/profiles/delete"; input: NameRequest; output: Array<Profile> };
 };
 
 /** Pushed updates: `GET path` as server-sent events (`data:` one JSON event each) over HTTP, `invoke(name, { channel })` with a Tauri Channel in the app. */
@@ -61,6 +68,7 @@ export const READS = {
   get_settings: "/api/settings",
   list_servers: "/api/servers",
   list_keys: "/api/keys",
+  list_profiles: "/api/profiles",
 } as const satisfies { [K in keyof Reads]: Reads[K]["path"] };
 
 export const CALLS = {
@@ -81,6 +89,9 @@ export const CALLS = {
   restart_server: "/api/servers/restart",
   create_key: "/api/keys/create",
   revoke_key: "/api/keys/revoke",
+  create_profile: "/api/profiles/create",
+  update_profile: "/api/profiles/update",
+  delete_profile: "/api/profiles/delete",
 } as const satisfies { [K in keyof Calls]: Calls[K]["path"] };
 
 export const STREAMS = {

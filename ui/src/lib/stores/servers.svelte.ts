@@ -25,6 +25,7 @@ export type ServersOptions = {
 function placeholder(model: string): ServerTile {
   return {
     model,
+    profiles: [],
     state: "loading",
     error: null,
     memory: { weights: 0, kv_cache: 0, prompt_cache: 0 },
