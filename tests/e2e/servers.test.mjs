@@ -1,0 +1,328 @@
+// The Servers and Settings screens in a real browser (Debian's Chromium, driven
+// by playwright-core) against the real `orchard serve` with the real SmolLM2
+// fixture: Start, a live tile whose figures follow the requests sent to the
+// port, Stop giving the memory back (read from /metrics); an API key made in
+// Settings, used with the official `openai` SDK, and revoked. Elements are found by role and accessible
+// name only. Screenshots go to artifacts/screenshots/.
+//
+// The tests run in order, as one user's visit: a test that needs what an
+// earlier one did is skipped when that one failed.
+
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { after, before, test } from "node:test";
+
+import OpenAI from "openai";
+import { chromium } from "playwright-core";
+
+import { startFakeHub } from "./fake-hub.mjs";
+import {
+  FIXTURE,
+  api,
+  createKey,
+  need,
+  orchardEnv,
+  saveLog,
+  screenshotPath,
+  startServe,
+  tempDir,
+  waitFor,
+} from "./harness.mjs";
+
+const CHROMIUM = [
+  process.env.CHROMIUM_BIN,
+  "/usr/bin/chromium",
+  "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+].find((path) => path && existsSync(path));
+const noBrowser = !CHROMIUM && process.platform !== "linux" ? "no Chromium or Chrome here (set CHROMIUM_BIN)" : null;
+
+const QUESTION = "What is the capital of France?";
+
+let hub;
+let env;
+let serve;
+let key;
+let browser;
+let page;
+/** The fixture's name in the Library (and so on the port). */
+let model;
+const pageErrors = [];
+/** Orchard's memory before the load, while loaded, and after Stop, from /metrics. */
+const memory = {};
+const passed = new Set();
+
+before(async () => {
+  if (noBrowser) return;
+  need(FIXTURE, "run `make setup`");
+  need(CHROMIUM ?? "/usr/bin/chromium", "install Debian's chromium (`make setup`)");
+  // The page opens on Discover, which asks the Hub: a local stand-in answers.
+  hub = await startFakeHub({ fixture: FIXTURE });
+  env = orchardEnv(tempDir("orchard-e2e-servers-"), hub.url);
+  key = createKey(env);
+  serve = await startServe(env);
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
+  page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+});
+
+after(async () => {
+  await browser?.close();
+  if (Object.keys(memory).length > 0) {
+    saveLog("servers-memory.json", `${JSON.stringify(memory, null, 2)}\n`);
+  }
+  if (serve) {
+    const { code } = await serve.stop();
+    saveLog("servers-orchard-serve.log", serve.output);
+    if (code !== 0) process.exitCode = 1;
+  }
+  await hub?.close();
+});
+
+/** A test that needs `needs` to have passed first. */
+function step(name, needs, body) {
+  test(name, async (t) => {
+    if (noBrowser) {
+      t.skip(noBrowser);
+      return;
+    }
+    const missing = needs.filter((n) => !passed.has(n));
+    if (missing.length > 0) {
+      t.skip(`needs: ${missing.join(", ")}`);
+      return;
+    }
+    try {
+      await body(t);
+    } catch (error) {
+      await page
+        ?.screenshot({ path: screenshotPath(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`) })
+        .catch(() => {});
+      throw error;
+    }
+    passed.add(name);
+  });
+}
+
+const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
+const tile = (id) => page.getByRole("list", { name: "Servers" }).getByRole("listitem", { name: id, exact: true });
+const memoryMeter = (id) => tile(id).getByRole("meter", { name: "Memory", exact: true });
+
+async function shot(name) {
+  await page.screenshot({ path: screenshotPath(name), fullPage: true });
+}
+
+/** The port's Prometheus text as {name: [{labels, value}]}. */
+async function metrics() {
+  const response = await fetch(`${serve.url}/metrics`, { headers: { Authorization: `Bearer ${key}` } });
+  assert.equal(response.status, 200, "/metrics answers");
+  const out = {};
+  for (const line of (await response.text()).split("\n")) {
+    const match = line.match(/^(\w+)(?:\{(.*)\})? (\S+)$/);
+    if (!match) continue;
+    const pairs = [...(match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)];
+    const labels = Object.fromEntries(pairs.map((m) => [m[1], m[2]]));
+    (out[match[1]] ??= []).push({ labels, value: Number(match[3]) });
+  }
+  return out;
+}
+
+/** Memory figures for `id` as /metrics reports them now. */
+async function memoryNow(id) {
+  const m = await metrics();
+  const one = (name) => m[name]?.[0]?.value ?? null;
+  const parts = (m.orchard_model_memory_bytes ?? []).filter((s) => s.labels.model === id);
+  return {
+    model_parts: Object.fromEntries(parts.map((s) => [s.labels.part, s.value])),
+    model_bytes: parts.reduce((sum, s) => sum + s.value, 0),
+    model_series: parts.length,
+    mlx_active_bytes: one("orchard_mlx_active_memory_bytes"),
+    mlx_cache_bytes: one("orchard_mlx_cache_memory_bytes"),
+    process_resident_bytes: one("orchard_process_resident_memory_bytes"),
+    loaded_models: one("orchard_loaded_models"),
+  };
+}
+
+/** The tile's decode speed as it shows it ("12 tok/s", "3.4 tok/s"). */
+async function shownSpeed(id) {
+  const text = await tile(id).innerText();
+  const match = text.match(/Speed\s+([\d.]+) tok\/s/);
+  assert.ok(match, `the tile shows a speed: ${text}`);
+  return Number(match[1]);
+}
+
+/** The tile's count of generated tokens ("Generated 72 tokens"). */
+async function shownGenerated(id) {
+  const match = (await tile(id).innerText()).match(/Generated\s+(\d+) tokens/);
+  return match ? Number(match[1]) : null;
+}
+
+function client(apiKey) {
+  return new OpenAI({ baseURL: `${serve.url}/v1`, apiKey, maxRetries: 0, timeout: 120_000 });
+}
+
+/** Picks `id` in the "Model to start" combobox and presses Start. */
+async function startFromCombobox(id) {
+  const form = page.getByRole("form", { name: "Start a model" });
+  const box = form.getByRole("combobox", { name: "Model to start" });
+  await box.click();
+  await box.fill(id);
+  await form
+    .getByRole("listbox", { name: "Models in your Library" })
+    .getByRole("option", { name: id, exact: true })
+    .click();
+  assert.equal(await box.inputValue(), id);
+  await form.getByRole("button", { name: "Start", exact: true }).click();
+}
+
+const KEY = "the page opens with the session's API key";
+const ADD = "the fixture is added to the Library with Add folder";
+const SERVERS = "Servers: Start shows a live tile, requests move its tokens/s, Stop gives the memory back";
+const KEYS = "Settings: a new API key works with the openai SDK once, and is refused after Revoke";
+
+step(KEY, [], async () => {
+  await page.goto(`${serve.url}/`);
+  await page.getByRole("textbox", { name: "API key" }).fill(key);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await nav("Servers").waitFor();
+});
+
+step(ADD, [KEY], async () => {
+  await nav("Models").click();
+  await page.getByRole("tab", { name: "Library" }).click();
+  await page.getByRole("button", { name: "Add folder" }).first().click();
+  const form = page.getByRole("form", { name: "Add a model folder" });
+  await form.getByRole("textbox", { name: "Folder path" }).fill(FIXTURE);
+  await form.getByRole("button", { name: "Add" }).click();
+  const added = await waitFor("the fixture in the Library", async () =>
+    (await api(serve.url, key, "/api/library")).find((m) => m.path === FIXTURE),
+  );
+  model = added.id;
+  assert.equal(added.loaded, false, "added, not loaded");
+  await page.getByRole("list", { name: "Library" }).getByRole("listitem", { name: model }).waitFor();
+});
+
+step(SERVERS, [ADD], async (t) => {
+  await nav("Servers").click();
+  assert.equal(await nav("Servers").getAttribute("aria-current"), "page");
+  // The system strip: the machine's memory as a meter, Orchard's share in figures.
+  const strip = page.getByRole("region", { name: "This machine" });
+  const systemMeter = strip.getByRole("meter", { name: "System memory" });
+  await systemMeter.waitFor();
+  assert.ok(Number(await systemMeter.getAttribute("aria-valuenow")) > 0, "the machine's used memory");
+  assert.ok(Number(await systemMeter.getAttribute("aria-valuemax")) > 0, "the machine's total memory");
+  assert.match(await strip.innerText(), /Orchard[\s\S]*Budget[\s\S]*CPU[\s\S]*Backend/);
+  await page.getByText("No model is loaded").waitFor();
+
+  memory.before_load = await memoryNow(model);
+  assert.equal(memory.before_load.model_series, 0, "no memory is counted for the model before it loads");
+  assert.equal(memory.before_load.loaded_models, 0);
+
+  await startFromCombobox(model);
+  await tile(model).waitFor();
+  await memoryMeter(model).waitFor({ timeout: 90_000 });
+  await tile(model).getByText("Running", { exact: true }).waitFor({ timeout: 90_000 });
+  const shownBytes = Number(await memoryMeter(model).getAttribute("aria-valuenow"));
+  assert.ok(shownBytes > 0, `the tile's memory meter: ${shownBytes}`);
+  memory.loaded = await memoryNow(model);
+  assert.equal(memory.loaded.loaded_models, 1);
+  assert.ok(memory.loaded.model_parts.weights > 0, JSON.stringify(memory.loaded));
+  // The tile shows what /metrics reports (idle, the model's memory stays put).
+  await waitFor(
+    "the tile's memory to be the one /metrics reports",
+    async () => Number(await memoryMeter(model).getAttribute("aria-valuenow")) === memory.loaded.model_bytes,
+    { timeoutMs: 5_000 },
+  );
+  assert.equal(await shownSpeed(model), 0, "no request yet");
+
+  // Requests through the port, from the official SDK, with the session's key;
+  // the page is not reloaded: the figures arrive on the pushed events.
+  await page.evaluate(() => (window.__sameDocument = true));
+  const openai = client(key);
+  let generated = 0;
+  for (const question of [QUESTION, "Name three colors.", "Count from one to five."]) {
+    const answer = await openai.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: question }],
+      max_tokens: 24,
+      temperature: 0,
+    });
+    assert.ok(answer.choices[0].message.content.length > 0, "an answer");
+    assert.ok(answer.usage.completion_tokens > 0);
+    generated += answer.usage.completion_tokens;
+  }
+  const speed = await waitFor("the tile's tokens/s to pass 0", async () => {
+    const shown = await shownSpeed(model);
+    return shown > 0 ? shown : null;
+  });
+  await waitFor("the tile to count the generated tokens", async () => (await shownGenerated(model)) === generated, {
+    timeoutMs: 5_000,
+  });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page was not reloaded");
+  memory.after_requests = await memoryNow(model);
+  await shot("servers.png");
+
+  await tile(model).getByRole("button", { name: "Stop", exact: true }).click();
+  await waitFor("the tile to go", async () => (await tile(model).count()) === 0);
+  await page.getByText("No model is loaded").waitFor();
+  memory.after_stop = await waitFor("/metrics to count no memory for the model", async () => {
+    const now = await memoryNow(model);
+    return now.model_bytes === 0 && now.loaded_models === 0 ? now : null;
+  });
+  // The weights' arrays are freed: MLX holds at least that much less.
+  const freed = memory.after_requests.mlx_active_bytes - memory.after_stop.mlx_active_bytes;
+  assert.ok(
+    freed >= memory.loaded.model_parts.weights * 0.9,
+    `MLX's active memory went from ${memory.after_requests.mlx_active_bytes} to ` +
+      `${memory.after_stop.mlx_active_bytes} bytes; the weights are ${memory.loaded.model_parts.weights}`,
+  );
+  const library = await api(serve.url, key, "/api/library");
+  assert.equal(library.find((m) => m.id === model)?.loaded, false, "the Library says it is not loaded");
+
+  t.diagnostic(`tokens/s shown: ${speed}; tokens generated: ${generated}`);
+  for (const [when, figures] of Object.entries(memory)) t.diagnostic(`memory ${when}: ${JSON.stringify(figures)}`);
+});
+
+step(KEYS, [ADD], async () => {
+  await nav("Settings").click();
+  const keys = page.getByRole("region", { name: "API keys" });
+  const name = "sdk-e2e";
+  await keys.getByRole("textbox", { name: "Key name" }).fill(name);
+  await keys.getByRole("button", { name: "Create key" }).click();
+  const secretField = keys.getByRole("textbox", { name: "New API key" });
+  await secretField.waitFor();
+  assert.equal(await secretField.getAttribute("readonly"), "", "the new key's field is read-only");
+  const secret = await secretField.inputValue();
+  assert.ok(secret.length >= 20 && secret !== key, "a new secret");
+  const entry = keys.getByRole("list", { name: "API keys" }).getByRole("listitem", { name, exact: true });
+  await entry.waitFor();
+  assert.ok(!(await entry.innerText()).includes(secret), "the list shows no secret");
+  await secretField.scrollIntoViewIfNeeded();
+  await shot("settings.png");
+
+  // The official SDK with the new key.
+  const listed = (await client(secret).models.list()).data.map((m) => m.id);
+  assert.ok(listed.includes(model), `the new key lists the models: ${listed}`);
+
+  // Shown once: leaving Settings forgets it.
+  await nav("Servers").click();
+  await nav("Settings").click();
+  await keys.getByRole("textbox", { name: "Key name" }).waitFor();
+  assert.equal(await keys.getByRole("textbox", { name: "New API key" }).count(), 0, "the secret is not shown again");
+  assert.ok(!(await page.content()).includes(secret), "nor anywhere in the page");
+
+  await entry.getByRole("button", { name: "Revoke", exact: true }).click();
+  await entry.getByRole("button", { name: `Revoke ${name}` }).click();
+  await entry.getByText("Revoked", { exact: true }).waitFor();
+  await assert.rejects(client(secret).models.list(), (error) => {
+    assert.ok(error instanceof OpenAI.AuthenticationError, `${error?.constructor?.name}: ${error?.message}`);
+    assert.equal(error.status, 401);
+    return true;
+  });
+  // The session's key still works.
+  assert.ok((await client(key).models.list()).data.some((m) => m.id === model), "the session's key still works");
+});
+
+test("the page threw no uncaught errors", { skip: noBrowser ?? false }, () => {
+  assert.deepEqual(pageErrors, []);
+});
