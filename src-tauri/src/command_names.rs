@@ -1,6 +1,6 @@
 // The Tauri commands the app exposes: one per operation of
 // `orchard_core::operations!` (a test checks that these are the same), and
-// the app's own `server_status` and `reveal_model`. Included by build.rs,
+// the app's own (APP_ONLY_COMMANDS). Included by build.rs,
 // which generates an `allow-<name>` permission for each, and by the tests,
 // which check that the window's capability grants every one of them.
 pub const COMMANDS: &[&str] = &[
@@ -35,8 +35,17 @@ pub const COMMANDS: &[&str] = &[
     "server_events",
     "server_status",
     "reveal_model",
+    "launch_at_login",
+    "set_launch_at_login",
+    "restart_app",
 ];
 
 /// The commands that are the app's own, not operations.
 #[allow(dead_code)]
-pub const APP_ONLY_COMMANDS: &[&str] = &["server_status", "reveal_model"];
+pub const APP_ONLY_COMMANDS: &[&str] = &[
+    "server_status",
+    "reveal_model",
+    "launch_at_login",
+    "set_launch_at_login",
+    "restart_app",
+];

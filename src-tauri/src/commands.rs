@@ -168,3 +168,57 @@ fn reveal(path: &std::path::Path) -> Result<(), OpError> {
         )
     })
 }
+
+/// Whether Orchard starts when the user logs in.
+#[tauri::command]
+pub async fn launch_at_login<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> Result<bool, OpError> {
+    use tauri_plugin_autostart::ManagerExt;
+    app.autolaunch().is_enabled().map_err(|e| {
+        OpError::new(
+            ErrorCode::Internal,
+            format!("cannot read the login item: {e}"),
+        )
+    })
+}
+
+/// Starts Orchard at login (a LaunchAgent on macOS, an autostart entry on
+/// Linux), or stops doing so; answers the new state.
+#[tauri::command]
+pub async fn set_launch_at_login<R: tauri::Runtime>(
+    app: tauri::AppHandle<R>,
+    enabled: bool,
+) -> Result<bool, OpError> {
+    use tauri_plugin_autostart::ManagerExt;
+    let manager = app.autolaunch();
+    // The login item's writer makes ~/.config/autostart but not ~/.config.
+    #[cfg(target_os = "linux")]
+    if enabled && let Some(home) = std::env::var_os("HOME") {
+        let _ = std::fs::create_dir_all(std::path::Path::new(&home).join(".config"));
+    }
+    let changed = if enabled {
+        manager.enable()
+    } else {
+        manager.disable()
+    };
+    changed.map_err(|e| {
+        OpError::new(
+            ErrorCode::Internal,
+            format!("cannot change the login item: {e}"),
+        )
+    })?;
+    manager.is_enabled().map_err(|e| {
+        OpError::new(
+            ErrorCode::Internal,
+            format!("cannot read the login item: {e}"),
+        )
+    })
+}
+
+/// Restarts Orchard so that changed server settings apply: the hosted server
+/// drains first, as on Quit.
+#[tauri::command]
+pub async fn restart_app<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> Result<(), OpError> {
+    use tauri::Manager;
+    app.state::<crate::server::HostedServer>().drain().await;
+    app.restart();
+}

@@ -13,6 +13,10 @@ use tauri::{Builder, Manager, Runtime};
 pub fn build_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
     builder
         .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
         .manage(commands::AppOrchard::default())
         .invoke_handler(tauri::generate_handler![
             commands::runtime_info,
@@ -46,6 +50,9 @@ pub fn build_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
             commands::server_events,
             commands::server_status,
             commands::reveal_model,
+            commands::launch_at_login,
+            commands::set_launch_at_login,
+            commands::restart_app,
         ])
 }
 
@@ -326,7 +333,8 @@ mod tests {
         let (app, window) = app_window(server::HostedServer::default());
         app.state::<commands::AppOrchard>()
             .set(fixture_orchard(dir.path()));
-        for command in commands::COMMANDS {
+        // restart_app would restart this test process.
+        for command in commands::COMMANDS.iter().filter(|c| **c != "restart_app") {
             // Without arguments a registered command answers, or refuses for
             // want of its argument; an unknown one is never reached.
             match invoke_with(&window, command, serde_json::json!({})) {

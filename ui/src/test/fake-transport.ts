@@ -19,12 +19,26 @@ export class FakeTransport implements Transport {
   readonly #subscribers = new Map<keyof Streams, Set<{ onEvent: (e: never) => void; onError?: (e: Error) => void }>>();
   serverStatus?: () => Promise<ServerStatus>;
   revealModel?: (input: ModelRequest) => Promise<void>;
+  launchAtLogin?: () => Promise<boolean>;
+  setLaunchAtLogin?: (enabled: boolean) => Promise<boolean>;
+  restartApp?: () => Promise<void>;
+  /** App only: whether "start at login" is on. */
+  atLogin = false;
 
   constructor(options: { app?: boolean } = {}) {
     if (options.app) {
       this.kind = "app";
       this.revealModel = async (input) => {
         this.recorded.push({ op: "reveal_model", input });
+      };
+      this.launchAtLogin = async () => this.atLogin;
+      this.setLaunchAtLogin = async (enabled) => {
+        this.recorded.push({ op: "set_launch_at_login", input: enabled });
+        this.atLogin = enabled;
+        return enabled;
+      };
+      this.restartApp = async () => {
+        this.recorded.push({ op: "restart_app" });
       };
     }
   }

@@ -52,4 +52,16 @@ export class TauriTransport implements Transport {
   async revealModel(input: ModelRequest): Promise<void> {
     await run<unknown>("reveal_model", { input });
   }
+
+  async launchAtLogin(): Promise<boolean> {
+    return (await run<unknown>("launch_at_login")) === true;
+  }
+
+  async setLaunchAtLogin(enabled: boolean): Promise<boolean> {
+    return (await run<unknown>("set_launch_at_login", { enabled })) === true;
+  }
+
+  async restartApp(): Promise<void> {
+    await run<unknown>("restart_app");
+  }
 }

@@ -44,6 +44,12 @@ export interface Transport {
   serverStatus?(): Promise<ServerStatus>;
   /** App only: opens a model's folder in Finder or the file manager. */
   revealModel?(input: ModelRequest): Promise<void>;
+  /** App only: whether Orchard starts at login. */
+  launchAtLogin?(): Promise<boolean>;
+  /** App only: turns starting at login on or off; answers the new state. */
+  setLaunchAtLogin?(enabled: boolean): Promise<boolean>;
+  /** App only: restarts Orchard (the server drains first) so changed settings apply. */
+  restartApp?(): Promise<void>;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

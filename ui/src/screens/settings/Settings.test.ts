@@ -345,4 +345,28 @@ describe("Settings: theme", () => {
     expect(localStorage.getItem(THEME_STORAGE)).toBe("light");
     expect(document.documentElement.dataset.theme).toBe("light");
   });
+
+  it("in the app, turns start-at-login on and off and offers a restart when settings wait for one", async () => {
+    const transport = fakeOrchard({ app: true }).onRead("get_settings", settings({ restart_required: true }));
+    const { user } = renderShell(transport, "#/settings");
+    const box = await screen.findByRole("checkbox", { name: "Start Orchard at login" });
+    await waitFor(() => expect(box).toBeEnabled());
+    expect(box).not.toBeChecked();
+    await user.click(box);
+    await waitFor(() => expect(box).toBeChecked());
+    expect(transport.atLogin).toBe(true);
+    await user.click(box);
+    await waitFor(() => expect(box).not.toBeChecked());
+    expect(transport.recorded.filter((r) => r.op === "set_launch_at_login").map((r) => r.input)).toEqual([true, false]);
+
+    await user.click(screen.getByRole("button", { name: "Restart Orchard" }));
+    expect(transport.recorded.some((r) => r.op === "restart_app")).toBe(true);
+  });
+
+  it("in a browser, has no start-at-login or restart controls", async () => {
+    renderShell(fakeOrchard().onRead("get_settings", settings({ restart_required: true })), "#/settings");
+    await screen.findByRole("textbox", { name: "Host" });
+    expect(screen.queryByRole("checkbox", { name: "Start Orchard at login" })).toBeNull();
+    expect(screen.queryByRole("button", { name: "Restart Orchard" })).toBeNull();
+  });
 });

@@ -1,0 +1,88 @@
+//! "Start at login" through the app's commands, on the mock runtime, with a
+//! home folder of its own (a test binary of its own, so changing HOME touches
+//! no other test). Linux: an autostart entry under ~/.config/autostart.
+#![cfg(target_os = "linux")]
+
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder};
+use tauri::webview::InvokeRequest;
+use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
+
+fn invoke(
+    window: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+    command: &str,
+    args: serde_json::Value,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let request = InvokeRequest {
+        cmd: command.into(),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: "tauri://localhost".parse().expect("url"),
+        body: InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    };
+    get_ipc_response(window, request).map(|b| b.deserialize().expect("json"))
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir.join(".config/autostart"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn start_at_login_is_turned_on_and_off() {
+    let home = tempfile::tempdir().expect("home");
+    // SAFETY: this test binary has this one test, so no other thread reads
+    // the environment while it changes.
+    unsafe {
+        std::env::set_var("HOME", home.path());
+        std::env::set_var("XDG_CONFIG_HOME", home.path().join(".config"));
+    }
+    let app = orchard_desktop::build_app(mock_builder())
+        .manage(orchard_desktop::server::HostedServer::default())
+        .build(tauri::generate_context!())
+        .expect("app");
+    let window = match app.get_webview_window("main") {
+        Some(window) => window,
+        None => WebviewWindowBuilder::new(&app, "main", WebviewUrl::default())
+            .build()
+            .expect("window"),
+    };
+
+    assert_eq!(
+        invoke(&window, "launch_at_login", serde_json::json!({})),
+        Ok(false.into())
+    );
+    assert!(entries(home.path()).is_empty());
+    assert_eq!(
+        invoke(
+            &window,
+            "set_launch_at_login",
+            serde_json::json!({"enabled": true})
+        ),
+        Ok(true.into())
+    );
+    assert_eq!(
+        entries(home.path()).len(),
+        1,
+        "no autostart entry was written"
+    );
+    assert_eq!(
+        invoke(&window, "launch_at_login", serde_json::json!({})),
+        Ok(true.into())
+    );
+    assert_eq!(
+        invoke(
+            &window,
+            "set_launch_at_login",
+            serde_json::json!({"enabled": false})
+        ),
+        Ok(false.into())
+    );
+    assert!(entries(home.path()).is_empty(), "the entry stayed");
+}
