@@ -84,6 +84,36 @@ fn gpu_available() -> bool {
     status == 0 && available
 }
 
+/// The GPU working set the runtime recommends, in bytes: Metal reports it
+/// (`max_recommended_working_set_size`); None on the CPU backend, or where
+/// the runtime does not say. (Runs only where a GPU is present; on a Mac,
+/// check that the Servers screen's GPU gauge has a maximum.)
+pub fn gpu_recommended_working_set() -> Option<u64> {
+    if !gpu_available() {
+        return None;
+    }
+    let mut size: usize = 0;
+    // SAFETY: the device and info handles are created, read and freed here;
+    // the key is a NUL-terminated literal and the size is written through a
+    // valid pointer.
+    let status = unsafe {
+        let gpu = mlx_sys::mlx_device_new_type(mlx_sys::mlx_device_type__MLX_GPU, 0);
+        let mut info = mlx_sys::mlx_device_info_new();
+        let mut status = mlx_sys::mlx_device_info_get(&mut info, gpu);
+        if status == 0 {
+            status = mlx_sys::mlx_device_info_get_size(
+                &mut size,
+                info,
+                c"max_recommended_working_set_size".as_ptr(),
+            );
+        }
+        mlx_sys::mlx_device_info_free(info);
+        mlx_sys::mlx_device_free(gpu);
+        status
+    };
+    (status == 0 && size > 0).then_some(size as u64)
+}
+
 /// Multiplies two small matrices on the preferred device and checks the result,
 /// proving that the runtime (and on CPU, its BLAS) loads and computes.
 pub fn self_test() -> Result<(), EngineError> {
@@ -132,6 +162,17 @@ mod tests {
         let info = runtime_info().expect("runtime info");
         assert_eq!(info.mlx_version, mlx_sys::MLX_VERSION);
         assert!(["cpu", "cuda", "metal"].contains(&info.backend));
+    }
+
+    #[test]
+    fn the_gpu_working_set_is_known_only_on_metal() {
+        let size = gpu_recommended_working_set();
+        match mlx_sys::BACKEND {
+            "cpu" => assert_eq!(size, None),
+            "metal" => assert!(size.is_some_and(|s| s > 0), "{size:?}"),
+            // CUDA's device info may or may not carry the key.
+            _ => {}
+        }
     }
 
     #[test]

@@ -156,7 +156,7 @@ fn servers_view(orchard: &Orchard) -> ServersView {
             active_bytes: active,
             peak_bytes: peak,
             cache_bytes: cache,
-            recommended_working_set_bytes: None,
+            recommended_working_set_bytes: orchard_engine::runtime::gpu_recommended_working_set(),
         }
     });
     ServersView {
