@@ -4,6 +4,7 @@ import type { DownloadView } from "../lib/api/DownloadView";
 import type { LibraryModel } from "../lib/api/LibraryModel";
 import type { ModelDetails } from "../lib/api/ModelDetails";
 import type { ModelFacts } from "../lib/api/ModelFacts";
+import type { Profile } from "../lib/api/Profile";
 import type { RuntimeInfo } from "../lib/api/RuntimeInfo";
 import type { SearchResult } from "../lib/api/SearchResult";
 import type { SearchResults } from "../lib/api/SearchResults";
@@ -187,6 +188,26 @@ export function apiKey(overrides: Partial<ApiKeyView> = {}): ApiKeyView {
     created_at: "2025-05-01T10:00:00Z",
     last_used_at: null,
     revoked_at: null,
+    ...overrides,
+  };
+}
+
+/** A profile serving SmolLM2 with every default left to the model or the request. */
+export function profile(overrides: Partial<Profile> = {}): Profile {
+  return {
+    name: "coder",
+    model: SMOL,
+    description: "",
+    system_prompt: "",
+    temperature: null,
+    top_p: null,
+    top_k: null,
+    min_p: null,
+    repetition_penalty: null,
+    max_tokens: null,
+    context_length: null,
+    idle_ttl_minutes: null,
+    keep_loaded: false,
     ...overrides,
   };
 }

@@ -9,7 +9,7 @@ import { Router } from "../lib/stores/router.svelte";
 import { FakeTransport } from "./fake-transport";
 import { RUNTIME, results, serversView, settings } from "./fixtures";
 
-/** A transport that answers every read, with an empty Hub, library, servers and keys. */
+/** A transport that answers every read, with an empty Hub, library, servers, keys and profiles. */
 export function fakeOrchard(options: { app?: boolean } = {}): FakeTransport {
   return new FakeTransport(options)
     .onRead("list_downloads", [])
@@ -18,6 +18,7 @@ export function fakeOrchard(options: { app?: boolean } = {}): FakeTransport {
     .onRead("runtime_info", RUNTIME)
     .onRead("list_servers", serversView())
     .onRead("list_keys", [])
+    .onRead("list_profiles", [])
     .onCall("search_models", () => results([]));
 }
 

@@ -6,6 +6,7 @@ import type { Transport } from "../transport";
 import { DownloadsStore } from "./downloads.svelte";
 import { KeysStore } from "./keys.svelte";
 import { LibraryStore } from "./library.svelte";
+import { ProfilesStore } from "./profiles.svelte";
 import { Router } from "./router.svelte";
 import { SearchStore } from "./search.svelte";
 import { ServersStore } from "./servers.svelte";
@@ -20,6 +21,7 @@ export type Stores = {
   library: LibraryStore;
   settings: SettingsStore;
   servers: ServersStore;
+  profiles: ProfilesStore;
   keys: KeysStore;
   theme: ThemeStore;
 };
@@ -28,8 +30,9 @@ const KEY = Symbol("orchard.stores");
 
 /**
  * Builds every store on one transport; a finished download refreshes the library, a
- * deleted model is no longer shown as downloaded in Discover, and a model started or
- * stopped on Servers is shown as such in the Library.
+ * deleted model is no longer shown as downloaded in Discover, a model started or
+ * stopped on Servers is shown as such in the Library, and a changed profile is named on
+ * its model's tile at once.
  */
 export function createStores(
   transport: Transport,
@@ -45,6 +48,7 @@ export function createStores(
     },
   });
   downloads = new DownloadsStore(transport, { onDone: () => void library.refresh() });
+  const servers = new ServersStore(transport, { onChange: () => void library.refresh() });
   return {
     transport,
     router,
@@ -52,7 +56,8 @@ export function createStores(
     downloads,
     library,
     settings: new SettingsStore(transport),
-    servers: new ServersStore(transport, { onChange: () => void library.refresh() }),
+    servers,
+    profiles: new ProfilesStore(transport, { onChange: () => void servers.reload() }),
     keys: new KeysStore(transport),
     theme,
   };

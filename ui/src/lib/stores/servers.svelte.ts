@@ -1,6 +1,6 @@
 // Servers: the loaded models' tiles and the machine's strip, kept current by the
 // server_events stream (one ServersView a second) while the Servers screen is shown, and
-// Start / Stop / Restart.
+// Start / Stop / Restart. Start also takes a profile's name, which loads its model.
 
 import type { ServerState } from "../api/ServerState";
 import type { ServerTile } from "../api/ServerTile";
@@ -22,10 +22,10 @@ export type ServersOptions = {
 };
 
 /** A tile for a Start that is on its way, until the stream shows the server's own. */
-function placeholder(model: string): ServerTile {
+function placeholder(model: string, asked: string | undefined): ServerTile {
   return {
     model,
-    profiles: [],
+    profiles: asked && asked !== model ? [asked] : [],
     state: "loading",
     error: null,
     memory: { weights: 0, kv_cache: 0, prompt_cache: 0 },
@@ -54,12 +54,17 @@ export class ServersStore {
   busy = $state<Record<string, ServerAction>>({});
   /** The last failed action per model. */
   errors = $state<Record<string, Failure>>({});
-  /** A Start that failed before Orchard made a tile for it (an unknown model, say). */
-  startFailure = $state<{ model: string; failure: Failure } | null>(null);
+  /**
+   * A Start that failed before Orchard made a tile for it (an unknown model, say): the
+   * name asked for (a model's or a profile's), and where it was asked from.
+   */
+  startFailure = $state<{ model: string; failure: Failure; from?: string } | null>(null);
   /** Each running model's decode speed as the stream reported it, oldest first. */
   speeds = $state<Record<string, number[]>>({});
 
   #servers = $state<ServerTile[]>([]);
+  /** The name each Start on its way asked for, by model, when it was a profile's. */
+  #asked = $state<Record<string, string>>({});
   #unsubscribe: Unsubscribe | undefined;
   /** Stream events received: a list read that started before the latest event is stale. */
   #events = 0;
@@ -114,7 +119,7 @@ export class ServersStore {
   get tiles(): ServerTile[] {
     const pending = Object.entries(this.busy)
       .filter(([model, action]) => action === "start" && !this.#servers.some((t) => t.model === model))
-      .map(([model]) => placeholder(model));
+      .map(([model]) => placeholder(model, this.#asked[model]));
     return pending.length === 0 ? this.#servers : [...this.#servers, ...pending].sort(byModel);
   }
 
@@ -131,15 +136,25 @@ export class ServersStore {
     return tile.state;
   }
 
-  /** Loads a model; resolves once it is loaded (or failed). */
-  async start(model: string): Promise<boolean> {
+  /**
+   * Loads a model, or a profile's model when `name` is a profile's (then `model` is the
+   * model it serves, whose tile shows the Start); resolves once it is loaded (or failed).
+   * `from` says which control asked, so that a failure is shown beside it.
+   */
+  async start(name: string, options: { model?: string; from?: string } = {}): Promise<boolean> {
+    const model = options.model ?? name;
     this.startFailure = null;
-    const done = await this.#act(model, "start", () => this.#transport.call("start_server", { model }));
+    const profile = name !== model && !this.busy[model];
+    if (profile) this.#asked[model] = name;
+    const done = await this.#act(model, "start", () => this.#transport.call("start_server", { model: name }));
+    if (profile) delete this.#asked[model];
     if (!done) {
       const failure = this.errors[model];
       // The stream shows the failed tile within a second; read it now in case it is not live.
       await this.reload();
-      if (failure && !this.#servers.some((t) => t.model === model)) this.startFailure = { model, failure };
+      if (failure && !this.#servers.some((t) => t.model === model)) {
+        this.startFailure = { model: name, failure, from: options.from };
+      }
     }
     return done;
   }

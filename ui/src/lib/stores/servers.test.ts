@@ -62,4 +62,26 @@ describe("ServersStore", () => {
     expect(store.tile("nobody/Nothing")).toBeUndefined();
     expect(store.startFailure).toMatchObject({ model: "nobody/Nothing", failure: { code: "not_found" } });
   });
+
+  it("starts a profile by its name on its model's tile, and says where a failed one was asked", async () => {
+    const answer = deferred<ServersView>();
+    let fail = false;
+    const transport = new FakeTransport().onRead("list_servers", serversView([])).onCall("start_server", () => {
+      if (fail) throw new TransportError("not enough memory", "conflict");
+      return answer.promise;
+    });
+    const store = new ServersStore(transport);
+    await store.reload();
+    const pending = store.start("coder", { model: SMOL });
+    expect(store.tiles.map((t) => [t.model, t.profiles, store.stateOf(t)])).toEqual([[SMOL, ["coder"], "loading"]]);
+    // The model itself is on its way already.
+    expect(await store.start(SMOL)).toBe(false);
+    answer.resolve(serversView([serverTile({ profiles: ["coder"] })]));
+    expect(await pending).toBe(true);
+    expect(transport.inputs("start_server")).toEqual([{ model: "coder" }]);
+
+    fail = true;
+    expect(await store.start("writer", { model: QWEN, from: "profiles" })).toBe(false);
+    expect(store.startFailure).toMatchObject({ model: "writer", from: "profiles", failure: { code: "conflict" } });
+  });
 });
