@@ -6,10 +6,13 @@ input change nothing of the user's."""
 
 import json
 import pathlib
+import secrets
 import sys
 import time
 
 import jsonschema_rs
+import openai
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -35,6 +38,14 @@ MODEL_DIR = ROOT / ".deps" / "models" / MODEL
 # revoked behind its back would fail for a reason of no concern to it:
 # test_a_revoked_key_is_refused_and_the_session_key_still_works covers it
 # with a key of its own.
+# create_profile and update_profile with random input make profiles that stay
+# for the session, and a profile's name is a model name on the port. The names
+# the other tests send cannot be shadowed: the fixture's is a library model's
+# (create_profile answers 409, and a library model wins over a profile of the
+# same name anyway); the only other name, "no-such-model" (a 404 in the SDK
+# tests, which run earlier), is far too particular a string for schemathesis
+# to make up. test_a_profile_is_a_model_name_with_its_own_system_prompt
+# checks the first.
 schema = schemathesis.openapi.from_path(DOC).exclude(
     operation_id=["download_events", "server_events", "revoke_key"]
 )
@@ -228,3 +239,74 @@ def test_a_revoked_key_is_refused_and_the_session_key_still_works(server):
     assert unknown.status_code == 404, unknown.text
     validator_for("OpError").validate(unknown.json())
     assert unknown.json()["code"] == "not_found", unknown.text
+
+
+def test_a_profile_is_a_model_name_with_its_own_system_prompt(server):
+    """create_profile, list_profiles and delete_profile against the real
+    model, with the official openai SDK on the port: the profile is listed by
+    /v1/models, and a chat completion that names it runs the fixture with the
+    profile's system prompt, so its prompt has as many tokens as the same
+    request to the fixture with that system message written out. The
+    fixture's own name cannot be a profile's. Every answer is as documented."""
+    headers = {"Authorization": f"Bearer {server.key}"}
+
+    def call(path, body):
+        return requests.post(server.base_url + path, headers=headers, json=body, timeout=300)
+
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key, max_retries=0, timeout=300)
+    system = "You are a terse assistant. Answer in one word."
+    name = "terse-" + secrets.token_hex(4)
+    profile = {
+        "name": name, "model": MODEL, "description": "made by a test", "system_prompt": system,
+        "temperature": None, "top_p": None, "top_k": None, "min_p": None, "repetition_penalty": None,
+        "max_tokens": 3, "context_length": None, "idle_ttl_minutes": None, "keep_loaded": False,
+    }
+    one, many, error = validator_for("Profile"), validator_for("Profile", array=True), validator_for("OpError")
+
+    taken = call("/api/profiles/create", {**profile, "name": MODEL})
+    assert taken.status_code == 409, taken.text
+    error.validate(taken.json())
+    assert taken.json()["code"] == "conflict", taken.text
+
+    made = call("/api/profiles/create", profile)
+    assert made.status_code == 200, made.text
+    one.validate(made.json())
+    assert made.json() == profile
+    try:
+        listed = requests.get(server.base_url + "/api/profiles", headers=headers, timeout=30)
+        assert listed.status_code == 200, listed.text
+        many.validate(listed.json())
+        assert profile in listed.json(), listed.text
+
+        models = requests.get(server.base_url + "/v1/models", headers=headers, timeout=30)
+        validator_for("ModelList").validate(models.json())
+        entry = next((m for m in client.models.list().data if m.id == name), None)
+        assert entry is not None, models.text
+        assert entry.model_extra["source"] == "profile" and entry.model_extra["model"] == MODEL, entry
+
+        user = [{"role": "user", "content": "Hi"}]
+        by_profile = client.chat.completions.create(model=name, messages=user, temperature=0)
+        by_hand = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "system", "content": system}, *user], temperature=0, max_tokens=3
+        )
+        assert by_profile.usage.prompt_tokens == by_hand.usage.prompt_tokens, (by_profile, by_hand)
+        # The profile's max_tokens applies when the request sets none.
+        assert by_profile.usage.completion_tokens <= 3, by_profile
+        assert by_profile.choices[0].message.content == by_hand.choices[0].message.content
+
+        # The fixture's tile names the profile.
+        servers = requests.get(server.base_url + "/api/servers", headers=headers, timeout=30)
+        validator_for("ServersView").validate(servers.json())
+        tiles = [t for t in servers.json()["servers"] if t["model"] == MODEL]
+        assert tiles and name in tiles[0]["profiles"], servers.text
+    finally:
+        deleted = call("/api/profiles/delete", {"name": name})
+    assert deleted.status_code == 200, deleted.text
+    many.validate(deleted.json())
+    assert all(p["name"] != name for p in deleted.json()), deleted.text
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model=name, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
+    again = call("/api/profiles/delete", {"name": name})
+    assert again.status_code == 404, again.text
+    error.validate(again.json())
+    assert again.json()["code"] == "not_found", again.text
