@@ -58,6 +58,13 @@ impl Profile {
         range("temperature", self.temperature, 0.0, 2.0)?;
         range("top_p", self.top_p, 0.0, 1.0)?;
         range("min_p", self.min_p, 0.0, 1.0)?;
+        // As the sampler takes them: top_p in (0, 1], min_p in [0, 1).
+        if self.top_p == Some(0.0) {
+            return Err("top_p: must be above 0 (1 keeps every token)".into());
+        }
+        if self.min_p == Some(1.0) {
+            return Err("min_p: must be below 1 (0 turns it off)".into());
+        }
         range("repetition_penalty", self.repetition_penalty, 0.5, 2.0)?;
         if self.max_tokens == Some(0) {
             return Err("max_tokens: at least 1 (or empty for no limit)".into());
@@ -77,5 +84,66 @@ impl Profile {
     /// The system prompt, when it has one.
     pub fn system(&self) -> Option<&str> {
         Some(self.system_prompt.trim()).filter(|s| !s.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile {
+            name: "coder".into(),
+            model: "m".into(),
+            description: String::new(),
+            system_prompt: String::new(),
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            min_p: None,
+            repetition_penalty: None,
+            max_tokens: None,
+            context_length: None,
+            idle_ttl_minutes: None,
+            keep_loaded: false,
+        }
+    }
+
+    #[test]
+    fn a_profile_takes_only_values_the_sampler_takes() {
+        assert!(profile().validate().is_ok());
+        for bad in [
+            Profile {
+                top_p: Some(0.0),
+                ..profile()
+            },
+            Profile {
+                min_p: Some(1.0),
+                ..profile()
+            },
+            Profile {
+                temperature: Some(2.5),
+                ..profile()
+            },
+            Profile {
+                max_tokens: Some(0),
+                ..profile()
+            },
+            Profile {
+                name: "org/name".into(),
+                ..profile()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert!(
+            Profile {
+                top_p: Some(1.0),
+                min_p: Some(0.0),
+                ..profile()
+            }
+            .validate()
+            .is_ok()
+        );
     }
 }
