@@ -1,8 +1,9 @@
 // The Servers and Settings screens in a real browser (Debian's Chromium, driven
 // by playwright-core) against the real `orchard serve` with the real SmolLM2
 // fixture: Start, a live tile whose figures follow the requests sent to the
-// port, Stop giving the memory back (read from /metrics); an API key made in
-// Settings, used with the official `openai` SDK, and revoked. Elements are found by role and accessible
+// port, Stop giving the memory back (read from /metrics); a profile whose name
+// is a model name on the port; an API key made in Settings, used with the
+// official `openai` SDK, and revoked. Elements are found by role and accessible
 // name only. Screenshots go to artifacts/screenshots/.
 //
 // The tests run in order, as one user's visit: a test that needs what an
@@ -36,6 +37,9 @@ const CHROMIUM = [
 ].find((path) => path && existsSync(path));
 const noBrowser = !CHROMIUM && process.platform !== "linux" ? "no Chromium or Chrome here (set CHROMIUM_BIN)" : null;
 
+const PROFILE = "terse-pirate";
+const SYSTEM_PROMPT = "You are a pirate. Answer every question in one short sentence, the way a pirate talks.";
+const PROFILE_MAX_TOKENS = 12;
 const QUESTION = "What is the capital of France?";
 
 let hub;
@@ -107,6 +111,8 @@ function step(name, needs, body) {
 const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
 const tile = (id) => page.getByRole("list", { name: "Servers" }).getByRole("listitem", { name: id, exact: true });
 const memoryMeter = (id) => tile(id).getByRole("meter", { name: "Memory", exact: true });
+const profileItem = (name) =>
+  page.getByRole("list", { name: "Profiles" }).getByRole("listitem", { name, exact: true });
 
 async function shot(name) {
   await page.screenshot({ path: screenshotPath(name), fullPage: true });
@@ -178,6 +184,7 @@ async function startFromCombobox(id) {
 const KEY = "the page opens with the session's API key";
 const ADD = "the fixture is added to the Library with Add folder";
 const SERVERS = "Servers: Start shows a live tile, requests move its tokens/s, Stop gives the memory back";
+const PROFILE_TEST = "a profile's name is a model name on the port, with its system prompt and max tokens";
 const KEYS = "Settings: a new API key works with the openai SDK once, and is refused after Revoke";
 
 step(KEY, [], async () => {
@@ -281,6 +288,93 @@ step(SERVERS, [ADD], async (t) => {
 
   t.diagnostic(`tokens/s shown: ${speed}; tokens generated: ${generated}`);
   for (const [when, figures] of Object.entries(memory)) t.diagnostic(`memory ${when}: ${JSON.stringify(figures)}`);
+});
+
+step(PROFILE_TEST, [SERVERS], async (t) => {
+  await nav("Servers").click();
+  // The section's own button (an empty list offers a second one).
+  await page.getByRole("button", { name: "New profile" }).first().click();
+  const dialog = page.getByRole("dialog", { name: "New profile" });
+  await dialog.getByRole("textbox", { name: "Name", exact: true }).fill(PROFILE);
+  const modelField = dialog.getByRole("combobox", { name: "Model", exact: true });
+  // A native select or a combobox that filters as one types: both take the model's name.
+  if ((await modelField.evaluate((el) => el.tagName)) === "SELECT") await modelField.selectOption(model);
+  else {
+    await modelField.fill(model);
+    await dialog.getByRole("option", { name: model, exact: true }).click();
+  }
+  await dialog.getByRole("textbox", { name: "Description" }).fill("SmolLM2, answering as a pirate");
+  await dialog.getByRole("textbox", { name: "System prompt" }).fill(SYSTEM_PROMPT);
+  await dialog.getByRole("spinbutton", { name: "Temperature" }).fill("0");
+  await dialog.getByRole("spinbutton", { name: "Max tokens" }).fill(String(PROFILE_MAX_TOKENS));
+  await dialog.getByRole("checkbox", { name: "Keep loaded" }).check();
+  await dialog.getByRole("button", { name: "Save profile" }).click();
+  await dialog.waitFor({ state: "detached" });
+
+  await profileItem(PROFILE).waitFor();
+  const stored = (await api(serve.url, key, "/api/profiles")).find((p) => p.name === PROFILE);
+  assert.deepEqual(
+    {
+      model: stored?.model,
+      system_prompt: stored?.system_prompt,
+      max_tokens: stored?.max_tokens,
+      temperature: stored?.temperature,
+      keep_loaded: stored?.keep_loaded,
+    },
+    { model, system_prompt: SYSTEM_PROMPT, max_tokens: PROFILE_MAX_TOKENS, temperature: 0, keep_loaded: true },
+    "stored as the form said",
+  );
+
+  await profileItem(PROFILE).getByRole("button", { name: "Start", exact: true }).click();
+  await tile(model).getByText("Running", { exact: true }).waitFor({ timeout: 90_000 });
+  // The tile names the profile that serves its model.
+  await tile(model).getByText(PROFILE).first().waitFor();
+
+  const openai = client(key);
+  const listed = (await openai.models.list()).data.map((m) => m.id);
+  assert.ok(listed.includes(PROFILE), `/v1/models lists the profile: ${listed}`);
+
+  const asked = [{ role: "user", content: QUESTION }];
+  const viaProfile = await openai.chat.completions.create({
+    model: PROFILE,
+    messages: asked,
+    max_tokens: 16,
+    temperature: 0,
+  });
+  const writtenOut = await openai.chat.completions.create({
+    model,
+    messages: [{ role: "system", content: SYSTEM_PROMPT }, ...asked],
+    max_tokens: 16,
+    temperature: 0,
+  });
+  const bare = await openai.chat.completions.create({ model, messages: asked, max_tokens: 16, temperature: 0 });
+  assert.equal(
+    viaProfile.usage.prompt_tokens,
+    writtenOut.usage.prompt_tokens,
+    "the profile's request is prompted with its system prompt",
+  );
+  assert.notEqual(viaProfile.usage.prompt_tokens, bare.usage.prompt_tokens, "which the bare request is not");
+  assert.equal(viaProfile.choices[0].message.content, writtenOut.choices[0].message.content, "and answers alike");
+
+  // A request that sets no max_tokens gets the profile's.
+  const unbounded = await openai.chat.completions.create({
+    model: PROFILE,
+    messages: [{ role: "user", content: "Tell me a long story about the sea." }],
+  });
+  assert.ok(
+    unbounded.usage.completion_tokens <= PROFILE_MAX_TOKENS,
+    `at most ${PROFILE_MAX_TOKENS} tokens, got ${unbounded.usage.completion_tokens}`,
+  );
+  // The tile counts what the profile's requests generated, and none is running now.
+  await waitFor(
+    "the tile to count the profile's tokens, with no request running",
+    async () => (await shownGenerated(model)) > 0 && /0 running, 0 queued/.test(await tile(model).innerText()),
+  );
+  await shot("profile.png");
+  t.diagnostic(
+    `prompt tokens: profile ${viaProfile.usage.prompt_tokens}, ` +
+      `system written out ${writtenOut.usage.prompt_tokens}, none ${bare.usage.prompt_tokens}`,
+  );
 });
 
 step(KEYS, [ADD], async () => {
