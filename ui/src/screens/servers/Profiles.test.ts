@@ -293,7 +293,7 @@ describe("Profiles", () => {
     );
     const problems: Record<string, string> = {
       Temperature: "Temperature: from 0 to 2, or empty for the default.",
-      "Top P": "Top P: from 0 to 1, or empty for the default.",
+      "Top P": "Top P: more than 0 and at most 1, or empty for the default.",
       "Repetition penalty": "Repetition penalty: from 0.5 to 2, or empty for the default.",
       "Top K": "Top K: a whole number 0 or more, or empty for the default.",
       "Max tokens": "Max tokens: a whole number 1 or more, or empty for no limit.",

@@ -22,6 +22,15 @@ describe("the profile form's rules", () => {
     expect(refusedField({ message: "database is locked", code: "conflict" })).toBeNull();
   });
 
+  it("takes top_p in (0, 1] and min_p in [0, 1), as the sampler does", () => {
+    const context = { models: [], otherProfiles: [] };
+    expect(problems(profile({ top_p: 0, min_p: 1 }), context)).toEqual({
+      top_p: "Top P: more than 0 and at most 1, or empty for the default.",
+      min_p: "Min P: at least 0 and less than 1, or empty for the default.",
+    });
+    expect(problems(profile({ top_p: 1, min_p: 0 }), context)).toEqual({});
+  });
+
   it("counts a name's characters as Orchard does (code points), up to 64", () => {
     const context = { models: [], otherProfiles: [] };
     expect(problems(profile({ name: "🍎".repeat(64) }), context).name).toBeUndefined();

@@ -25,6 +25,9 @@ export type NumberField = {
   max: number;
   /** Whole numbers only (Orchard stores these as unsigned integers). */
   integer: boolean;
+  /** The bound itself is refused (as the sampler takes top_p in (0, 1] and min_p in [0, 1)). */
+  minExclusive?: boolean;
+  maxExclusive?: boolean;
   step: number;
   hint: string;
   /** What an empty field means, said in the problem message. */
@@ -53,8 +56,9 @@ export const NUMBER_FIELDS: NumberField[] = [
     min: 0,
     max: 1,
     integer: false,
+    minExclusive: true,
     step: 0.01,
-    hint: "Sample from the likeliest tokens that together reach this probability.",
+    hint: "Sample from the likeliest tokens that together reach this probability; 1 keeps every token.",
     empty: "the default",
   },
   {
@@ -73,8 +77,9 @@ export const NUMBER_FIELDS: NumberField[] = [
     min: 0,
     max: 1,
     integer: false,
+    maxExclusive: true,
     step: 0.01,
-    hint: "Drop tokens less likely than this share of the likeliest one.",
+    hint: "Drop tokens less likely than this share of the likeliest one; 0 is off.",
     empty: "the default",
   },
   {
@@ -202,8 +207,8 @@ export function problems(draft: ProfileDraft, context: Context): Problems {
     const ok =
       typeof value === "number" &&
       Number.isFinite(value) &&
-      value >= field.min &&
-      value <= field.max &&
+      (field.minExclusive ? value > field.min : value >= field.min) &&
+      (field.maxExclusive ? value < field.max : value <= field.max) &&
       (!field.integer || Number.isInteger(value));
     if (!ok) found[field.key] = rangeMessage(field);
   }
@@ -211,7 +216,12 @@ export function problems(draft: ProfileDraft, context: Context): Problems {
 }
 
 function rangeMessage(field: NumberField): string {
-  if (!field.integer) return `${field.label}: from ${field.min} to ${field.max}, or empty for ${field.empty}.`;
+  if (!field.integer) {
+    const low = `${field.minExclusive ? "more than" : "at least"} ${field.min}`;
+    const high = `${field.maxExclusive ? "less than" : "at most"} ${field.max}`;
+    const range = field.minExclusive || field.maxExclusive ? `${low} and ${high}` : `from ${field.min} to ${field.max}`;
+    return `${field.label}: ${range}, or empty for ${field.empty}.`;
+  }
   const range = field.max === U32_MAX ? `${field.min} or more` : `from ${field.min} to ${field.max}`;
   return `${field.label}: a whole number ${range}, or empty for ${field.empty}.`;
 }
