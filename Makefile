@@ -7,6 +7,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 CARGO ?= cargo
+# A CI run builds once from nothing: incremental caches would only take disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
 # Run the desktop app where there is a display (always on macOS).
 HAS_DISPLAY := $(shell [ "$$(uname -s)" = Darwin ] || [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ] && echo yes)
 
