@@ -5,15 +5,8 @@
 
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    orchard_core::logs::init();
 
     // One runtime for the whole process: Tauri's async commands and, later,
     // the HTTP server the app hosts all run on it.

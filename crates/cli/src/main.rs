@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         Some(Command::Models(command)) => {
             // Quiet by default (progress has its own lines); RUST_LOG turns logs on.
             if std::env::var_os("RUST_LOG").is_some() {
-                init_logging();
+                orchard_core::logs::init();
             }
             models::run(command)
         }
@@ -125,14 +125,4 @@ fn run_doctor(json: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-/// Logs to stderr; `RUST_LOG` filters (default: info).
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod downloads;
 pub mod error;
 pub mod generation;
+pub mod logs;
 pub mod manager;
 pub mod ops;
 pub mod paths;
