@@ -922,3 +922,78 @@ async fn a_model_kept_loaded_by_its_profile_is_never_evicted() {
         "the failed start keeps a tile saying why: {servers}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_keeps_a_tile_with_the_reason_and_the_loads_log() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // What the app and `orchard serve` install next to their stderr log.
+    let _ = tracing_subscriber::registry()
+        .with(orchard_core::logs::layer())
+        .try_init();
+
+    // The fixture with its weights cut short: it is listed, but cannot load.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broken = dir.path().join("SmolLM2-cut-short");
+    std::fs::create_dir(&broken).expect("folder");
+    let source = PathBuf::from(fixture("SmolLM2-135M-Instruct-4bit"));
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(source.join(file), broken.join(file)).expect("copy");
+    }
+    let weights = std::fs::read(source.join("model.safetensors")).expect("weights");
+    std::fs::write(
+        broken.join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .expect("half the weights");
+
+    let api = Api::start("http://127.0.0.1:9").await;
+    let (status, body) = api
+        .post(
+            "/api/library/add_folder",
+            json!({"path": broken.to_string_lossy()}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, failure) = api
+        .post("/api/servers/start", json!({"model": "SmolLM2-cut-short"}))
+        .await;
+    assert!(status >= 400, "{status} {failure}");
+    let reason = failure["message"].as_str().expect("message");
+
+    let (_, servers) = api.get("/api/servers").await;
+    let tile = servers["servers"]
+        .as_array()
+        .expect("tiles")
+        .iter()
+        .find(|t| t["model"] == "SmolLM2-cut-short")
+        .unwrap_or_else(|| panic!("no tile for the failed start: {servers}"))
+        .clone();
+    assert_eq!(tile["state"], "failed", "{tile}");
+    assert_eq!(tile["error"], reason, "{tile}");
+    let log: Vec<&str> = tile["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // The load's own lines, in order: where it loaded from, then the failure
+    // with the engine's reason.
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[0].starts_with("INFO loading dir="), "{log:?}");
+    assert!(log[0].contains("SmolLM2-cut-short"), "{log:?}");
+    assert!(log[1].starts_with("WARN the load failed error="), "{log:?}");
+    assert!(log[1].contains("safetensors"), "{log:?}");
+
+    // Stop dismisses the failed tile.
+    let (status, after) = api
+        .post("/api/servers/stop", json!({"model": "SmolLM2-cut-short"}))
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["servers"], json!([]), "{after}");
+}

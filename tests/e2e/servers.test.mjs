@@ -10,7 +10,8 @@
 // earlier one did is skipped when that one failed.
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 
 import OpenAI from "openai";
@@ -186,6 +187,7 @@ const ADD = "the fixture is added to the Library with Add folder";
 const SERVERS = "Servers: Start shows a live tile, requests move its tokens/s, Stop gives the memory back";
 const PROFILE_TEST = "a profile's name is a model name on the port, with its system prompt and max tokens";
 const KEYS = "Settings: a new API key works with the openai SDK once, and is refused after Revoke";
+const FAILED = "a model that cannot load keeps a tile with the reason, the load's log lines, Retry and Dismiss";
 
 step(KEY, [], async () => {
   await page.goto(`${serve.url}/`);
@@ -415,6 +417,39 @@ step(KEYS, [ADD], async () => {
   });
   // The session's key still works.
   assert.ok((await client(key).models.list()).data.some((m) => m.id === model), "the session's key still works");
+});
+
+step(FAILED, [KEY], async () => {
+  // The fixture with its weights cut short: the Library lists it, the load fails.
+  const broken = join(tempDir("orchard-e2e-broken-"), "SmolLM2-cut-short");
+  mkdirSync(broken);
+  for (const file of ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]) {
+    copyFileSync(join(FIXTURE, file), join(broken, file));
+  }
+  const weights = readFileSync(join(FIXTURE, "model.safetensors"));
+  writeFileSync(join(broken, "model.safetensors"), weights.subarray(0, weights.length / 2));
+  const { id } = await api(serve.url, key, "/api/library/add_folder", { path: broken });
+
+  await nav("Servers").click();
+  await startFromCombobox(id);
+  const failed = tile(id);
+  await failed.getByText("Failed", { exact: true }).waitFor({ timeout: 60_000 });
+  const reason = await failed.getByRole("alert").innerText();
+  assert.match(reason, /safetensors/i, "the reason names what is wrong");
+  // The log lines of the load, folded under the reason: where it loaded from, then why it failed.
+  await failed.getByText(/^Log of the load \(\d+ lines?\)$/).click();
+  const log = await failed.getByRole("log", { name: `Log of the load of ${id}` }).innerText();
+  assert.match(log, /INFO loading dir=\S*SmolLM2-cut-short/, log);
+  assert.match(log, /WARN the load failed error=.*safetensors/i, log);
+  await shot("servers-failed.png");
+
+  // Retry loads again (and fails the same way); Dismiss removes the tile.
+  await failed.getByRole("button", { name: "Retry", exact: true }).click();
+  await failed.getByText("Failed", { exact: true }).waitFor({ timeout: 60_000 });
+  await failed.getByRole("button", { name: "Dismiss", exact: true }).click();
+  await waitFor("the failed tile to go", async () => (await failed.count()) === 0);
+  const servers = await api(serve.url, key, "/api/servers");
+  assert.ok(!servers.servers.some((t) => t.model === id), JSON.stringify(servers.servers));
 });
 
 test("the page threw no uncaught errors", { skip: noBrowser ?? false }, () => {

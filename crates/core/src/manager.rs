@@ -561,6 +561,15 @@ impl ModelManager {
     }
 
     async fn load(&self, entry: ModelEntry) -> Result<Arc<LoadedModel>, CoreError> {
+        let id = entry.id.clone();
+        let loaded = self.try_load(entry).await;
+        if let Err(e) = &loaded {
+            tracing::warn!(model = %id, error = %e, "the load failed");
+        }
+        loaded
+    }
+
+    async fn try_load(&self, entry: ModelEntry) -> Result<Arc<LoadedModel>, CoreError> {
         let _loading = self.inner.loading.lock().await;
         // A draining copy of this model may have come back while we waited.
         if let Some(model) = self
@@ -574,7 +583,12 @@ impl ModelManager {
         }
         self.make_room(&entry).await?;
         let options = self.inner.options.worker.clone();
-        tracing::info!(model = %entry.id, dir = %entry.dir.display(), "loading");
+        tracing::info!(
+            model = %entry.id,
+            dir = %entry.dir.display(),
+            weights_mib = entry.weight_bytes >> 20,
+            "loading"
+        );
         let started = Instant::now();
         let id = entry.id.clone();
         let loaded = tokio::task::spawn_blocking(move || {

@@ -162,6 +162,7 @@ export function serverTile(overrides: Partial<ServerTile> = {}): ServerTile {
     profiles: [],
     state: "running",
     error: null,
+    log: [],
     memory: { weights: 80_000_000, kv_cache: 15_000_000, prompt_cache: 5_000_000 },
     memory_bytes: 100_000_000,
     uptime_seconds: 180,

@@ -18,26 +18,43 @@ use super::{
 pub const SERVER_EVENTS_EVERY: Duration = Duration::from_secs(1);
 
 /// Loads started from the Servers screen that are not loaded models (yet):
-/// loading, restarting, or failed with the reason.
+/// loading, restarting, or failed with the reason and the load's log lines.
 #[derive(Debug, Default)]
 pub(super) struct Starts {
-    states: Mutex<HashMap<String, (ServerState, Option<String>)>>,
+    states: Mutex<HashMap<String, Start>>,
+}
+
+#[derive(Debug, Clone)]
+struct Start {
+    state: ServerState,
+    error: Option<String>,
+    log: Vec<String>,
+}
+
+impl Start {
+    fn now(state: ServerState) -> Start {
+        Start {
+            state,
+            error: None,
+            log: Vec::new(),
+        }
+    }
 }
 
 impl Starts {
-    fn set(&self, model: &str, state: ServerState, error: Option<String>) {
-        self.lock().insert(model.to_string(), (state, error));
+    fn set(&self, model: &str, start: Start) {
+        self.lock().insert(model.to_string(), start);
     }
 
     fn clear(&self, model: &str) {
         self.lock().remove(model);
     }
 
-    fn snapshot(&self) -> HashMap<String, (ServerState, Option<String>)> {
+    fn snapshot(&self) -> HashMap<String, Start> {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ServerState, Option<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Start>> {
         self.states.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -99,15 +116,16 @@ fn servers_view(orchard: &Orchard) -> ServersView {
                 kv_cache: info.memory.kv_cache_bytes,
                 prompt_cache: info.memory.prompt_cache_bytes,
             };
-            let (state, error) = starts
+            let start = starts
                 .get(&model.id)
                 .cloned()
-                .unwrap_or((ServerState::Running, None));
+                .unwrap_or(Start::now(ServerState::Running));
             ServerTile {
                 profiles: profile_names(orchard, &model.id),
                 model: model.id.clone(),
-                state,
-                error,
+                state: start.state,
+                error: start.error,
+                log: start.log,
                 memory_bytes: memory.weights + memory.kv_cache + memory.prompt_cache,
                 memory,
                 uptime_seconds: info.uptime_seconds,
@@ -123,13 +141,14 @@ fn servers_view(orchard: &Orchard) -> ServersView {
         })
         .collect();
     // Loads in progress, restarts and failures keep a tile of their own.
-    for (model, (state, error)) in starts {
+    for (model, start) in starts {
         if !servers.iter().any(|t| t.model == model) {
             servers.push(ServerTile {
                 profiles: profile_names(orchard, &model),
                 model,
-                state,
-                error,
+                state: start.state,
+                error: start.error,
+                log: start.log,
                 memory: MemoryParts {
                     weights: 0,
                     kv_cache: 0,
@@ -216,7 +235,10 @@ pub async fn restart_server(
     input: ModelRequest,
 ) -> Result<ServersView, OpError> {
     let id = model_of(orchard, &input.model)?;
-    orchard.inner.starts.set(&id, ServerState::Restarting, None);
+    orchard
+        .inner
+        .starts
+        .set(&id, Start::now(ServerState::Restarting));
     orchard.manager().unload(&id).await;
     load(orchard, &id, ServerState::Restarting).await?;
     Ok(servers_view(orchard))
@@ -232,7 +254,8 @@ fn model_of(orchard: &Orchard, name: &str) -> Result<String, OpError> {
 
 async fn load(orchard: &Orchard, id: &str, state: ServerState) -> Result<(), OpError> {
     let starts = &orchard.inner.starts;
-    starts.set(id, state, None);
+    starts.set(id, Start::now(state));
+    let mark = crate::logs::mark();
     match orchard.manager().load_now(id).await {
         Ok(_) => {
             starts.clear(id);
@@ -243,7 +266,14 @@ async fn load(orchard: &Orchard, id: &str, state: ServerState) -> Result<(), OpE
         }
         Err(e) => {
             let error = OpError::from(e);
-            starts.set(id, ServerState::Failed, Some(error.message.clone()));
+            starts.set(
+                id,
+                Start {
+                    state: ServerState::Failed,
+                    error: Some(error.message.clone()),
+                    log: crate::logs::since(id, mark),
+                },
+            );
             Err(error)
         }
     }

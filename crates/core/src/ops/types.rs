@@ -398,8 +398,10 @@ pub struct ServerTile {
     /// The profiles that serve it (their names are model names too).
     pub profiles: Vec<String>,
     pub state: ServerState,
-    /// Why the last load failed, with what the log said.
+    /// Why the last load failed.
     pub error: Option<String>,
+    /// The log lines of that failed load, oldest first; empty otherwise.
+    pub log: Vec<String>,
     pub memory: MemoryParts,
     /// weights + kv_cache + prompt_cache.
     pub memory_bytes: u64,

@@ -15,9 +15,13 @@ model: string,
  */
 profiles: Array<string>, state: ServerState, 
 /**
- * Why the last load failed, with what the log said.
+ * Why the last load failed.
  */
-error: string | null, memory: MemoryParts, 
+error: string | null, 
+/**
+ * The log lines of that failed load, oldest first; empty otherwise.
+ */
+log: Array<string>, memory: MemoryParts, 
 /**
  * weights + kv_cache + prompt_cache.
  */

@@ -28,6 +28,7 @@ function placeholder(model: string, asked: string | undefined): ServerTile {
     profiles: asked && asked !== model ? [asked] : [],
     state: "loading",
     error: null,
+    log: [],
     memory: { weights: 0, kv_cache: 0, prompt_cache: 0 },
     memory_bytes: 0,
     uptime_seconds: 0,

@@ -147,8 +147,13 @@ describe("Servers", () => {
     expect(within(tile).getByRole("button", { name: "Restart" })).toBeDisabled();
 
     const why = "config.json: unknown model_type \"mamba9\"";
-    transport.emit("server_events", serversView([serverTile({ state: "failed", error: why })]));
+    const log = ["INFO loading dir=/models/smol weights_mib=76", `WARN the load failed error=${why}`];
+    transport.emit("server_events", serversView([serverTile({ state: "failed", error: why, log })]));
     expect(await within(tile).findByRole("alert")).toHaveTextContent(why);
+    // The load's log lines, folded under the reason.
+    const lines = within(tile).getByRole("log", { name: `Log of the load of ${SMOL}` });
+    expect(lines.textContent).toBe(log.join("\n"));
+    expect(within(tile).getByText("Log of the load (2 lines)")).toBeInTheDocument();
     expect(screen.getByRole("listitem", { name: SMOL })).toBe(tile);
     expect(within(tile).queryByRole("button", { name: "Stop" })).toBeNull();
 
