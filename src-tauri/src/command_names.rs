@@ -38,6 +38,8 @@ pub const COMMANDS: &[&str] = &[
     "launch_at_login",
     "set_launch_at_login",
     "restart_app",
+    "menubar",
+    "menubar_select",
 ];
 
 /// The commands that are the app's own, not operations.
@@ -48,4 +50,6 @@ pub const APP_ONLY_COMMANDS: &[&str] = &[
     "launch_at_login",
     "set_launch_at_login",
     "restart_app",
+    "menubar",
+    "menubar_select",
 ];

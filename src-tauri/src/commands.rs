@@ -2,8 +2,9 @@
 //! operations are generated from [`orchard_core::operations!`], one command
 //! per operation calling the `orchard_core::ops` function of the same name,
 //! as the management API's routes do; a failure reaches the page as
-//! `{ code, message }`. Two commands exist only in the app: the hosted
-//! server's status and revealing a model's folder.
+//! `{ code, message }`. A few commands exist only in the app
+//! (`APP_ONLY_COMMANDS`): the hosted server's status, revealing a model's
+//! folder, launch at login, restart, and the menubar menu (in `tray`).
 
 use orchard_core::ops::{self, ErrorCode, OpError, Orchard};
 use tauri::ipc::Channel;

@@ -53,6 +53,8 @@ pub fn build_app<R: Runtime>(builder: Builder<R>) -> Builder<R> {
             commands::launch_at_login,
             commands::set_launch_at_login,
             commands::restart_app,
+            tray::menubar,
+            tray::menubar_select,
         ])
 }
 

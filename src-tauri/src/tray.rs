@@ -2,10 +2,13 @@
 //! it), each loaded model with its memory and an Unload item, Open Orchard,
 //! Settings, and Quit. The menu is rebuilt when what it shows changes.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
+use orchard_core::ops::{ErrorCode, OpError};
+use serde::Serialize;
 use tauri::image::Image;
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::menu::{Menu, MenuItem, MenuItemKind, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Runtime};
 use tauri_plugin_clipboard_manager::ClipboardExt;
@@ -17,7 +20,7 @@ const TRAY_ICON: &[u8] = include_bytes!("../../icons/tray.png");
 const REFRESH: Duration = Duration::from_secs(2);
 
 /// One line of the menu.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     /// What the menu event carries back.
     pub id: String,
@@ -114,14 +117,25 @@ pub(crate) fn current<R: Runtime>(app: &AppHandle<R>) -> Vec<Entry> {
     entries(address.as_deref(), &loaded)
 }
 
+/// The menu the icon holds now.
+struct Shown<R: Runtime>(Mutex<Menu<R>>);
+
+impl<R: Runtime> Shown<R> {
+    fn menu(&self) -> Menu<R> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// Adds the menubar icon and keeps its menu current.
 pub fn install<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     let shown = current(app);
+    let menu = build_menu(app, &shown)?;
+    app.manage(Shown(Mutex::new(menu.clone())));
     let tray = TrayIconBuilder::with_id("orchard")
         .icon(Image::from_bytes(TRAY_ICON)?)
         .icon_as_template(true)
         .tooltip("Orchard")
-        .menu(&build_menu(app, &shown)?)
+        .menu(&menu)
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
         .build(app)?;
@@ -136,15 +150,71 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
             }
             match build_menu(&app, &now) {
                 Ok(menu) => {
-                    if let Err(e) = tray.set_menu(Some(menu)) {
+                    if let Err(e) = tray.set_menu(Some(menu.clone())) {
                         tracing::warn!(error = %e, "cannot update the menubar menu");
                     }
+                    *app.state::<Shown<R>>()
+                        .0
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = menu;
                     shown = now;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot build the menubar menu"),
             }
         }
     });
+    Ok(())
+}
+
+/// The menu the icon holds, read back item by item (separators as
+/// "separator"); empty before the icon is installed.
+pub fn shown<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<Vec<Entry>> {
+    let Some(shown) = app.try_state::<Shown<R>>() else {
+        return Ok(Vec::new());
+    };
+    let mut entries = Vec::new();
+    for item in shown.menu().items()? {
+        entries.push(match item {
+            MenuItemKind::MenuItem(item) => Entry {
+                id: item.id().0.clone(),
+                label: item.text()?,
+                enabled: item.is_enabled()?,
+            },
+            // The menu has no other kind of item.
+            _ => Entry {
+                id: "separator".into(),
+                label: String::new(),
+                enabled: false,
+            },
+        });
+    }
+    Ok(entries)
+}
+
+/// The `menubar` command: the menu as the icon shows it, so that the window
+/// (and a test through WebDriver) can read it.
+#[tauri::command]
+pub async fn menubar<R: Runtime>(app: AppHandle<R>) -> Result<Vec<Entry>, OpError> {
+    shown(&app).map_err(|e| {
+        OpError::new(
+            ErrorCode::Internal,
+            format!("cannot read the menubar menu: {e}"),
+        )
+    })
+}
+
+/// The `menubar_select` command: does what a click on the menu's item `id`
+/// does; only an enabled item of the menu shown now can be chosen.
+#[tauri::command]
+pub async fn menubar_select<R: Runtime>(app: AppHandle<R>, id: String) -> Result<(), OpError> {
+    let entries = menubar(app.clone()).await?;
+    if !entries.iter().any(|e| e.id == id && e.enabled) {
+        return Err(OpError::new(
+            ErrorCode::NotFound,
+            format!("the menubar menu has no item {id:?} to choose now"),
+        ));
+    }
+    on_menu(&app, &id);
     Ok(())
 }
 

@@ -120,8 +120,8 @@ before(async () => {
 
 after(async () => {
   if (driver) {
-    // What the window showed last, for a failure's report.
-    await shot("app-last.png").catch(() => {});
+    // What the window showed last, for a failure's report (the last step quits the app).
+    if (!passed.has(QUIT)) await shot("app-last.png").catch(() => {});
     await driver.quit();
   }
   if (driverProcess) {
@@ -153,11 +153,14 @@ function step(name, needs, body) {
   });
 }
 
-/** Calls a Tauri command from the page, as the UI does; resolves with its answer or { error }. */
+/**
+ * Calls a Tauri command from the page, as the UI does; resolves with { value } or, when the
+ * command fails, { failure } (not `error`, which a WebDriver answer uses for its own failures).
+ */
 function invoke(command, args) {
   return driver.executeAsync(
     `const done = arguments[arguments.length - 1];
-     window.__TAURI_INTERNALS__.invoke(arguments[0], arguments[1]).then((value) => done({ value }), (error) => done({ error }));`,
+     window.__TAURI_INTERNALS__.invoke(arguments[0], arguments[1]).then((value) => done({ value }), (failure) => done({ failure }));`,
     [command, args ?? {}],
   );
 }
@@ -195,6 +198,8 @@ async function hostedLibraryModel(repo) {
 }
 
 const OPENS = "the window opens on the Models screen with the Hub's models";
+const MENUBAR = "the menubar menu lists the loaded model, and its Unload item unloads it";
+const QUIT = "Quit in the menubar menu lets a running stream finish, then the app exits";
 const LIBRARY = "the Library lists the model in the Hugging Face cache";
 const LOAD = "Load goes through the app's IPC and the model reports loaded";
 
@@ -260,4 +265,126 @@ step(LOAD, [LIBRARY], async () => {
   );
   assert.equal((await invoke("list_library")).value?.find((m) => repoPattern(MODEL_REPO).test(m.id))?.loaded, false);
   assert.equal((await hostedLibraryModel(MODEL_REPO))?.loaded, false);
+});
+
+/** The menubar menu as the tray icon holds it now: [{ id, label, enabled }]. */
+async function menubar() {
+  const menu = await invoke("menubar");
+  assert.ok(Array.isArray(menu.value), JSON.stringify(menu));
+  return menu.value;
+}
+
+/** The library id of the fixture, as the app names it. */
+async function fixtureId() {
+  const listed = await invoke("list_library");
+  const model = listed.value?.find((m) => repoPattern(MODEL_REPO).test(m.id));
+  assert.ok(model, JSON.stringify(listed));
+  return model.id;
+}
+
+step(MENUBAR, [LOAD], async () => {
+  const id = await fixtureId();
+  const before = await waitFor(
+    "the menu to say no model is loaded",
+    async () => {
+      const menu = await menubar();
+      return menu.some((e) => e.label === "No model loaded") && menu;
+    },
+    { timeoutMs: 15_000 },
+  );
+  assert.deepEqual(before[0], {
+    id: "copy-address",
+    label: `Serving at http://127.0.0.1:${port} (click to copy)`,
+    enabled: true,
+  });
+  assert.deepEqual(
+    before.filter((e) => e.enabled).map((e) => e.label),
+    [`Serving at http://127.0.0.1:${port} (click to copy)`, "Open Orchard", "Settings…", "Quit Orchard"],
+  );
+
+  const loaded = await invoke("load_model", { input: { model: id } });
+  assert.equal(loaded.failure, undefined, JSON.stringify(loaded));
+  // The menu catches up within its refresh (2 s).
+  const menu = await waitFor(
+    "the menu to list the model",
+    async () => {
+      const now = await menubar();
+      return now.some((e) => e.id === `unload:${id}`) && now;
+    },
+    { timeoutMs: 15_000 },
+  );
+  const line = menu.find((e) => e.id === `model:${id}`);
+  assert.ok(line, JSON.stringify(menu));
+  assert.ok(line.label.startsWith(`${id} · `), line.label);
+  assert.match(line.label, / · \d+\.\d MB$/, "with the memory it holds");
+  const unload = menu.find((e) => e.id === `unload:${id}`);
+  assert.deepEqual(unload, { id: `unload:${id}`, label: `Unload ${id}`, enabled: true });
+
+  // Choosing it does what a click does: the model unloads, and the menu says so.
+  const chosen = await invoke("menubar_select", { id: unload.id });
+  assert.equal(chosen.failure, undefined, JSON.stringify(chosen));
+  await waitFor("the model to unload", async () => (await hostedLibraryModel(MODEL_REPO))?.loaded === false, {
+    timeoutMs: 30_000,
+  });
+  await waitFor(
+    "the menu to say no model is loaded again",
+    async () => (await menubar()).some((e) => e.label === "No model loaded"),
+    { timeoutMs: 15_000 },
+  );
+  // Only an item the menu shows now can be chosen.
+  const refused = await invoke("menubar_select", { id: unload.id });
+  assert.equal(refused.failure?.code, "not_found", JSON.stringify(refused));
+});
+
+step(QUIT, [MENUBAR], async () => {
+  const id = await fixtureId();
+  const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({
+      model: id,
+      messages: [{ role: "user", content: "Count from one to twenty." }],
+      max_tokens: 40,
+      temperature: 0,
+      stream: true,
+    }),
+  });
+  assert.equal(response.status, 200);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let received = "";
+  const read = async () => {
+    const { done, value } = await reader.read();
+    if (!done) received += decoder.decode(value, { stream: true });
+    return done;
+  };
+  // Once text flows, choose Quit.
+  while (!received.includes('"content":"')) {
+    assert.equal(await read(), false, `the stream ended before any text: ${received}`);
+  }
+  // The app may be gone before it answers.
+  const chosen = invoke("menubar_select", { id: "quit" }).catch((error) => ({ failure: String(error) }));
+  // The server stops taking requests at once...
+  await waitFor(
+    "the port to refuse a new request",
+    () =>
+      fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { Authorization: `Bearer ${key}` } }).then(
+        (r) => r.status === 503,
+        () => true,
+      ),
+    { timeoutMs: 15_000, intervalMs: 100 },
+  );
+  // ...but the running stream ends whole.
+  while (!(await read()));
+  assert.match(received, /data: \[DONE\]/, `the stream was cut by Quit: ${received}`);
+  // Then the app is gone: its port closes.
+  await waitFor(
+    "the app to exit",
+    () => fetch(`http://127.0.0.1:${port}/health`).then(
+      () => false,
+      () => true,
+    ),
+    { timeoutMs: 60_000 },
+  );
+  await Promise.race([chosen, sleep(1_000)]);
 });
