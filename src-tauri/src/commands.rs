@@ -78,46 +78,34 @@ macro_rules! operation_commands {
                 ops::$call(orchard.get().await?, input).await
             }
         )*
+        $(
+            #[tauri::command]
+            pub async fn $stream(
+                orchard: tauri::State<'_, AppOrchard>,
+                channel: Channel<$event>,
+            ) -> Result<(), OpError> {
+                forward(orchard.get().await?.$stream()?, channel);
+                Ok(())
+            }
+        )*
     };
 }
 
 orchard_core::operations!(operation_commands);
 
-/// `download_events`: sends each download's state, then every change, on
-/// `channel` until the page drops it.
-#[tauri::command]
-pub async fn download_events(
-    orchard: tauri::State<'_, AppOrchard>,
-    channel: Channel<ops::DownloadView>,
-) -> Result<(), OpError> {
-    let mut events = orchard.get().await?.download_events()?;
+/// Sends a stream operation's events on `channel` until the stream ends or
+/// the page drops the channel (a reload, a closed window).
+fn forward<E: ops::Events>(mut events: E, channel: Channel<E::Event>)
+where
+    E::Event: tauri::ipc::IpcResponse,
+{
     tauri::async_runtime::spawn(async move {
         while let Some(event) = events.next().await {
             if channel.send(event).is_err() {
-                // The page went away (reload, closed window).
                 break;
             }
         }
     });
-    Ok(())
-}
-
-/// `server_events`: sends the Servers screen's figures now and every
-/// second on `channel` until the page drops it.
-#[tauri::command]
-pub async fn server_events(
-    orchard: tauri::State<'_, AppOrchard>,
-    channel: Channel<ops::ServersView>,
-) -> Result<(), OpError> {
-    let mut events = orchard.get().await?.server_events()?;
-    tauri::async_runtime::spawn(async move {
-        while let Some(view) = events.next().await {
-            if channel.send(view).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(())
 }
 
 /// The API server the app hosts: starting, running (URL, whether a key is

@@ -106,9 +106,11 @@ pub struct DownloadEvents {
     live: broadcast::Receiver<DownloadEvent>,
 }
 
-impl DownloadEvents {
+impl super::Events for DownloadEvents {
+    type Event = DownloadView;
+
     /// The next event; None once the download manager is gone.
-    pub async fn next(&mut self) -> Option<DownloadView> {
+    async fn next(&mut self) -> Option<DownloadView> {
         if let Some(view) = self.first.next() {
             return Some(view);
         }

@@ -123,6 +123,16 @@ macro_rules! operation_table {
 
 crate::operations!(operation_table);
 
+/// The events of a stream operation (`Orchard::NAME()` of the `streams` in
+/// [`operations!`](crate::operations)), which each adapter forwards as they
+/// come: server-sent events, or a Tauri channel.
+pub trait Events: Send + 'static {
+    type Event: serde::Serialize + Send + 'static;
+
+    /// The next event; None when the stream has ended.
+    fn next(&mut self) -> impl std::future::Future<Output = Option<Self::Event>> + Send;
+}
+
 /// The context every operation runs in: the model manager, the store, the
 /// Hub and its cache, downloads, secrets. Clones share it.
 #[derive(Debug, Clone)]

@@ -286,9 +286,11 @@ pub struct ServerEvents {
     ticks: tokio::time::Interval,
 }
 
-impl ServerEvents {
+impl super::Events for ServerEvents {
+    type Event = ServersView;
+
     /// The next figures; the stream never ends by itself.
-    pub async fn next(&mut self) -> Option<ServersView> {
+    async fn next(&mut self) -> Option<ServersView> {
         self.ticks.tick().await;
         Some(servers_view(&self.orchard))
     }

@@ -28,7 +28,7 @@ macro_rules! api_routes {
             routes
                 $(.get($read_path, handlers::$read))*
                 $(.post($call_path, handlers::$call))*
-                $(.get($stream_path, $stream))*
+                $(.get($stream_path, handlers::$stream))*
         }
 
         /// One handler per operation, each calling `orchard_core::ops::NAME`.
@@ -51,18 +51,25 @@ macro_rules! api_routes {
                     Ok(Json(ops::$call(&state.orchard, input).await?))
                 }
             )*
+            $(
+                pub(super) async fn $stream(
+                    State(state): State<AppState>,
+                ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+                    Ok(sse(state.orchard.$stream()?, state.keep_alive))
+                }
+            )*
         }
     };
 }
 
 orchard_core::operations!(api_routes);
 
-/// `download_events`: each download's state, then every change, as
-/// server-sent events whose data is a `DownloadView`.
-async fn download_events(
-    State(state): State<AppState>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let events = state.orchard.download_events()?;
+/// A stream operation's events as server-sent events, each one's data the
+/// event as JSON, with keep-alive comments while nothing happens.
+fn sse<E: ops::Events>(
+    events: E,
+    keep_alive: std::time::Duration,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = futures_util::stream::unfold(events, |mut events| async move {
         let view = events.next().await?;
         let event = Event::default()
@@ -70,30 +77,7 @@ async fn download_events(
             .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
         Some((Ok(event), events))
     });
-    Ok(Sse::new(stream).keep_alive(
-        KeepAlive::new()
-            .interval(state.keep_alive)
-            .text("keep-alive"),
-    ))
-}
-
-/// `server_events`: the Servers screen's figures now, then every second.
-async fn server_events(
-    State(state): State<AppState>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let events = state.orchard.server_events()?;
-    let stream = futures_util::stream::unfold(events, |mut events| async move {
-        let view = events.next().await?;
-        let event = Event::default()
-            .json_data(&view)
-            .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
-        Some((Ok(event), events))
-    });
-    Ok(Sse::new(stream).keep_alive(
-        KeepAlive::new()
-            .interval(state.keep_alive)
-            .text("keep-alive"),
-    ))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
 }
 
 impl From<OpError> for ApiError {
