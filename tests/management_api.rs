@@ -997,3 +997,23 @@ async fn a_failed_start_keeps_a_tile_with_the_reason_and_the_loads_log() {
     assert_eq!(status, 200, "{after}");
     assert_eq!(after["servers"], json!([]), "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_row_orchard_cannot_read_is_its_own_failure_not_the_callers() {
+    let api = Api::start("http://127.0.0.1:9").await;
+    let (status, _) = api.get("/api/settings").await;
+    assert_eq!(status, 200);
+    // Another program (or a bad downgrade) left a value that is not JSON.
+    let db = rusqlite::Connection::open(api._dir.path().join("orchard.db")).expect("open");
+    db.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES ('port', 'ten thousand')",
+        [],
+    )
+    .expect("write");
+
+    let (status, body) = api.get("/api/settings").await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "internal", "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains("setting port holds bad JSON"), "{body}");
+}

@@ -44,6 +44,9 @@ pub enum DownloadError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// The cache's files could not be changed (permissions, a full disk).
+    #[error("{0}")]
+    Files(String),
     #[error(transparent)]
     Store(#[from] orchard_store::StoreError),
 }
@@ -216,8 +219,9 @@ impl DownloadManager {
     pub async fn cancel(&self, repo: &str) -> Result<(), DownloadError> {
         let id = RepoId::parse(repo).map_err(|e| DownloadError::Invalid(e.to_string()))?;
         let cancelled = self.stop(repo, "cancelled").await?;
-        orchard_hub::lock::remove_partials(&self.inner.cache_root, &id)
-            .map_err(|e| DownloadError::Invalid(e.to_string()))?;
+        orchard_hub::lock::remove_partials(&self.inner.cache_root, &id).map_err(|e| {
+            DownloadError::Files(format!("cannot remove the partial files of {repo}: {e}"))
+        })?;
         if let Some(record) = cancelled {
             self.emit(repo, "cancelled", record.downloaded, record.total, None);
         }

@@ -169,62 +169,51 @@ impl Prepared {
             auth,
             new_key,
         } = self;
-        bind(orchard, settings, ip, port, auth, new_key).await
-    }
-}
-
-async fn bind(
-    orchard: Orchard,
-    settings: Settings,
-    ip: IpAddr,
-    port: u16,
-    auth: AuthConfig,
-    new_key: Option<NewApiKey>,
-) -> Result<Launched, LaunchError> {
-    let address = SocketAddr::new(ip, port);
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| LaunchError::Bind {
+        let address = SocketAddr::new(ip, port);
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| LaunchError::Bind {
+                address: address.to_string(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| LaunchError::Bind {
             address: address.to_string(),
             source,
         })?;
-    let address = listener.local_addr().map_err(|source| LaunchError::Bind {
-        address: address.to_string(),
-        source,
-    })?;
-    // Bound beyond loopback, clients call the address they reach it by.
-    let mut extra_hosts = settings.allowed_hosts.clone();
-    if !ip.is_loopback() && !ip.is_unspecified() {
-        extra_hosts.push(match ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            IpAddr::V4(v4) => v4.to_string(),
-        });
+        // Bound beyond loopback, clients call the address they reach it by.
+        let mut extra_hosts = settings.allowed_hosts.clone();
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            extra_hosts.push(match ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            });
+        }
+        // Downloads a crash or quit left running continue in the background, now
+        // that this server is sure to start.
+        match orchard.downloads().map(|d| d.resume_interrupted()) {
+            Ok(Ok(0)) => {}
+            Ok(Ok(count)) => tracing::info!(count, "resuming interrupted downloads"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot resume interrupted downloads"),
+            Err(e) => tracing::warn!(error = %e, "cannot resume interrupted downloads"),
+        }
+        let config = ServerConfig {
+            auth: auth.clone(),
+            max_request_bytes: settings.max_request_bytes,
+            extra_hosts,
+            extra_origins: settings.allowed_origins.clone(),
+            ..ServerConfig::default()
+        };
+        let manager = orchard.manager().clone();
+        let app = crate::router_for(orchard.clone(), config);
+        Ok(Launched {
+            listener,
+            app,
+            address,
+            auth_required: auth.required,
+            new_key,
+            manager,
+            orchard,
+            settings,
+        })
     }
-    // Downloads a crash or quit left running continue in the background, now
-    // that this server is sure to start.
-    match orchard.downloads().map(|d| d.resume_interrupted()) {
-        Ok(Ok(0)) => {}
-        Ok(Ok(count)) => tracing::info!(count, "resuming interrupted downloads"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot resume interrupted downloads"),
-        Err(e) => tracing::warn!(error = %e, "cannot resume interrupted downloads"),
-    }
-    let config = ServerConfig {
-        auth: auth.clone(),
-        max_request_bytes: settings.max_request_bytes,
-        extra_hosts,
-        extra_origins: settings.allowed_origins.clone(),
-        ..ServerConfig::default()
-    };
-    let manager = orchard.manager().clone();
-    let app = crate::router_for(orchard.clone(), config);
-    Ok(Launched {
-        listener,
-        app,
-        address,
-        auth_required: auth.required,
-        new_key,
-        manager,
-        orchard,
-        settings,
-    })
 }

@@ -63,8 +63,9 @@ impl Store {
             ));
         }
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| StoreError::Invalid(format!("the system's random source failed: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| {
+            StoreError::Unreadable(format!("the system's random source failed: {e}"))
+        })?;
         let secret = format!("{KEY_PREFIX}{}", hex::encode(bytes));
         let prefix = format!("{}...", &secret[..SHOWN_CHARS]);
         let conn = self.conn();

@@ -41,6 +41,11 @@ pub enum StoreError {
     /// A value was rejected before it reached the database.
     #[error("{0}")]
     Invalid(String),
+    /// What the database holds cannot be read back (a row this version
+    /// cannot parse), or the system failed us (its random source): not the
+    /// caller's fault.
+    #[error("{0}")]
+    Unreadable(String),
     /// The file was written by a newer Orchard.
     #[error(
         "the database is at schema version {found}, newer than this Orchard knows ({known}); upgrade Orchard"

@@ -17,8 +17,9 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (name, body) = row?;
-            let body = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Invalid(format!("profile {name:?} is unreadable: {e}")))?;
+            let body = serde_json::from_str(&body).map_err(|e| {
+                StoreError::Unreadable(format!("profile {name:?} is unreadable: {e}"))
+            })?;
             out.push((name, body));
         }
         Ok(out)

@@ -142,13 +142,13 @@ impl Store {
             // A row this version does not know (written by a newer one) is skipped.
             if Settings::keys().contains(&key) {
                 let value = serde_json::from_str(&value).map_err(|e| {
-                    StoreError::Invalid(format!("setting {key} holds bad JSON: {e}"))
+                    StoreError::Unreadable(format!("setting {key} holds bad JSON: {e}"))
                 })?;
                 map.insert(key, value);
             }
         }
         serde_json::from_value(Value::Object(map))
-            .map_err(|e| StoreError::Invalid(format!("stored settings are invalid: {e}")))
+            .map_err(|e| StoreError::Unreadable(format!("stored settings are invalid: {e}")))
     }
 
     /// Sets several settings at once: all are checked together, then all
@@ -161,7 +161,7 @@ impl Store {
             )));
         }
         let mut merged = serde_json::to_value(self.settings()?)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| StoreError::Unreadable(e.to_string()))?;
         for (key, value) in values {
             merged[key] = value.clone();
         }
@@ -190,7 +190,7 @@ impl Store {
             )));
         }
         let mut merged = serde_json::to_value(self.settings()?)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            .map_err(|e| StoreError::Unreadable(e.to_string()))?;
         merged[key] = value.clone();
         let settings: Settings = serde_json::from_value(merged)
             .map_err(|e| StoreError::Invalid(format!("bad value for {key}: {e}")))?;

@@ -316,7 +316,7 @@ impl From<DownloadError> for OpError {
         let code = match &e {
             DownloadError::Invalid(_) => ErrorCode::InvalidInput,
             DownloadError::NotFound(_) => ErrorCode::NotFound,
-            DownloadError::Store(_) => ErrorCode::Internal,
+            DownloadError::Files(_) | DownloadError::Store(_) => ErrorCode::Internal,
         };
         OpError::new(code, e.to_string())
     }
