@@ -69,6 +69,25 @@ from mlx_lm.models.cache import make_prompt_cache
 CASE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
+def _gather_qmm_without_global_scale():
+    """mlx-lm 0.32.2's quantized experts pass `global_scale=None` to
+    `mx.gather_qmm`, which MLX 0.32.2 does not accept: drop it when empty, so
+    that quantized mixture-of-experts models run as shipped."""
+    original = mx.gather_qmm
+    if "global_scale" in (original.__doc__ or "").split("\n", 1)[0]:
+        return
+
+    def gather_qmm(*args, global_scale=None, **kwargs):
+        if global_scale is not None:
+            raise ValueError("this MLX has no global_scale for gather_qmm")
+        return original(*args, **kwargs)
+
+    mx.gather_qmm = gather_qmm
+
+
+_gather_qmm_without_global_scale()
+
+
 class RequestError(Exception):
     """A problem with the request or the model folder, reported without a traceback."""
 

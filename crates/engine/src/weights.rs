@@ -56,6 +56,50 @@ impl Linear {
     }
 }
 
+/// One linear layer per expert, `(experts, out, in)`, dense or quantized,
+/// as mlx-lm's `SwitchLinear` and `QuantizedSwitchLinear`: each token row is
+/// multiplied by the experts `indices` choose for it.
+#[derive(Debug)]
+pub enum SwitchLinear {
+    Dense(Array),
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Array,
+        q: Quantization,
+    },
+}
+
+impl SwitchLinear {
+    /// `x` (..., 1, in) by the experts `indices` name (the same leading
+    /// shape, broadcast), giving (..., 1, out). `sorted` says the indices
+    /// are in ascending order, which lets MLX read each expert once.
+    pub fn forward(&self, x: &Array, indices: &Array, sorted: bool) -> Result<Array> {
+        Ok(match self {
+            SwitchLinear::Dense(weight) => {
+                ops::gather_mm(x, weight.swap_axes(-1, -2)?, None, indices, sorted)?
+            }
+            SwitchLinear::Quantized {
+                weight,
+                scales,
+                biases,
+                q,
+            } => ops::gather_qmm(
+                x,
+                weight,
+                scales,
+                biases,
+                None,
+                indices,
+                true,
+                q.group_size,
+                q.bits,
+                sorted,
+            )?,
+        })
+    }
+}
+
 /// A token embedding table, dense or quantized; tied models also use it as
 /// the output projection.
 #[derive(Debug)]
@@ -215,6 +259,49 @@ impl Weights {
         }
     }
 
+    /// The experts' linear layers at `prefix` (`experts` of them, each
+    /// `in_dim` to `out_dim`), stored stacked as mlx-community checkpoints
+    /// do. A Hugging Face checkpoint keeps one tensor per expert at
+    /// `{experts_prefix}.{e}.{name}`; pass that as `per_expert` and they are
+    /// stacked here, as mlx-lm's `sanitize` does.
+    pub fn switch_linear(
+        &mut self,
+        prefix: &str,
+        per_expert: Option<(&str, &str)>,
+        experts: i32,
+        in_dim: i32,
+        out_dim: i32,
+    ) -> Result<SwitchLinear> {
+        if let Some((experts_prefix, name)) = per_expert
+            && !self.contains(&format!("{prefix}.weight"))
+        {
+            for part in ["weight", "scales", "biases"] {
+                let first = format!("{experts_prefix}.0.{name}.{part}");
+                if !self.contains(&first) {
+                    continue;
+                }
+                let mut each = Vec::with_capacity(experts as usize);
+                for e in 0..experts {
+                    each.push(self.take(&format!("{experts_prefix}.{e}.{name}.{part}"))?);
+                }
+                let stacked = ops::stack(&each, 0)?;
+                self.tensors.insert(format!("{prefix}.{part}"), stacked);
+            }
+        }
+        match self.quantized_params_with(prefix, &[experts], out_dim, in_dim)? {
+            Some((weight, scales, biases, q)) => Ok(SwitchLinear::Quantized {
+                weight,
+                scales,
+                biases,
+                q,
+            }),
+            None => Ok(SwitchLinear::Dense(self.take_shaped(
+                &format!("{prefix}.weight"),
+                &[experts, out_dim, in_dim],
+            )?)),
+        }
+    }
+
     /// The embedding table at `prefix` with `vocab` rows of `dim` features.
     pub fn embedding(&mut self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
         match self.quantized_params(prefix, vocab, dim)? {
@@ -238,6 +325,18 @@ impl Weights {
         rows: i32,
         cols: i32,
     ) -> Result<Option<(Array, Array, Array, Quantization)>> {
+        self.quantized_params_with(prefix, &[], rows, cols)
+    }
+
+    /// [`Weights::quantized_params`] of a stack of matrices: `batch` leads
+    /// every shape.
+    fn quantized_params_with(
+        &mut self,
+        prefix: &str,
+        batch: &[i32],
+        rows: i32,
+        cols: i32,
+    ) -> Result<Option<(Array, Array, Array, Quantization)>> {
         if !self.contains(&format!("{prefix}.scales")) {
             return Ok(None);
         }
@@ -256,8 +355,12 @@ impl Weights {
                 ),
             ));
         }
-        let weight = self.take_shaped(&format!("{prefix}.weight"), &[rows, cols * q.bits / 32])?;
-        let groups = [rows, cols / q.group_size];
+        let shape = |last: [i32; 2]| [batch, &last[..]].concat();
+        let weight = self.take_shaped(
+            &format!("{prefix}.weight"),
+            &shape([rows, cols * q.bits / 32]),
+        )?;
+        let groups = shape([rows, cols / q.group_size]);
         let mut scales = self.take_shaped(&format!("{prefix}.scales"), &groups)?;
         let mut biases = self.take_shaped(&format!("{prefix}.biases"), &groups)?;
         if self.upcast_quant_params && scales.dtype() != Dtype::Float32 {

@@ -40,3 +40,25 @@ fn qwen3_with_qk_norm_matches_mlx_lm() {
 fn gemma3_text_with_a_sliding_window_matches_mlx_lm() {
     check("gemma3_text");
 }
+
+#[test]
+fn qwen3_moe_with_sparse_and_dense_layers_matches_mlx_lm() {
+    check("qwen3_moe");
+}
+
+/// Hugging Face checkpoints keep each expert's weights apart; both engines
+/// stack them at load (mlx-lm in `sanitize`).
+#[test]
+fn qwen3_moe_with_one_tensor_per_expert_matches_mlx_lm() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = common::Layout {
+        per_expert: true,
+        ..common::Layout::default()
+    };
+    common::write_model_with(work.path(), &arch("qwen3_moe"), &layout);
+    let stored = mlx_rs::Array::load_safetensors(work.path().join("model.safetensors"))
+        .expect("the written weights");
+    assert!(stored.contains_key("model.layers.0.mlp.experts.15.up_proj.weight"));
+    assert!(!stored.keys().any(|k| k.contains("switch_mlp")));
+    assert_matches_mlx_lm(work.path(), "qwen3_moe per expert");
+}

@@ -64,6 +64,7 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
         mlp_bias: c.mlp_bias,
         qk_norm: false,
         max_position_embeddings: c.max_position_embeddings,
+        experts: None,
     };
     transformer::build(&spec, config, weights)
 }

@@ -15,8 +15,10 @@
 
 pub mod gemma3_text;
 pub mod llama;
+pub mod moe;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3_moe;
 pub mod transformer;
 
 use mlx_rs::Array;
@@ -50,6 +52,7 @@ pub const ARCHITECTURES: &[(&str, Loader)] = &[
     ("mistral", llama::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
+    ("qwen3_moe", qwen3_moe::load),
 ];
 
 /// Builds the model `config` describes from `weights`.

@@ -63,6 +63,7 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
         mlp_bias: false,
         qk_norm: false,
         max_position_embeddings: Some(c.max_position_embeddings),
+        experts: None,
     };
     transformer::build(&spec, config, weights)
 }

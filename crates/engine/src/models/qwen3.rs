@@ -29,6 +29,11 @@ struct Config {
 
 /// Builds a Qwen3 model from its config and weights.
 pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn LanguageModel>> {
+    transformer::build(&spec(config)?, config, weights)
+}
+
+/// The decoder a Qwen3 config describes (`qwen3_moe` adds its experts).
+pub(super) fn spec(config: &ModelConfig) -> Result<Spec> {
     let c: Config = config.parse()?;
     let nested_theta = c
         .rope_parameters
@@ -39,7 +44,7 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
         .rope_theta
         .or(nested_theta)
         .ok_or_else(|| EngineError::invalid(&config.path, "no rope_theta"))?;
-    let spec = Spec {
+    Ok(Spec {
         hidden_size: c.hidden_size,
         num_hidden_layers: c.num_hidden_layers,
         intermediate_size: c.intermediate_size,
@@ -57,6 +62,6 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
         mlp_bias: false,
         qk_norm: true,
         max_position_embeddings: Some(c.max_position_embeddings),
-    };
-    transformer::build(&spec, config, weights)
+        experts: None,
+    })
 }

@@ -2,13 +2,15 @@
 //! `mlx_lm/models/llama.py`, `qwen2.py` and `qwen3.py`, which differ only in
 //! the switches of [`Spec`]: grouped-query attention with rotary embeddings
 //! (including Llama 3's "llama3" frequency scaling), optional q/k/v biases and
-//! per-head q/k RMSNorm, a SwiGLU MLP, RMSNorm before each sub-layer, and
-//! optionally tied input/output embeddings.
+//! per-head q/k RMSNorm, a SwiGLU MLP (or, in `qwen3_moe.py`'s layers, a
+//! sparse mixture of experts), RMSNorm before each sub-layer, and optionally
+//! tied input/output embeddings.
 
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::{Array, nn};
 
 use super::LanguageModel;
+use super::moe::{MoeSpec, SparseMoe};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -38,6 +40,27 @@ pub struct Spec {
     /// RMSNorm over each head's queries and keys before the rotary embedding (Qwen3).
     pub qk_norm: bool,
     pub max_position_embeddings: Option<i32>,
+    /// Mixture-of-experts layers in place of the MLP, where set.
+    pub experts: Option<Experts>,
+}
+
+/// Which layers are sparse, and their experts.
+#[derive(Debug, Clone)]
+pub struct Experts {
+    pub moe: MoeSpec,
+    /// Every `sparse_step`-th layer is sparse (layer i when (i + 1) % step == 0)...
+    pub sparse_step: i32,
+    /// ...unless it is listed here.
+    pub dense_layers: Vec<i32>,
+}
+
+impl Experts {
+    fn is_sparse(&self, layer: i32) -> bool {
+        self.moe.num_experts > 0
+            && self.sparse_step > 0
+            && (layer + 1) % self.sparse_step == 0
+            && !self.dense_layers.contains(&layer)
+    }
 }
 
 /// Rotary position embedding, as mlx-lm's `initialize_rope` builds it.
@@ -220,10 +243,26 @@ impl Mlp {
     }
 }
 
+/// A layer's feed-forward part.
+#[derive(Debug)]
+enum FeedForward {
+    Dense(Mlp),
+    Sparse(SparseMoe),
+}
+
+impl FeedForward {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        match self {
+            FeedForward::Dense(mlp) => mlp.forward(x),
+            FeedForward::Sparse(moe) => moe.forward(x),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Block {
     attention: Attention,
-    mlp: Mlp,
+    mlp: FeedForward,
     input_norm: Array,
     post_attention_norm: Array,
     eps: f32,
@@ -303,7 +342,7 @@ pub fn build(
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         let attn = format!("{p}.self_attn");
-        let mlp = format!("{p}.mlp");
+        let mlp_at = format!("{p}.mlp");
         let bias = c.qkv_bias;
         let qk_norm = if c.qk_norm {
             Some((
@@ -313,6 +352,21 @@ pub fn build(
             ))
         } else {
             None
+        };
+        let mlp = match &c.experts {
+            Some(experts) if experts.is_sparse(i) => {
+                FeedForward::Sparse(SparseMoe::load(weights, &mlp_at, dim, experts.moe)?)
+            }
+            _ => {
+                let mut linear = |name: &str, in_dim: i32, out_dim: i32| {
+                    weights.linear(&format!("{mlp_at}.{name}"), in_dim, out_dim, c.mlp_bias)
+                };
+                FeedForward::Dense(Mlp {
+                    gate_proj: linear("gate_proj", dim, c.intermediate_size)?,
+                    up_proj: linear("up_proj", dim, c.intermediate_size)?,
+                    down_proj: linear("down_proj", c.intermediate_size, dim)?,
+                })
+            }
         };
         layers.push(Block {
             attention: Attention {
@@ -341,26 +395,7 @@ pub fn build(
                 rope: Rope::new(c, &config.path)?,
                 qk_norm,
             },
-            mlp: Mlp {
-                gate_proj: weights.linear(
-                    &format!("{mlp}.gate_proj"),
-                    dim,
-                    c.intermediate_size,
-                    c.mlp_bias,
-                )?,
-                up_proj: weights.linear(
-                    &format!("{mlp}.up_proj"),
-                    dim,
-                    c.intermediate_size,
-                    c.mlp_bias,
-                )?,
-                down_proj: weights.linear(
-                    &format!("{mlp}.down_proj"),
-                    c.intermediate_size,
-                    dim,
-                    c.mlp_bias,
-                )?,
-            },
+            mlp,
             input_norm: weights.vector(&format!("{p}.input_layernorm.weight"), dim)?,
             post_attention_norm: weights
                 .vector(&format!("{p}.post_attention_layernorm.weight"), dim)?,

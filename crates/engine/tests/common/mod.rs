@@ -50,6 +50,9 @@ pub struct Arch {
     tied: bool,
     /// Gemma's extra norms around the MLP.
     feedforward_norms: bool,
+    /// Sparse layers: (experts, experts per token, each expert's hidden
+    /// size); layer 0 is sparse, layer 1 dense.
+    experts: Option<(i32, i32, i32)>,
 }
 
 pub fn architectures() -> Vec<Arch> {
@@ -68,6 +71,7 @@ pub fn architectures() -> Vec<Arch> {
             qk_norm: false,
             tied: false,
             feedforward_norms: false,
+            experts: None,
         },
         Arch {
             name: "mistral",
@@ -78,6 +82,7 @@ pub fn architectures() -> Vec<Arch> {
             qk_norm: false,
             tied: false,
             feedforward_norms: false,
+            experts: None,
         },
         Arch {
             name: "qwen2",
@@ -88,6 +93,7 @@ pub fn architectures() -> Vec<Arch> {
             qk_norm: false,
             tied: true,
             feedforward_norms: false,
+            experts: None,
         },
         Arch {
             name: "qwen3",
@@ -99,6 +105,7 @@ pub fn architectures() -> Vec<Arch> {
             qk_norm: true,
             tied: true,
             feedforward_norms: false,
+            experts: None,
         },
         Arch {
             name: "gemma3_text",
@@ -115,6 +122,26 @@ pub fn architectures() -> Vec<Arch> {
             qk_norm: true,
             tied: true,
             feedforward_norms: true,
+            experts: None,
+        },
+        Arch {
+            name: "qwen3_moe",
+            // 12 prompt tokens x 6 experts each reach mlx-lm's threshold (64)
+            // for sorting tokens by expert; one token at a time does not, so
+            // both paths are compared. Layer 1 stays dense.
+            config: json!({
+                "model_type": "qwen3_moe", "tie_word_embeddings": false, "rope_theta": 1000000.0,
+                "head_dim": 32, "num_experts": 16, "num_experts_per_tok": 6,
+                "moe_intermediate_size": 64, "decoder_sparse_step": 1, "mlp_only_layers": [1],
+                "norm_topk_prob": true,
+            }),
+            head_dim: 32,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: true,
+            tied: false,
+            feedforward_norms: false,
+            experts: Some((16, 6, 64)),
         },
     ]
 }
@@ -140,12 +167,29 @@ fn tensors(arch: &Arch) -> Vec<(String, Vec<i32>)> {
             list.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
             list.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
         }
-        for (name, out, inp) in [
-            ("gate_proj", INTERMEDIATE, d),
-            ("up_proj", INTERMEDIATE, d),
-            ("down_proj", d, INTERMEDIATE),
-        ] {
-            list.push((format!("{p}.mlp.{name}.weight"), vec![out, inp]));
+        match arch.experts {
+            Some((experts, _, hidden)) if i == 0 => {
+                list.push((format!("{p}.mlp.gate.weight"), vec![experts, d]));
+                for (name, out, inp) in [
+                    ("gate_proj", hidden, d),
+                    ("up_proj", hidden, d),
+                    ("down_proj", d, hidden),
+                ] {
+                    list.push((
+                        format!("{p}.mlp.switch_mlp.{name}.weight"),
+                        vec![experts, out, inp],
+                    ));
+                }
+            }
+            _ => {
+                for (name, out, inp) in [
+                    ("gate_proj", INTERMEDIATE, d),
+                    ("up_proj", INTERMEDIATE, d),
+                    ("down_proj", d, INTERMEDIATE),
+                ] {
+                    list.push((format!("{p}.mlp.{name}.weight"), vec![out, inp]));
+                }
+            }
         }
         list.push((format!("{p}.input_layernorm.weight"), vec![d]));
         list.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
@@ -171,6 +215,9 @@ pub struct Layout {
     pub dtype: Dtype,
     /// Split the weights over this many files with an index (1 = a single file).
     pub shards: usize,
+    /// Experts as Hugging Face stores them, one tensor each
+    /// (`mlp.experts.E.NAME.weight`), instead of mlx-community's stacks.
+    pub per_expert: bool,
 }
 
 impl Default for Layout {
@@ -179,6 +226,7 @@ impl Default for Layout {
             quantization: None,
             dtype: Dtype::Float32,
             shards: 1,
+            per_expert: false,
         }
     }
 }
@@ -220,14 +268,31 @@ pub fn write_model_with(dir: &Path, arch: &Arch, layout: &Layout) {
         let array = Array::from_slice(&values, &shape)
             .as_dtype(layout.dtype)
             .expect("cast");
-        if let (Some((group, bits)), 2) = (layout.quantization, shape.len()) {
-            let (w, scales, biases) = ops::quantize(&array, group, bits).expect("quantize");
+        let mut parts = vec![(name.clone(), array)];
+        if let (Some((group, bits)), 2 | 3) = (layout.quantization, shape.len()) {
+            let (w, scales, biases) = ops::quantize(&parts[0].1, group, bits).expect("quantize");
             let prefix = name.trim_end_matches(".weight");
-            arrays.push((name.clone(), w));
-            arrays.push((format!("{prefix}.scales"), scales));
-            arrays.push((format!("{prefix}.biases"), biases));
-        } else {
-            arrays.push((name, array));
+            parts = vec![
+                (name.clone(), w),
+                (format!("{prefix}.scales"), scales),
+                (format!("{prefix}.biases"), biases),
+            ];
+        }
+        for (part, tensor) in parts {
+            if layout.per_expert && part.contains(".switch_mlp.") {
+                // One tensor per expert: mlp.experts.E.NAME.{weight,scales,biases}.
+                for (e, one) in tensor
+                    .split_equal(shape[0], 0)
+                    .expect("experts")
+                    .into_iter()
+                    .enumerate()
+                {
+                    let one = one.squeeze_axes(&[0]).expect("squeeze");
+                    arrays.push((part.replace(".switch_mlp.", &format!(".experts.{e}.")), one));
+                }
+            } else {
+                arrays.push((part, tensor));
+            }
         }
     }
     let metadata = HashMap::from([("format".to_string(), "mlx".to_string())]);
