@@ -15,8 +15,12 @@ fn tokens(len: usize, seed: u64) -> Vec<u32> {
 }
 
 fn tiny_llama() -> (tempfile::TempDir, Model) {
+    tiny("llama")
+}
+
+fn tiny(arch: &str) -> (tempfile::TempDir, Model) {
     let work = tempfile::tempdir().expect("tempdir");
-    let arch = common::arch("llama");
+    let arch = common::arch(arch);
     write_model(work.path(), &arch, false);
     let model = Model::load(work.path()).expect("load");
     (work, model)
@@ -87,7 +91,17 @@ fn a_second_turn_reuses_the_shared_prefix_and_answers_the_same() {
 
 #[test]
 fn reused_and_fresh_caches_give_the_same_logits() {
-    let (_dir, model) = tiny_llama();
+    reuse_matches_a_cold_run("llama");
+}
+
+/// A mixture of experts routes each token alone, so reuse changes nothing.
+#[test]
+fn a_mixture_of_experts_gives_the_same_logits_with_a_reused_cache() {
+    reuse_matches_a_cold_run("qwen3_moe");
+}
+
+fn reuse_matches_a_cold_run(arch: &str) {
+    let (_dir, model) = tiny(arch);
     let history = tokens(300, 4);
     let mut cache = PromptCache::new(256 << 20);
     let mut kv = model.new_cache();
