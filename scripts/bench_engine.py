@@ -5,6 +5,7 @@
         [--prompt-tokens 512] [--gen-tokens 128] [--rounds 3] [--trials 2]
 
 Each round runs `orchard bench --json` and then `python -m mlx_lm.benchmark`
+(after `scripts/mlx_shims.py`)
 with the same prompt length, generation length and number of timed trials
 (each tool also does one untimed warm-up). Alternating the two spreads any
 drift of the machine (heat, other load) over both.
@@ -50,8 +51,16 @@ def orchard_round(args) -> dict:
     return {key: result[key] for key in METRICS}
 
 
+# `python -m mlx_lm.benchmark`, after scripts/mlx_shims.py (which lets mlx-lm
+# run quantized mixture-of-experts models).
+MLX_LM_BENCHMARK = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); import mlx_shims; "
+    "sys.argv[0] = 'mlx_lm.benchmark'; runpy.run_module('mlx_lm.benchmark', run_name='__main__')"
+)
+
+
 def mlx_lm_round(args) -> dict:
-    out = run([sys.executable, "-m", "mlx_lm.benchmark", "--model", args.model,
+    out = run([sys.executable, "-c", MLX_LM_BENCHMARK, ROOT / "scripts", "--model", args.model,
                "-p", str(args.prompt_tokens), "-g", str(args.gen_tokens), "-n", str(args.trials)])
     line = next((l for l in out.splitlines() if l.startswith("Averages:")), None)
     if line is None:

@@ -66,26 +66,9 @@ import numpy as np
 from mlx_lm import load, stream_generate
 from mlx_lm.models.cache import make_prompt_cache
 
+import mlx_shims  # noqa: F401  (lets mlx-lm run quantized mixture-of-experts models)
+
 CASE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _gather_qmm_without_global_scale():
-    """mlx-lm 0.32.2's quantized experts pass `global_scale=None` to
-    `mx.gather_qmm`, which MLX 0.32.2 does not accept: drop it when empty, so
-    that quantized mixture-of-experts models run as shipped."""
-    original = mx.gather_qmm
-    if "global_scale" in (original.__doc__ or "").split("\n", 1)[0]:
-        return
-
-    def gather_qmm(*args, global_scale=None, **kwargs):
-        if global_scale is not None:
-            raise ValueError("this MLX has no global_scale for gather_qmm")
-        return original(*args, **kwargs)
-
-    mx.gather_qmm = gather_qmm
-
-
-_gather_qmm_without_global_scale()
 
 
 class RequestError(Exception):

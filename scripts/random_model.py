@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""A random-weight model built with mlx-lm's own model classes, for benchmarks.
+
+    .deps/venv/bin/python scripts/random_model.py OUT_DIR [--type qwen3_moe]
+        [--hidden 512] [--layers 8] [--experts 128] [--experts-per-token 8]
+        [--expert-hidden 256] [--bits 4] [--dtype float16]
+
+Writes OUT_DIR in the mlx-community layout (config.json, model.safetensors,
+and the SmolLM2 fixture's tokenizer, whose vocabulary sets the model's), so
+that Orchard and mlx-lm load the same folder. The defaults are a
+Qwen3-30B-A3B-shaped mixture of experts scaled to this machine: its real
+expert count (128, 8 per token) at hidden size 512, about 0.4 billion
+parameters. The weights are random (seeded): fine for speed, meaningless as
+text.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import mlx.core as mx
+from mlx.utils import tree_flatten, tree_map
+from mlx_lm.utils import quantize_model, save_config, save_model
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER = ROOT / ".deps/models/SmolLM2-135M-Instruct-4bit"
+
+
+def qwen3_moe_config(args) -> dict:
+    heads = max(args.hidden // 64, 1)
+    return {
+        "model_type": "qwen3_moe",
+        "hidden_size": args.hidden,
+        "num_hidden_layers": args.layers,
+        "intermediate_size": args.hidden * 3,
+        "num_attention_heads": heads,
+        "num_key_value_heads": max(heads // 2, 1),
+        "head_dim": 64,
+        "num_experts": args.experts,
+        "num_experts_per_tok": args.experts_per_token,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "moe_intermediate_size": args.expert_hidden,
+        "norm_topk_prob": True,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 32768,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--type", default="qwen3_moe", choices=["qwen3_moe"])
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--experts", type=int, default=128)
+    parser.add_argument("--experts-per-token", type=int, default=8)
+    parser.add_argument("--expert-hidden", type=int, default=256)
+    parser.add_argument("--bits", type=int, default=4, choices=[0, 4, 8],
+                        help="affine quantization (group size 64); 0 keeps the weights unquantized")
+    parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
+                        help="of the weights, and so of the quantization scales and biases")
+    args = parser.parse_args()
+    if not (TOKENIZER / "tokenizer.json").is_file():
+        sys.exit(f"random_model: no tokenizer at {TOKENIZER}: run `make setup`")
+
+    config = qwen3_moe_config(args)
+    config["vocab_size"] = json.loads((TOKENIZER / "config.json").read_text())["vocab_size"]
+    from mlx_lm.models import qwen3_moe
+    mx.random.seed(0)
+    model = qwen3_moe.Model(qwen3_moe.ModelArgs.from_dict(config))
+    # Small weights keep the activations finite through the layers.
+    model.update(tree_map(lambda w: w * 0.5, model.parameters()))
+    model.set_dtype(getattr(mx, args.dtype))
+    params = sum(w.size for _, w in tree_flatten(model.parameters()))
+    if args.bits:
+        model, config = quantize_model(model, config, group_size=64, bits=args.bits)
+    mx.eval(model.parameters())
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_model(args.out, model)
+    save_config(config, args.out / "config.json")
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        if (TOKENIZER / name).is_file():
+            shutil.copy(TOKENIZER / name, args.out / name)
+    print(f"wrote {args.out}: {config['model_type']}, {params / 1e6:.0f}M parameters, "
+          f"{args.layers} layers, {args.experts} experts, {args.experts_per_token} per token")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
