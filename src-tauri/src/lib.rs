@@ -6,6 +6,9 @@ pub mod commands;
 pub mod server;
 pub mod tray;
 
+#[cfg(test)]
+mod mock_ipc;
+
 use tauri::{Builder, Manager, Runtime};
 
 /// Registers Orchard's commands on a builder. Tests pass
@@ -131,10 +134,9 @@ fn quit_on_signals<R: Runtime>(app: &tauri::AppHandle<R>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tauri::ipc::{CallbackFn, InvokeBody};
-    use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder};
-    use tauri::webview::InvokeRequest;
-    use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
+    use mock_ipc::invoke as invoke_with;
+    use tauri::Manager;
+    use tauri::test::mock_builder;
 
     /// The app on the mock runtime, its server status `server`, and its main window.
     fn app_window(
@@ -148,50 +150,16 @@ mod tests {
             .manage(server)
             .build(tauri::generate_context!())
             .expect("build the app on the mock runtime");
-        let window = match app.get_webview_window("main") {
-            Some(window) => window,
-            None => WebviewWindowBuilder::new(&app, "main", WebviewUrl::default())
-                .build()
-                .expect("main window"),
-        };
+        let window = mock_ipc::main_window(&app);
         (app, window)
     }
 
-    /// Calls `command` from the page, as the UI does.
+    /// Calls `command` from the page without arguments, as the UI does.
     fn invoke_on(
         window: &tauri::WebviewWindow<tauri::test::MockRuntime>,
         command: &str,
     ) -> Result<serde_json::Value, serde_json::Value> {
-        let request = InvokeRequest {
-            cmd: command.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().expect("url"),
-            body: InvokeBody::default(),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        get_ipc_response(window, request)
-            .map(|body| body.deserialize::<serde_json::Value>().expect("json body"))
-    }
-
-    /// Calls `command` with a JSON body (its arguments by name).
-    fn invoke_with(
-        window: &tauri::WebviewWindow<tauri::test::MockRuntime>,
-        command: &str,
-        args: serde_json::Value,
-    ) -> Result<serde_json::Value, serde_json::Value> {
-        let request = InvokeRequest {
-            cmd: command.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().expect("url"),
-            body: InvokeBody::Json(args),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        get_ipc_response(window, request)
-            .map(|body| body.deserialize::<serde_json::Value>().expect("json body"))
+        invoke_with(window, command, serde_json::json!({}))
     }
 
     /// Operations over the SmolLM2 fixture, a temp store and a Hub that

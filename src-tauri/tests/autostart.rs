@@ -3,27 +3,11 @@
 //! no other test). Linux: an autostart entry under ~/.config/autostart.
 #![cfg(target_os = "linux")]
 
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder};
-use tauri::webview::InvokeRequest;
-use tauri::{Manager, WebviewUrl, WebviewWindowBuilder};
+#[path = "../src/mock_ipc.rs"]
+mod mock_ipc;
 
-fn invoke(
-    window: &tauri::WebviewWindow<tauri::test::MockRuntime>,
-    command: &str,
-    args: serde_json::Value,
-) -> Result<serde_json::Value, serde_json::Value> {
-    let request = InvokeRequest {
-        cmd: command.into(),
-        callback: CallbackFn(0),
-        error: CallbackFn(1),
-        url: "tauri://localhost".parse().expect("url"),
-        body: InvokeBody::Json(args),
-        headers: Default::default(),
-        invoke_key: INVOKE_KEY.to_string(),
-    };
-    get_ipc_response(window, request).map(|b| b.deserialize().expect("json"))
-}
+use mock_ipc::{invoke, main_window};
+use tauri::test::mock_builder;
 
 fn entries(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir.join(".config/autostart"))
@@ -47,12 +31,7 @@ fn start_at_login_is_turned_on_and_off() {
         .manage(orchard_desktop::server::HostedServer::default())
         .build(tauri::generate_context!())
         .expect("app");
-    let window = match app.get_webview_window("main") {
-        Some(window) => window,
-        None => WebviewWindowBuilder::new(&app, "main", WebviewUrl::default())
-            .build()
-            .expect("window"),
-    };
+    let window = main_window(&app);
 
     assert_eq!(
         invoke(&window, "launch_at_login", serde_json::json!({})),
