@@ -60,7 +60,14 @@ impl Linear {
 /// as mlx-lm's `SwitchLinear` and `QuantizedSwitchLinear`: each token row is
 /// multiplied by the experts `indices` choose for it.
 #[derive(Debug)]
-pub enum SwitchLinear {
+pub struct SwitchLinear {
+    matrices: SwitchMatrices,
+    /// One bias row per expert, `(experts, out)`.
+    bias: Option<Array>,
+}
+
+#[derive(Debug)]
+enum SwitchMatrices {
     Dense(Array),
     Quantized {
         weight: Array,
@@ -75,11 +82,11 @@ impl SwitchLinear {
     /// shape, broadcast), giving (..., 1, out). `sorted` says the indices
     /// are in ascending order, which lets MLX read each expert once.
     pub fn forward(&self, x: &Array, indices: &Array, sorted: bool) -> Result<Array> {
-        Ok(match self {
-            SwitchLinear::Dense(weight) => {
+        let y = match &self.matrices {
+            SwitchMatrices::Dense(weight) => {
                 ops::gather_mm(x, weight.swap_axes(-1, -2)?, None, indices, sorted)?
             }
-            SwitchLinear::Quantized {
+            SwitchMatrices::Quantized {
                 weight,
                 scales,
                 biases,
@@ -96,6 +103,10 @@ impl SwitchLinear {
                 q.bits,
                 sorted,
             )?,
+        };
+        Ok(match &self.bias {
+            Some(bias) => y.add(bias.take_axis(indices, 0)?.expand_dims(-2)?)?,
+            None => y,
         })
     }
 }
@@ -271,6 +282,7 @@ impl Weights {
         experts: i32,
         in_dim: i32,
         out_dim: i32,
+        bias: bool,
     ) -> Result<SwitchLinear> {
         if let Some((experts_prefix, name)) = per_expert
             && !self.contains(&format!("{prefix}.weight"))
@@ -288,18 +300,23 @@ impl Weights {
                 self.tensors.insert(format!("{prefix}.{part}"), stacked);
             }
         }
-        match self.quantized_params_with(prefix, &[experts], out_dim, in_dim)? {
-            Some((weight, scales, biases, q)) => Ok(SwitchLinear::Quantized {
+        let bias = if bias {
+            Some(self.take_shaped(&format!("{prefix}.bias"), &[experts, out_dim])?)
+        } else {
+            None
+        };
+        let matrices = match self.quantized_params_with(prefix, &[experts], out_dim, in_dim)? {
+            Some((weight, scales, biases, q)) => SwitchMatrices::Quantized {
                 weight,
                 scales,
                 biases,
                 q,
-            }),
-            None => Ok(SwitchLinear::Dense(self.take_shaped(
-                &format!("{prefix}.weight"),
-                &[experts, out_dim, in_dim],
-            )?)),
-        }
+            },
+            None => SwitchMatrices::Dense(
+                self.take_shaped(&format!("{prefix}.weight"), &[experts, out_dim, in_dim])?,
+            ),
+        };
+        Ok(SwitchLinear { matrices, bias })
     }
 
     /// The embedding table at `prefix` with `vocab` rows of `dim` features.

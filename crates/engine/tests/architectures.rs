@@ -42,6 +42,11 @@ fn gemma3_text_with_a_sliding_window_matches_mlx_lm() {
 }
 
 #[test]
+fn gpt_oss_with_sinks_yarn_sliding_layers_and_biased_experts_matches_mlx_lm() {
+    check("gpt_oss");
+}
+
+#[test]
 fn qwen3_moe_with_sparse_and_dense_layers_matches_mlx_lm() {
     check("qwen3_moe");
 }

@@ -100,6 +100,13 @@ fn a_mixture_of_experts_gives_the_same_logits_with_a_reused_cache() {
     reuse_matches_a_cold_run("qwen3_moe");
 }
 
+/// Sliding-window layers and attention sinks (gpt-oss) see the same keys
+/// whether the prefix was cached or not.
+#[test]
+fn sliding_windows_and_sinks_give_the_same_logits_with_a_reused_cache() {
+    reuse_matches_a_cold_run("gpt_oss");
+}
+
 fn reuse_matches_a_cold_run(arch: &str) {
     let (_dir, model) = tiny(arch);
     let history = tokens(300, 4);

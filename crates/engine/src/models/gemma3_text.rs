@@ -4,13 +4,12 @@
 //! `1 + weight`, with norms before and after both sub-layers; per-head q/k
 //! norms; a GELU (tanh) gated MLP; embeddings scaled by sqrt(hidden_size).
 
-use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
-use mlx_rs::ops::indexing::TryIndexOp;
+use mlx_rs::fast;
 use mlx_rs::{Array, Dtype, nn, ops};
 use serde::Deserialize;
 
 use super::LanguageModel;
-use super::transformer::Rope;
+use super::transformer::{Rope, attend};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -115,53 +114,11 @@ impl Attention {
         let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
         let q = self.rope.apply(&q, offset)?;
         let k = self.rope.apply(&k, offset)?;
-        let (mut k, mut v) = cache.update_and_fetch(k, v)?;
-        let total = offset + l;
-        let mask = match self.window {
-            // One new token: keep only the keys inside its window.
-            Some(window) if l == 1 && total > window => {
-                k = k.try_index((.., .., total - window..))?;
-                v = v.try_index((.., .., total - window..))?;
-                None
-            }
-            Some(window) if l > 1 && total > window => Some(window_mask(offset, l, window)?),
-            _ => None,
-        };
-        let out = match (&mask, l > 1) {
-            (Some(m), _) => fast::scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                self.scale,
-                ScaledDotProductAttentionMask::Array(m),
-                None,
-            )?,
-            (None, true) => fast::scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                self.scale,
-                ScaledDotProductAttentionMask::Causal,
-                None,
-            )?,
-            (None, false) => fast::scaled_dot_product_attention(q, k, v, self.scale, None, None)?,
-        };
+        let (k, v) = cache.update_and_fetch(k, v)?;
+        let out = attend(q, k, v, self.scale, offset, self.window, None)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         self.o_proj.forward(&out)
     }
-}
-
-/// Which keys each of `len` new queries (after `offset` cached positions) may
-/// see: earlier or equal positions less than `window` behind it.
-fn window_mask(offset: i32, len: i32, window: i32) -> Result<Array> {
-    let total = offset + len;
-    let allowed: Vec<bool> = (0..len)
-        .flat_map(|i| {
-            let q = offset + i;
-            (0..total).map(move |k| k <= q && q - k < window)
-        })
-        .collect();
-    Ok(Array::from_slice(&allowed, &[len, total]))
 }
 
 #[derive(Debug)]
@@ -389,18 +346,5 @@ mod tests {
         // sqrt(1152) = 33.9411...; bfloat16 keeps 8 significant bits: 34.0.
         assert_eq!(embedding_scale(1152), 34.0);
         assert_eq!(embedding_scale(64), 8.0);
-    }
-
-    #[test]
-    fn the_window_mask_is_causal_and_bounded() {
-        let mask = window_mask(2, 3, 2).expect("mask");
-        mask.eval().expect("eval");
-        // Queries at positions 2, 3, 4 over keys 0..5, each seeing itself and one before.
-        let expected = [
-            false, true, true, false, false, //
-            false, false, true, true, false, //
-            false, false, false, true, true,
-        ];
-        assert_eq!(mask.as_slice::<bool>(), expected);
     }
 }

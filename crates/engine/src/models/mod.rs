@@ -14,6 +14,7 @@
 //!    by both Orchard and mlx-lm, with equal logits and greedy tokens.
 
 pub mod gemma3_text;
+pub mod gpt_oss;
 pub mod llama;
 pub mod moe;
 pub mod qwen2;
@@ -48,6 +49,7 @@ type Loader = fn(&ModelConfig, &mut Weights) -> Result<Box<dyn LanguageModel>>;
 /// are Llama with other defaults, as in mlx-lm's `MODEL_REMAPPING`.
 pub const ARCHITECTURES: &[(&str, Loader)] = &[
     ("gemma3_text", gemma3_text::load),
+    ("gpt_oss", gpt_oss::load),
     ("llama", llama::load),
     ("mistral", llama::load),
     ("qwen2", qwen2::load),

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::LanguageModel;
-use super::moe::MoeSpec;
+use super::moe::{Activation, MoeNames, MoeSpec, Routing};
 use super::transformer::{self, Experts};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -41,7 +41,16 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
             num_experts: c.num_experts,
             top_k: c.num_experts_per_tok,
             intermediate_size: c.moe_intermediate_size,
-            norm_topk_prob: c.norm_topk_prob,
+            routing: Routing::SoftmaxThenTopK {
+                normalize: c.norm_topk_prob,
+            },
+            activation: Activation::SwiGlu,
+            bias: false,
+            names: MoeNames {
+                router: "gate",
+                experts: "switch_mlp",
+                per_expert: Some("experts"),
+            },
         },
         sparse_step: c.decoder_sparse_step,
         dense_layers: c.mlp_only_layers,

@@ -7,6 +7,7 @@
 //! tied input/output embeddings.
 
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::ops::indexing::TryIndexOp;
 use mlx_rs::{Array, nn};
 
 use super::LanguageModel;
@@ -70,8 +71,10 @@ pub(crate) struct Rope {
     traditional: bool,
     base: Option<f32>,
     scale: f32,
-    /// Per-pair frequencies (Llama 3 scaling); replaces `base` when set.
+    /// Per-pair frequencies (Llama 3 and YaRN scaling); replace `base` when set.
     freqs: Option<Array>,
+    /// YaRN's attention factor, applied to queries and keys before rotating.
+    input_scale: f32,
 }
 
 impl Rope {
@@ -83,6 +86,7 @@ impl Rope {
             base: Some(base),
             scale: 1.0,
             freqs: None,
+            input_scale: 1.0,
         }
     }
 
@@ -140,16 +144,48 @@ impl Rope {
                 )),
                 ..plain
             }),
+            "yarn" => {
+                let factor = number("factor", 1.0);
+                let mscale = |m: f32| {
+                    if factor <= 1.0 {
+                        1.0
+                    } else {
+                        0.1 * m * factor.ln() + 1.0
+                    }
+                };
+                Ok(Rope {
+                    base: None,
+                    freqs: Some(yarn_freqs(
+                        dims,
+                        rope_theta,
+                        factor,
+                        number("original_max_position_embeddings", 4096.0),
+                        number("beta_fast", 32.0),
+                        number("beta_slow", 1.0),
+                    )),
+                    input_scale: mscale(number("mscale", 1.0))
+                        / mscale(number("mscale_all_dim", 0.0)),
+                    ..plain
+                })
+            }
             other => Err(EngineError::invalid(
                 path,
                 format!(
-                    "unsupported rope_scaling type {other:?} (supported: default, linear, llama3)"
+                    "unsupported rope_scaling type {other:?} (supported: default, linear, llama3, yarn)"
                 ),
             )),
         }
     }
 
     pub(crate) fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
+        // Every model here rotates whole heads, so the factor covers all of x.
+        let scaled;
+        let x = if self.input_scale == 1.0 {
+            x
+        } else {
+            scaled = x.multiply(Array::from_f32(self.input_scale).as_dtype(x.dtype())?)?;
+            &scaled
+        };
         Ok(fast::rope(
             x,
             self.dims,
@@ -188,6 +224,90 @@ fn llama3_freqs(dims: i32, base: f32, factor: f32, low: f32, high: f32, old_cont
     Array::from_slice(&freqs, &[len])
 }
 
+/// YaRN's per-pair frequencies (mlx-lm `YarnRoPE`): pairs rotating faster
+/// than `beta_fast` turns over the original context keep their frequency,
+/// those slower than `beta_slow` are stretched by `factor`, with a linear
+/// ramp between.
+fn yarn_freqs(
+    dims: i32,
+    base: f32,
+    factor: f32,
+    original_context: f32,
+    beta_fast: f32,
+    beta_slow: f32,
+) -> Array {
+    let correction = |rotations: f32| {
+        (dims as f32 * (original_context / (rotations * 2.0 * std::f32::consts::PI)).ln())
+            / (2.0 * base.ln())
+    };
+    let low = correction(beta_fast).floor().max(0.0);
+    let mut high = correction(beta_slow).ceil().min((dims - 1) as f32);
+    if low == high {
+        high += 0.001;
+    }
+    let freqs: Vec<f32> = (0..dims / 2)
+        .map(|i| {
+            let extra = base.powf((2 * i) as f32 / dims as f32);
+            let inter = factor * extra;
+            let ramp = ((i as f32 - low) / (high - low)).clamp(0.0, 1.0);
+            let mask = 1.0 - ramp;
+            (inter * extra) / (inter * mask + extra * (1.0 - mask))
+        })
+        .collect();
+    let len = freqs.len() as i32;
+    Array::from_slice(&freqs, &[len])
+}
+
+/// Scaled dot-product attention of the new queries `q` (after `offset`
+/// cached positions) over all cached keys and values, causal. With `window`,
+/// each query sees only the `window` positions ending at its own; `sinks`
+/// are per-head logits that join each softmax (gpt-oss).
+pub(crate) fn attend(
+    q: Array,
+    mut k: Array,
+    mut v: Array,
+    scale: f32,
+    offset: i32,
+    window: Option<i32>,
+    sinks: Option<&Array>,
+) -> Result<Array> {
+    let l = q.shape()[2];
+    let total = offset + l;
+    let mask = match window {
+        // One new token: keep only the keys inside its window.
+        Some(window) if l == 1 && total > window => {
+            k = k.try_index((.., .., total - window..))?;
+            v = v.try_index((.., .., total - window..))?;
+            None
+        }
+        Some(window) if l > 1 && total > window => Some(window_mask(offset, l, window)?),
+        _ => None,
+    };
+    let mask = match (&mask, l > 1) {
+        (Some(m), _) => Some(ScaledDotProductAttentionMask::Array(m)),
+        // A block of new tokens needs the causal mask (aligned to the end
+        // when positions are cached); a single one sees every cached position.
+        (None, true) => Some(ScaledDotProductAttentionMask::Causal),
+        (None, false) => None,
+    };
+    Ok(fast::scaled_dot_product_attention(
+        q, k, v, scale, mask, sinks,
+    )?)
+}
+
+/// Which keys each of `len` new queries (after `offset` cached positions) may
+/// see: earlier or equal positions less than `window` behind it.
+fn window_mask(offset: i32, len: i32, window: i32) -> Result<Array> {
+    let total = offset + len;
+    let allowed: Vec<bool> = (0..len)
+        .flat_map(|i| {
+            let q = offset + i;
+            (0..total).map(move |k| k <= q && q - k < window)
+        })
+        .collect();
+    Ok(Array::from_slice(&allowed, &[len, total]))
+}
+
 #[derive(Debug)]
 struct Attention {
     q_proj: Linear,
@@ -219,10 +339,7 @@ impl Attention {
         let k = self.rope.apply(&split(k, self.kv_heads)?, offset)?;
         let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
         let (k, v) = cache.update_and_fetch(k, v)?;
-        // A single new token sees every cached position; a block of them needs
-        // the causal mask (aligned to the end when positions are cached).
-        let mask = (l > 1).then_some(ScaledDotProductAttentionMask::Causal);
-        let out = fast::scaled_dot_product_attention(q, k, v, self.scale, mask, None)?;
+        let out = attend(q, k, v, self.scale, offset, None, None)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         self.o_proj.forward(&out)
     }
@@ -417,4 +534,22 @@ pub fn build(
         eps: c.rms_norm_eps,
         context_length: c.max_position_embeddings.unwrap_or(4096).max(1) as usize,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_mask_is_causal_and_bounded() {
+        let mask = window_mask(2, 3, 2).expect("mask");
+        mask.eval().expect("eval");
+        // Queries at positions 2, 3, 4 over keys 0..5, each seeing itself and one before.
+        let expected = [
+            false, true, true, false, false, //
+            false, false, true, true, false, //
+            false, false, false, true, true,
+        ];
+        assert_eq!(mask.as_slice::<bool>(), expected);
+    }
 }

@@ -50,9 +50,25 @@ pub struct Arch {
     tied: bool,
     /// Gemma's extra norms around the MLP.
     feedforward_norms: bool,
-    /// Sparse layers: (experts, experts per token, each expert's hidden
-    /// size); layer 0 is sparse, layer 1 dense.
-    experts: Option<(i32, i32, i32)>,
+    /// Mixture-of-experts layers, if any.
+    experts: Option<Experts>,
+    /// A learned attention sink logit per head (gpt-oss).
+    sinks: bool,
+}
+
+/// The sparse layers of a test model.
+#[derive(Clone, Copy)]
+pub struct Experts {
+    count: i32,
+    /// Each expert's hidden size.
+    hidden: i32,
+    /// The router's name under `mlp` and the stacked experts'.
+    router: &'static str,
+    stack: &'static str,
+    /// Biases on the router and the experts.
+    bias: bool,
+    /// Every layer is sparse; otherwise layer 0 is, and layer 1 is dense.
+    every_layer: bool,
 }
 
 pub fn architectures() -> Vec<Arch> {
@@ -72,6 +88,7 @@ pub fn architectures() -> Vec<Arch> {
             tied: false,
             feedforward_norms: false,
             experts: None,
+            sinks: false,
         },
         Arch {
             name: "mistral",
@@ -83,6 +100,7 @@ pub fn architectures() -> Vec<Arch> {
             tied: false,
             feedforward_norms: false,
             experts: None,
+            sinks: false,
         },
         Arch {
             name: "qwen2",
@@ -94,6 +112,7 @@ pub fn architectures() -> Vec<Arch> {
             tied: true,
             feedforward_norms: false,
             experts: None,
+            sinks: false,
         },
         Arch {
             name: "qwen3",
@@ -106,6 +125,7 @@ pub fn architectures() -> Vec<Arch> {
             tied: true,
             feedforward_norms: false,
             experts: None,
+            sinks: false,
         },
         Arch {
             name: "gemma3_text",
@@ -123,6 +143,7 @@ pub fn architectures() -> Vec<Arch> {
             tied: true,
             feedforward_norms: true,
             experts: None,
+            sinks: false,
         },
         Arch {
             name: "qwen3_moe",
@@ -141,7 +162,43 @@ pub fn architectures() -> Vec<Arch> {
             qk_norm: true,
             tied: false,
             feedforward_norms: false,
-            experts: Some((16, 6, 64)),
+            experts: Some(Experts {
+                count: 16,
+                hidden: 64,
+                router: "gate",
+                stack: "switch_mlp",
+                bias: false,
+                every_layer: false,
+            }),
+            sinks: false,
+        },
+        Arch {
+            name: "gpt_oss",
+            // Layer 0 slides over a window shorter than the prompt, layer 1
+            // attends to all; YaRN rope; 12 tokens x 6 experts sort by expert.
+            config: json!({
+                "model_type": "gpt_oss", "head_dim": 16, "num_local_experts": 16,
+                "num_experts_per_tok": 6, "intermediate_size": 64, "sliding_window": 8,
+                "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 150000.0,
+                "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+                                 "beta_slow": 1.0, "truncate": false,
+                                 "original_max_position_embeddings": 64},
+            }),
+            head_dim: 16,
+            qkv_bias: true,
+            o_bias: true,
+            qk_norm: false,
+            tied: false,
+            feedforward_norms: false,
+            experts: Some(Experts {
+                count: 16,
+                hidden: 64,
+                router: "router",
+                stack: "experts",
+                bias: true,
+                every_layer: true,
+            }),
+            sinks: true,
         },
     ]
 }
@@ -167,18 +224,25 @@ fn tensors(arch: &Arch) -> Vec<(String, Vec<i32>)> {
             list.push((format!("{p}.self_attn.q_norm.weight"), vec![hd]));
             list.push((format!("{p}.self_attn.k_norm.weight"), vec![hd]));
         }
+        if arch.sinks {
+            list.push((format!("{p}.self_attn.sinks"), vec![HEADS]));
+        }
         match arch.experts {
-            Some((experts, _, hidden)) if i == 0 => {
-                list.push((format!("{p}.mlp.gate.weight"), vec![experts, d]));
+            Some(e) if i == 0 || e.every_layer => {
+                list.push((format!("{p}.mlp.{}.weight", e.router), vec![e.count, d]));
+                if e.bias {
+                    list.push((format!("{p}.mlp.{}.bias", e.router), vec![e.count]));
+                }
                 for (name, out, inp) in [
-                    ("gate_proj", hidden, d),
-                    ("up_proj", hidden, d),
-                    ("down_proj", d, hidden),
+                    ("gate_proj", e.hidden, d),
+                    ("up_proj", e.hidden, d),
+                    ("down_proj", d, e.hidden),
                 ] {
-                    list.push((
-                        format!("{p}.mlp.switch_mlp.{name}.weight"),
-                        vec![experts, out, inp],
-                    ));
+                    let at = format!("{p}.mlp.{}.{name}", e.stack);
+                    list.push((format!("{at}.weight"), vec![e.count, out, inp]));
+                    if e.bias {
+                        list.push((format!("{at}.bias"), vec![e.count, out]));
+                    }
                 }
             }
             _ => {
@@ -269,7 +333,8 @@ pub fn write_model_with(dir: &Path, arch: &Arch, layout: &Layout) {
             .as_dtype(layout.dtype)
             .expect("cast");
         let mut parts = vec![(name.clone(), array)];
-        if let (Some((group, bits)), 2 | 3) = (layout.quantization, shape.len()) {
+        let matrix = name.ends_with(".weight") && matches!(shape.len(), 2 | 3);
+        if let (Some((group, bits)), true) = (layout.quantization, matrix) {
             let (w, scales, biases) = ops::quantize(&parts[0].1, group, bits).expect("quantize");
             let prefix = name.trim_end_matches(".weight");
             parts = vec![
