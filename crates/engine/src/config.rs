@@ -4,21 +4,23 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
 
-/// Affine quantization of one layer: `bits` per weight, one scale and bias per
-/// `group_size` weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct Quantization {
-    pub group_size: i32,
-    pub bits: i32,
-}
+pub use crate::quant::{QuantMode, Quantization};
 
 impl Quantization {
     fn validate(self, path: &Path, layer: &str) -> Result<Self> {
+        if self.mode == QuantMode::Mxfp4 && (self.bits, self.group_size) != (4, 32) {
+            return Err(EngineError::invalid(
+                path,
+                format!(
+                    "unsupported quantization for {layer}: mxfp4 is 4 bits in groups of 32, not {} bits in groups of {}",
+                    self.bits, self.group_size
+                ),
+            ));
+        }
         let supported_bits = [2, 3, 4, 5, 6, 8];
         let supported_groups = [32, 64, 128];
         if !supported_bits.contains(&self.bits) || !supported_groups.contains(&self.group_size) {
@@ -60,11 +62,11 @@ impl QuantizationConfig {
             ));
         };
         if let Some(mode) = map.get("mode").and_then(Value::as_str)
-            && mode != "affine"
+            && !["affine", "mxfp4"].contains(&mode)
         {
             return Err(EngineError::invalid(
                 path,
-                format!("unsupported quantization mode {mode:?} (supported: affine)"),
+                format!("unsupported quantization mode {mode:?} (supported: affine, mxfp4)"),
             ));
         }
         let default = match (map.get("group_size"), map.get("bits")) {
@@ -161,13 +163,15 @@ mod tests {
         let default = Quantization {
             group_size: 64,
             bits: 4,
+            mode: QuantMode::Affine,
         };
         assert_eq!(q.for_layer("model.layers.1.mlp.down_proj"), Some(default));
         assert_eq!(
             q.for_layer("model.layers.0.mlp.down_proj"),
             Some(Quantization {
                 group_size: 32,
-                bits: 8
+                bits: 8,
+                mode: QuantMode::Affine,
             })
         );
         assert_eq!(q.for_layer("lm_head"), None);

@@ -16,6 +16,7 @@ pub mod gguf;
 pub mod model;
 pub mod models;
 pub mod prompt_cache;
+pub mod quant;
 pub mod runtime;
 pub mod sampler;
 pub mod tokenizer;

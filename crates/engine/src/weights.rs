@@ -1,8 +1,8 @@
 //! Weights in the Hugging Face / mlx-community layout: `model.safetensors`, or
 //! the shards that `model.safetensors.index.json` lists; dense (float16,
-//! bfloat16, float32) or affine-quantized layers (`.weight` packed in u32 with
-//! `.scales` and `.biases`), mirroring mlx-lm's `nn.Linear`,
-//! `nn.QuantizedLinear`, `nn.Embedding` and `nn.QuantizedEmbedding`.
+//! bfloat16, float32) or quantized layers (`.weight` packed in u32 with
+//! `.scales`, and `.biases` for affine; MXFP4 has none), mirroring mlx-lm's
+//! `nn.Linear`, `nn.QuantizedLinear`, `nn.Embedding` and `nn.QuantizedEmbedding`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use mlx_rs::{Array, Dtype, ops};
 
-use crate::config::{Quantization, QuantizationConfig};
+use crate::config::{QuantMode, Quantization, QuantizationConfig};
 use crate::error::{EngineError, Result};
+use crate::quant;
 
 /// A linear layer `y = x W^T + b`, dense or quantized.
 #[derive(Debug)]
@@ -24,7 +25,7 @@ pub enum Linear {
     Quantized {
         weight: Array,
         scales: Array,
-        biases: Array,
+        biases: Option<Array>,
         bias: Option<Array>,
         q: Quantization,
     },
@@ -45,8 +46,7 @@ impl Linear {
                 bias,
                 q,
             } => {
-                let y =
-                    ops::quantized_matmul(x, weight, scales, biases, true, q.group_size, q.bits)?;
+                let y = quant::matmul(x, weight, scales, biases.as_ref(), *q)?;
                 match bias {
                     Some(b) => y.add(b)?,
                     None => y,
@@ -55,6 +55,10 @@ impl Linear {
         })
     }
 }
+
+/// A quantized layer's packed weight, scales, biases (affine only) and how
+/// they are packed.
+type QuantizedParams = (Array, Array, Option<Array>, Quantization);
 
 /// One linear layer per expert, `(experts, out, in)`, dense or quantized,
 /// as mlx-lm's `SwitchLinear` and `QuantizedSwitchLinear`: each token row is
@@ -72,7 +76,7 @@ enum SwitchMatrices {
     Quantized {
         weight: Array,
         scales: Array,
-        biases: Array,
+        biases: Option<Array>,
         q: Quantization,
     },
 }
@@ -91,18 +95,7 @@ impl SwitchLinear {
                 scales,
                 biases,
                 q,
-            } => ops::gather_qmm(
-                x,
-                weight,
-                scales,
-                biases,
-                None,
-                indices,
-                true,
-                q.group_size,
-                q.bits,
-                sorted,
-            )?,
+            } => quant::gather_matmul(x, weight, scales, biases.as_ref(), indices, sorted, *q)?,
         };
         Ok(match &self.bias {
             Some(bias) => y.add(bias.take_axis(indices, 0)?.expand_dims(-2)?)?,
@@ -119,7 +112,7 @@ pub enum Embedding {
     Quantized {
         weight: Array,
         scales: Array,
-        biases: Array,
+        biases: Option<Array>,
         q: Quantization,
     },
 }
@@ -134,13 +127,15 @@ impl Embedding {
                 scales,
                 biases,
                 q,
-            } => ops::dequantize(
-                weight.take_axis(ids, 0)?,
-                scales.take_axis(ids, 0)?,
-                &biases.take_axis(ids, 0)?,
-                q.group_size,
-                q.bits,
-            )?,
+            } => {
+                let biases = biases.as_ref().map(|b| b.take_axis(ids, 0)).transpose()?;
+                quant::dequantize(
+                    &weight.take_axis(ids, 0)?,
+                    &scales.take_axis(ids, 0)?,
+                    biases.as_ref(),
+                    *q,
+                )?
+            }
         })
     }
 
@@ -153,7 +148,7 @@ impl Embedding {
                 scales,
                 biases,
                 q,
-            } => ops::quantized_matmul(x, weight, scales, biases, true, q.group_size, q.bits)?,
+            } => quant::matmul(x, weight, scales, biases.as_ref(), *q)?,
         })
     }
 }
@@ -334,14 +329,14 @@ impl Weights {
         }
     }
 
-    /// The packed weight, scales and biases of a quantized layer, or `None`
-    /// for a dense one (no `.scales` tensor).
+    /// The packed weight, scales and (affine) biases of a quantized layer,
+    /// or `None` for a dense one (no `.scales` tensor).
     fn quantized_params(
         &mut self,
         prefix: &str,
         rows: i32,
         cols: i32,
-    ) -> Result<Option<(Array, Array, Array, Quantization)>> {
+    ) -> Result<Option<QuantizedParams>> {
         self.quantized_params_with(prefix, &[], rows, cols)
     }
 
@@ -353,16 +348,11 @@ impl Weights {
         batch: &[i32],
         rows: i32,
         cols: i32,
-    ) -> Result<Option<(Array, Array, Array, Quantization)>> {
+    ) -> Result<Option<QuantizedParams>> {
         if !self.contains(&format!("{prefix}.scales")) {
             return Ok(None);
         }
-        let q = self.quantization.for_layer(prefix).ok_or_else(|| {
-            EngineError::invalid(
-                &self.dir,
-                format!("{prefix} is quantized in the weights, but config.json has no quantization for it"),
-            )
-        })?;
+        let q = self.quantization_of(prefix, cols)?;
         if cols % q.group_size != 0 || (cols * q.bits) % 32 != 0 {
             return Err(EngineError::invalid(
                 &self.dir,
@@ -379,12 +369,71 @@ impl Weights {
         )?;
         let groups = shape([rows, cols / q.group_size]);
         let mut scales = self.take_shaped(&format!("{prefix}.scales"), &groups)?;
-        let mut biases = self.take_shaped(&format!("{prefix}.biases"), &groups)?;
-        if self.upcast_quant_params && scales.dtype() != Dtype::Float32 {
+        let mut biases = match q.mode {
+            QuantMode::Affine => Some(self.take_shaped(&format!("{prefix}.biases"), &groups)?),
+            QuantMode::Mxfp4 => None,
+        };
+        if self.upcast_quant_params
+            && q.mode == QuantMode::Affine
+            && scales.dtype() != Dtype::Float32
+        {
             scales = self.hand_out(scales.as_dtype(Dtype::Float32)?);
-            biases = self.hand_out(biases.as_dtype(Dtype::Float32)?);
+            biases = biases
+                .map(|b| b.as_dtype(Dtype::Float32).map(|b| self.hand_out(b)))
+                .transpose()?;
         }
         Ok(Some((weight, scales, biases, q)))
+    }
+
+    /// How the layer at `prefix` (with `cols` input features) is quantized:
+    /// as `config.json` lists it, or else read off its tensors as mlx-lm
+    /// does (group size from the scales, bits from the packed weight, MXFP4
+    /// when the scales are 8-bit exponents).
+    fn quantization_of(&self, prefix: &str, cols: i32) -> Result<Quantization> {
+        let invalid = |message: String| EngineError::invalid(&self.dir, message);
+        match self.quantization.layers.get(prefix) {
+            Some(Some(q)) => return Ok(*q),
+            Some(None) => {
+                return Err(invalid(format!(
+                    "{prefix} is quantized in the weights, but config.json says it is not"
+                )));
+            }
+            None => {}
+        }
+        let Some(default) = self.quantization.default else {
+            return Err(invalid(format!(
+                "{prefix} is quantized in the weights, but config.json has no quantization for it"
+            )));
+        };
+        let (Some(weight), Some(scales)) = (
+            self.tensors.get(&format!("{prefix}.weight")),
+            self.tensors.get(&format!("{prefix}.scales")),
+        ) else {
+            return Ok(default);
+        };
+        let (Some(&packed), Some(&groups)) = (weight.shape().last(), scales.shape().last()) else {
+            return Ok(default);
+        };
+        if groups <= 0 || cols % groups != 0 || (packed * 32) % cols != 0 {
+            return Ok(default);
+        }
+        let (group_size, bits) = (cols / groups, packed * 32 / cols);
+        let mode = if scales.dtype() == Dtype::Uint8 {
+            if (bits, group_size) != (4, 32) {
+                return Err(invalid(format!(
+                    "{prefix}: {bits}-bit floating-point quantization in groups of {group_size} \
+                     is not supported (supported: mxfp4, 4 bits in groups of 32)"
+                )));
+            }
+            QuantMode::Mxfp4
+        } else {
+            QuantMode::Affine
+        };
+        Ok(Quantization {
+            group_size,
+            bits,
+            mode,
+        })
     }
 }
 

@@ -46,6 +46,30 @@ fn gpt_oss_with_sinks_yarn_sliding_layers_and_biased_experts_matches_mlx_lm() {
     check("gpt_oss");
 }
 
+/// gpt-oss ships its experts in MXFP4 (4-bit floats, a shared exponent per
+/// 32) and the other layers affine; each layer's packing is read off its
+/// tensors, as mlx-lm reads it.
+#[test]
+fn gpt_oss_with_mxfp4_experts_matches_mlx_lm() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = common::Layout {
+        quantization: Some((common::GROUP, 4)),
+        mxfp4_experts: true,
+        ..common::Layout::default()
+    };
+    common::write_model_with(work.path(), &arch("gpt_oss"), &layout);
+    let stored = mlx_rs::Array::load_safetensors(work.path().join("model.safetensors"))
+        .expect("the written weights");
+    let experts = "model.layers.0.mlp.experts.up_proj";
+    assert_eq!(
+        stored[&format!("{experts}.scales")].dtype(),
+        mlx_rs::Dtype::Uint8
+    );
+    assert!(!stored.contains_key(&format!("{experts}.biases")));
+    assert!(stored.contains_key("model.layers.0.self_attn.q_proj.biases"));
+    assert_matches_mlx_lm(work.path(), "gpt_oss mxfp4 experts");
+}
+
 #[test]
 fn qwen3_moe_with_sparse_and_dense_layers_matches_mlx_lm() {
     check("qwen3_moe");

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mlx_rs::{Array, Dtype, ops};
+use mlx_rs::{Array, Dtype};
 use serde_json::{Value, json};
 
 pub const HIDDEN: i32 = 64;
@@ -282,6 +282,9 @@ pub struct Layout {
     /// Experts as Hugging Face stores them, one tensor each
     /// (`mlp.experts.E.NAME.weight`), instead of mlx-community's stacks.
     pub per_expert: bool,
+    /// With `quantization`, the experts' stacked matrices in MXFP4 (as
+    /// gpt-oss ships them) and the rest affine.
+    pub mxfp4_experts: bool,
 }
 
 impl Default for Layout {
@@ -291,6 +294,7 @@ impl Default for Layout {
             dtype: Dtype::Float32,
             shards: 1,
             per_expert: false,
+            mxfp4_experts: false,
         }
     }
 }
@@ -335,13 +339,23 @@ pub fn write_model_with(dir: &Path, arch: &Arch, layout: &Layout) {
         let mut parts = vec![(name.clone(), array)];
         let matrix = name.ends_with(".weight") && matches!(shape.len(), 2 | 3);
         if let (Some((group, bits)), true) = (layout.quantization, matrix) {
-            let (w, scales, biases) = ops::quantize(&parts[0].1, group, bits).expect("quantize");
             let prefix = name.trim_end_matches(".weight");
-            parts = vec![
-                (name.clone(), w),
-                (format!("{prefix}.scales"), scales),
-                (format!("{prefix}.biases"), biases),
-            ];
+            let mxfp4 = layout.mxfp4_experts && shape.len() == 3;
+            let q = orchard_engine::quant::Quantization {
+                group_size: if mxfp4 { 32 } else { group },
+                bits: if mxfp4 { 4 } else { bits },
+                mode: if mxfp4 {
+                    orchard_engine::quant::QuantMode::Mxfp4
+                } else {
+                    orchard_engine::quant::QuantMode::Affine
+                },
+            };
+            let (w, scales, biases) =
+                orchard_engine::quant::quantize(&parts[0].1, q).expect("quantize");
+            parts = vec![(name.clone(), w), (format!("{prefix}.scales"), scales)];
+            if let Some(biases) = biases {
+                parts.push((format!("{prefix}.biases"), biases));
+            }
         }
         for (part, tensor) in parts {
             if layout.per_expert && part.contains(".switch_mlp.") {
