@@ -27,6 +27,9 @@ pub enum ToolSyntax {
     Llama3,
     /// `[TOOL_CALLS][{"name": ..., "arguments": ...}]` or `[TOOL_CALLS]name[ARGS]{...}` (Mistral).
     Mistral,
+    /// gpt-oss's channels: `<|channel|>commentary to=functions.NAME ...<|message|>{...}`,
+    /// with reasoning on the `analysis` channel and the answer on `final`.
+    Harmony,
 }
 
 /// The facts a chat template gives about its model.
@@ -68,7 +71,10 @@ impl TemplateFacts {
         };
         let tools = reads("tools");
         let thinking_switch = reads("enable_thinking");
-        let tool_syntax = if !tools || template.contains("<tool_call>") {
+        let harmony = template.contains("<|channel|>");
+        let tool_syntax = if harmony {
+            ToolSyntax::Harmony
+        } else if !tools || template.contains("<tool_call>") {
             ToolSyntax::Hermes
         } else if template.contains("[TOOL_CALLS]") {
             ToolSyntax::Mistral
@@ -83,7 +89,7 @@ impl TemplateFacts {
         TemplateFacts {
             tools,
             tool_syntax,
-            thinking: template.contains("<think>") || thinking_switch,
+            thinking: template.contains("<think>") || thinking_switch || harmony,
             thinking_switch,
         }
     }
@@ -200,6 +206,19 @@ mod tests {
         );
         let llama = "{% if tools %}<|start_header_id|>ipython<|end_header_id|>{% endif %}";
         assert_eq!(TemplateFacts::read(llama).tool_syntax, ToolSyntax::Llama3);
+    }
+
+    #[test]
+    fn gpt_oss_channels_are_harmony_with_reasoning() {
+        // The shape of gpt-oss's template: tools become a TypeScript-like
+        // namespace in the developer message; answers go on channels.
+        let harmony = "{%- if tools %}<|start|>developer<|message|># Tools\n\nnamespace functions {\n{%- for tool in tools %}type {{ tool.function.name }} = () => any;{%- endfor %}\n} // namespace functions<|end|>{%- endif %}\
+            {%- for m in messages %}<|start|>{{ m.role }}<|channel|>final<|message|>{{ m.content }}<|end|>{%- endfor %}\
+            {%- if add_generation_prompt %}<|start|>assistant{%- endif %}";
+        let facts = TemplateFacts::read(harmony);
+        assert_eq!(facts.tool_syntax, ToolSyntax::Harmony);
+        assert!(facts.tools && facts.thinking);
+        assert!(!facts.thinking_switch);
     }
 
     #[test]

@@ -123,8 +123,13 @@ impl ChatFormat {
     ) -> (String, OutputParser) {
         let tools_offered = !tools.is_empty();
         let syntax = tools_offered.then_some(self.tool_syntax);
-        let in_reasoning = self.thinking && prompt.trim_end().ends_with("<think>");
-        let mut parser = OutputParser::new(syntax, self.thinking, in_reasoning);
+        let harmony = self.tool_syntax == ToolSyntax::Harmony;
+        let in_reasoning = !harmony && self.thinking && prompt.trim_end().ends_with("<think>");
+        let mut parser = if harmony {
+            OutputParser::harmony(tools_offered)
+        } else {
+            OutputParser::new(syntax, self.thinking, in_reasoning)
+        };
         let forced = match (tools_offered, choice) {
             (true, ToolChoice::Function(name)) => Some(name_json(name)),
             (true, ToolChoice::Required) => Some(String::new()),
@@ -149,6 +154,13 @@ impl ChatFormat {
             (ToolSyntax::Mistral, true) => "[TOOL_CALLS][{\"name\": \"".to_string(),
             (ToolSyntax::Mistral, false) => {
                 format!("[TOOL_CALLS][{{\"name\": {name}, \"arguments\": {arguments}")
+            }
+            (ToolSyntax::Harmony, true) => "<|channel|>commentary to=functions.".to_string(),
+            (ToolSyntax::Harmony, false) => {
+                let bare = name.trim_matches('"');
+                format!(
+                    "<|channel|>commentary to=functions.{bare} <|constrain|>json<|message|>{arguments}"
+                )
             }
         };
         // A prompt that opened a reasoning block (Qwen3's thinking templates)
@@ -326,5 +338,47 @@ mod tests {
         assert_eq!(out.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
         let (none, _) = format.start_output("prompt", &tools, &ToolChoice::Auto);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn harmony_answers_are_read_by_channel_and_a_forced_call_opens_one() {
+        let format = ChatFormat::detect(Some(
+            "{{ tools }}<|start|>assistant<|channel|>final<|message|>",
+        ));
+        assert_eq!(format.tool_syntax, ToolSyntax::Harmony);
+        // Without tools the channels still split reasoning from the answer.
+        let (opening, parser) = format.start_output("<|start|>assistant", &[], &ToolChoice::Auto);
+        assert!(opening.is_empty());
+        let out = parser.parse_all(
+            "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>Answer.",
+        );
+        assert_eq!(
+            (out.reasoning.as_str(), out.content.as_str()),
+            ("Think.", "Answer.")
+        );
+
+        let tools = [
+            json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}),
+        ];
+        let (opening, mut parser) = format.start_output(
+            "<|start|>assistant",
+            &tools,
+            &ToolChoice::Function("get_weather".into()),
+        );
+        assert_eq!(
+            opening,
+            "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \""
+        );
+        let mut out = parser.feed("Oslo\"}");
+        out.tool_calls.extend(parser.finish().tool_calls);
+        assert_eq!(out.tool_calls.len(), 1);
+        assert_eq!(out.tool_calls[0].name, "get_weather");
+        assert_eq!(out.tool_calls[0].arguments, r#"{"city":"Oslo"}"#);
+        assert!(
+            out.tool_calls[0].id.starts_with("call_"),
+            "{:?}",
+            out.tool_calls[0]
+        );
     }
 }

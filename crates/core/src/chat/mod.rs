@@ -3,6 +3,7 @@
 //! OpenAI-style tool messages are given to the template.
 
 mod format;
+mod harmony;
 mod parser;
 
 pub use format::{ChatFormat, ToolChoice, ToolSyntax};

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::format::ToolSyntax;
+use super::harmony::Harmony;
 
 const THINK_OPEN: &str = "<think>";
 const THINK_CLOSE: &str = "</think>";
@@ -67,6 +68,8 @@ pub struct OutputParser {
     /// The marker that opened `CallsToEnd`, put back if the calls do not parse.
     opener: &'static str,
     call_ids: CallIds,
+    /// gpt-oss's channels, which replace all of the above.
+    harmony: Option<Harmony>,
 }
 
 impl OutputParser {
@@ -86,21 +89,38 @@ impl OutputParser {
             started: false,
             opener: "",
             call_ids: CallIds::new(),
+            harmony: None,
         }
     }
 
-    /// Whether `<think>` opens reasoning in this response.
+    /// The parser for gpt-oss's channels (see `harmony.rs`); `tools`: the
+    /// request offered tools.
+    pub fn harmony(tools: bool) -> Self {
+        OutputParser {
+            harmony: Some(Harmony::new(tools)),
+            ..OutputParser::new(None, true, false)
+        }
+    }
+
+    /// Whether the model reasons in this response (`<think>`, or a channel).
     pub fn thinking(&self) -> bool {
         self.thinking
     }
 
     /// Whether the text so far leaves a reasoning block open.
     pub fn in_reasoning(&self) -> bool {
-        self.mode == Mode::Reasoning
+        match &self.harmony {
+            Some(harmony) => harmony.in_reasoning(),
+            None => self.mode == Mode::Reasoning,
+        }
     }
 
     /// Takes the next delta; returns what can be decided so far.
     pub fn feed(&mut self, text: &str) -> Parsed {
+        if let Some(harmony) = &mut self.harmony {
+            let out = harmony.feed(text);
+            return self.numbered(out);
+        }
         self.pending.push_str(text);
         let mut out = Parsed::default();
         loop {
@@ -182,6 +202,10 @@ impl OutputParser {
 
     /// The end of the output: everything held back is decided.
     pub fn finish(&mut self) -> Parsed {
+        if let Some(harmony) = &mut self.harmony {
+            let out = harmony.finish();
+            return self.numbered(out);
+        }
         let mut out = Parsed::default();
         let rest = std::mem::take(&mut self.pending);
         match self.mode {
@@ -211,6 +235,16 @@ impl OutputParser {
         out
     }
 
+    /// Gives the calls that came without one an id.
+    fn numbered(&mut self, mut out: Parsed) -> Parsed {
+        for call in &mut out.tool_calls {
+            if call.id.is_empty() {
+                call.id = self.call_ids.next();
+            }
+        }
+        out
+    }
+
     fn markers(&self) -> Vec<&'static str> {
         let mut markers = Vec::new();
         if self.thinking {
@@ -220,7 +254,7 @@ impl OutputParser {
             Some(ToolSyntax::Hermes) => markers.push(HERMES_OPEN),
             Some(ToolSyntax::Mistral) => markers.push(MISTRAL_MARKER),
             Some(ToolSyntax::Llama3) => markers.push(LLAMA_MARKER),
-            None => {}
+            Some(ToolSyntax::Harmony) | None => {}
         }
         markers
     }
@@ -303,13 +337,13 @@ impl OutputParser {
                 }
                 (!calls.is_empty()).then_some(calls)
             }
-            ToolSyntax::Hermes => None,
+            ToolSyntax::Hermes | ToolSyntax::Harmony => None,
         }
     }
 }
 
 /// The length of the longest end of `text` that begins one of `markers`.
-fn held_suffix(text: &str, markers: &[&str]) -> usize {
+pub(super) fn held_suffix(text: &str, markers: &[&str]) -> usize {
     let mut keep = 0;
     for marker in markers {
         for len in (1..marker.len()).rev() {
