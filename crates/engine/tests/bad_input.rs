@@ -126,6 +126,18 @@ fn unsupported_quantization_is_refused() {
 }
 
 #[test]
+fn more_experts_per_token_than_experts_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::write_model(dir.path(), &common::arch("qwen3_moe"), false);
+    edit_config(dir.path(), |c| c["num_experts_per_tok"] = 17.into());
+    let err = load_error(dir.path());
+    assert!(
+        err.contains("17 experts per token cannot be chosen from 16 experts"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_failing_chat_template_is_a_template_error() {
     let dir = broken_copy();
     let path = dir.path().join("tokenizer_config.json");

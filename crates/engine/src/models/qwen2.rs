@@ -64,6 +64,8 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
         qk_norm: false,
         max_position_embeddings: Some(c.max_position_embeddings),
         experts: None,
+        windows: Vec::new(),
+        attention_sinks: false,
     };
     transformer::build(&spec, config, weights)
 }

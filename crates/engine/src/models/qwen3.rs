@@ -63,5 +63,7 @@ pub(super) fn spec(config: &ModelConfig) -> Result<Spec> {
         qk_norm: true,
         max_position_embeddings: Some(c.max_position_embeddings),
         experts: None,
+        windows: Vec::new(),
+        attention_sinks: false,
     })
 }

@@ -9,7 +9,7 @@ use super::LanguageModel;
 use super::moe::{Activation, MoeNames, MoeSpec, Routing};
 use super::transformer::{self, Experts};
 use crate::config::ModelConfig;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::weights::Weights;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,15 +26,6 @@ struct Config {
 /// Builds a Qwen3 MoE model from its config and weights.
 pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn LanguageModel>> {
     let c: Config = config.parse()?;
-    if c.num_experts_per_tok <= 0 || c.num_experts_per_tok > c.num_experts {
-        return Err(EngineError::invalid(
-            &config.path,
-            format!(
-                "{} experts per token cannot be chosen from {} experts",
-                c.num_experts_per_tok, c.num_experts
-            ),
-        ));
-    }
     let mut spec = super::qwen3::spec(config)?;
     spec.experts = Some(Experts {
         moe: MoeSpec {

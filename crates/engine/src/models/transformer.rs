@@ -1,10 +1,10 @@
 //! The decoder shared by the Llama family, following mlx-lm's
-//! `mlx_lm/models/llama.py`, `qwen2.py` and `qwen3.py`, which differ only in
-//! the switches of [`Spec`]: grouped-query attention with rotary embeddings
-//! (including Llama 3's "llama3" frequency scaling), optional q/k/v biases and
-//! per-head q/k RMSNorm, a SwiGLU MLP (or, in `qwen3_moe.py`'s layers, a
-//! sparse mixture of experts), RMSNorm before each sub-layer, and optionally
-//! tied input/output embeddings.
+//! `mlx_lm/models/llama.py`, `qwen2.py`, `qwen3.py`, `qwen3_moe.py` and
+//! `gpt_oss.py`, which differ only in the switches of [`Spec`]: grouped-query
+//! attention with rotary embeddings (Llama 3's and YaRN's frequency scaling),
+//! optional q/k/v biases, per-head q/k RMSNorm, sliding-window layers and
+//! attention sinks, a SwiGLU MLP or a sparse mixture of experts, RMSNorm
+//! before each sub-layer, and optionally tied input/output embeddings.
 
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::TryIndexOp;
@@ -43,6 +43,11 @@ pub struct Spec {
     pub max_position_embeddings: Option<i32>,
     /// Mixture-of-experts layers in place of the MLP, where set.
     pub experts: Option<Experts>,
+    /// Per layer, the window a sliding-window layer attends over (None:
+    /// all positions). Empty: no layer slides.
+    pub windows: Vec<Option<i32>>,
+    /// A learned sink logit per head joins each attention softmax (gpt-oss).
+    pub attention_sinks: bool,
 }
 
 /// Which layers are sparse, and their experts.
@@ -320,6 +325,8 @@ struct Attention {
     rope: Rope,
     /// Per-head RMSNorm weights of queries and keys, with their epsilon.
     qk_norm: Option<(Array, Array, f32)>,
+    window: Option<i32>,
+    sinks: Option<Array>,
 }
 
 impl Attention {
@@ -339,7 +346,15 @@ impl Attention {
         let k = self.rope.apply(&split(k, self.kv_heads)?, offset)?;
         let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
         let (k, v) = cache.update_and_fetch(k, v)?;
-        let out = attend(q, k, v, self.scale, offset, None, None)?;
+        let out = attend(
+            q,
+            k,
+            v,
+            self.scale,
+            offset,
+            self.window,
+            self.sinks.as_ref(),
+        )?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         self.o_proj.forward(&out)
     }
@@ -453,6 +468,17 @@ pub fn build(
             ),
         ));
     }
+    if let Some(experts) = &c.experts
+        && (experts.moe.top_k <= 0 || experts.moe.top_k > experts.moe.num_experts)
+    {
+        return Err(EngineError::invalid(
+            &config.path,
+            format!(
+                "{} experts per token cannot be chosen from {} experts",
+                experts.moe.top_k, experts.moe.num_experts
+            ),
+        ));
+    }
     let (dim, head_dim) = (c.hidden_size, c.head_dim);
     let (heads, kv_heads) = (c.num_attention_heads, c.num_key_value_heads);
     let mut layers = Vec::with_capacity(c.num_hidden_layers as usize);
@@ -511,6 +537,12 @@ pub fn build(
                 scale: (head_dim as f32).powf(-0.5),
                 rope: Rope::new(c, &config.path)?,
                 qk_norm,
+                window: c.windows.get(i as usize).copied().flatten(),
+                sinks: if c.attention_sinks {
+                    Some(weights.vector(&format!("{attn}.sinks"), heads)?)
+                } else {
+                    None
+                },
             },
             mlp,
             input_norm: weights.vector(&format!("{p}.input_layernorm.weight"), dim)?,
