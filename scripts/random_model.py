@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A random-weight model built with mlx-lm's own model classes, for benchmarks.
 
-    .deps/venv/bin/python scripts/random_model.py OUT_DIR [--type qwen3_moe]
+    .deps/venv/bin/python scripts/random_model.py OUT_DIR [--type qwen3_moe|gpt_oss]
         [--hidden 512] [--layers 8] [--experts 128] [--experts-per-token 8]
         [--expert-hidden 256] [--bits 4] [--dtype float16]
 
@@ -10,11 +10,15 @@ and the SmolLM2 fixture's tokenizer, whose vocabulary sets the model's), so
 that Orchard and mlx-lm load the same folder. The defaults are a
 Qwen3-30B-A3B-shaped mixture of experts scaled to this machine: its real
 expert count (128, 8 per token) at hidden size 512, about 0.4 billion
-parameters. The weights are random (seeded): fine for speed, meaningless as
-text.
+parameters. `--type gpt_oss` makes gpt-oss-20b's layout at the same scale
+(sinks, YaRN, alternating sliding layers, 32 experts with 4 per token when
+asked with --experts 32 --experts-per-token 4), its experts in MXFP4 and the
+other layers in 8-bit affine, as mlx-community packs the real one. The
+weights are random (seeded): fine for speed, meaningless as text.
 """
 
 import argparse
+import importlib
 import json
 import shutil
 import sys
@@ -51,33 +55,67 @@ def qwen3_moe_config(args) -> dict:
     }
 
 
+def gpt_oss_config(args) -> dict:
+    return {
+        "model_type": "gpt_oss",
+        "hidden_size": args.hidden,
+        "num_hidden_layers": args.layers,
+        "intermediate_size": args.expert_hidden,
+        "num_attention_heads": max(args.hidden // 64, 1),
+        "num_key_value_heads": max(args.hidden // 256, 1),
+        "head_dim": 64,
+        "num_local_experts": args.experts,
+        "num_experts_per_tok": args.experts_per_token,
+        "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * (args.layers // 2),
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 150000,
+        "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0,
+                         "beta_slow": 1.0, "truncate": False,
+                         "original_max_position_embeddings": 4096},
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 131072,
+    }
+
+
+def mxfp4_experts(path, module):
+    """gpt-oss's packing: experts in MXFP4, the other layers 8-bit affine."""
+    if ".experts." in f"{path}.":
+        return {"group_size": 32, "bits": 4, "mode": "mxfp4"}
+    return {"group_size": 64, "bits": 8, "mode": "affine"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--type", default="qwen3_moe", choices=["qwen3_moe"])
+    parser.add_argument("--type", default="qwen3_moe", choices=["qwen3_moe", "gpt_oss"])
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--experts", type=int, default=128)
     parser.add_argument("--experts-per-token", type=int, default=8)
     parser.add_argument("--expert-hidden", type=int, default=256)
     parser.add_argument("--bits", type=int, default=4, choices=[0, 4, 8],
-                        help="affine quantization (group size 64); 0 keeps the weights unquantized")
+                        help="affine quantization (group size 64); 0 keeps the weights unquantized; "
+                             "gpt_oss is packed as released instead (MXFP4 experts, 8-bit elsewhere)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
                         help="of the weights, and so of the quantization scales and biases")
     args = parser.parse_args()
     if not (TOKENIZER / "tokenizer.json").is_file():
         sys.exit(f"random_model: no tokenizer at {TOKENIZER}: run `make setup`")
 
-    config = qwen3_moe_config(args)
+    config = qwen3_moe_config(args) if args.type == "qwen3_moe" else gpt_oss_config(args)
     config["vocab_size"] = json.loads((TOKENIZER / "config.json").read_text())["vocab_size"]
-    from mlx_lm.models import qwen3_moe
+    module = importlib.import_module(f"mlx_lm.models.{args.type}")
     mx.random.seed(0)
-    model = qwen3_moe.Model(qwen3_moe.ModelArgs.from_dict(config))
+    model = module.Model(module.ModelArgs.from_dict(config))
     # Small weights keep the activations finite through the layers.
     model.update(tree_map(lambda w: w * 0.5, model.parameters()))
     model.set_dtype(getattr(mx, args.dtype))
     params = sum(w.size for _, w in tree_flatten(model.parameters()))
-    if args.bits:
+    if args.type == "gpt_oss" and args.bits:
+        model, config = quantize_model(model, config, group_size=64, bits=8,
+                                       quant_predicate=mxfp4_experts)
+    elif args.bits:
         model, config = quantize_model(model, config, group_size=64, bits=args.bits)
     mx.eval(model.parameters())
 

@@ -91,3 +91,58 @@ fn qwen3_moe_with_one_tensor_per_expert_matches_mlx_lm() {
     assert!(!stored.keys().any(|k| k.contains("switch_mlp")));
     assert_matches_mlx_lm(work.path(), "qwen3_moe per expert");
 }
+
+/// Mixtures of experts as mlx-lm itself builds and packs them
+/// (`scripts/random_model.py`: its model classes, its `quantize_model` and
+/// the per-layer quantization config it writes; gpt-oss with MXFP4 experts
+/// and 8-bit affine layers, as released), with the SmolLM2 tokenizer.
+#[test]
+fn mixtures_of_experts_built_and_quantized_by_mlx_lm_match_it() {
+    let work = tempfile::tempdir().expect("tempdir");
+    for kind in ["qwen3_moe", "gpt_oss"] {
+        let dir = work.path().join(kind);
+        let output = std::process::Command::new(common::deps_dir().join("venv/bin/python"))
+            .arg(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../scripts/random_model.py"),
+            )
+            .arg(&dir)
+            .args([
+                "--type",
+                kind,
+                "--hidden",
+                "128",
+                "--layers",
+                "2",
+                "--experts",
+                "8",
+            ])
+            .args([
+                "--experts-per-token",
+                "2",
+                "--expert-hidden",
+                "128",
+                "--dtype",
+                "float32",
+            ])
+            .output()
+            .expect("run random_model.py");
+        assert!(
+            output.status.success(),
+            "random_model.py: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json")).expect("config"),
+        )
+        .expect("json");
+        if kind == "gpt_oss" {
+            assert_eq!(
+                config["quantization"]["model.layers.0.mlp.experts.up_proj"]["mode"], "mxfp4",
+                "{}",
+                config["quantization"]
+            );
+        }
+        assert_matches_mlx_lm(&dir, &format!("{kind} from mlx-lm"));
+    }
+}
