@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 
 import { MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
 import {
@@ -23,6 +23,7 @@ import {
   installInCache,
   need,
   orchardEnv,
+  ordered,
   repoPattern,
   saveLog,
   screenshotPath,
@@ -43,7 +44,6 @@ let driver;
 let port;
 let key;
 let display;
-const passed = new Set();
 // tauri-driver and WebKitWebDriver exist for Linux; macOS has no WebDriver for its web view.
 const notLinux =
   process.platform === "linux" ? null : "no WebDriver for the app's web view here: check the Models screens by hand";
@@ -132,26 +132,10 @@ after(async () => {
   await hub?.close();
 });
 
-function step(name, needs, body) {
-  test(name, async (t) => {
-    if (notLinux) {
-      t.skip(notLinux);
-      return;
-    }
-    const missing = needs.filter((n) => !passed.has(n));
-    if (missing.length > 0) {
-      t.skip(`needs: ${missing.join(", ")}`);
-      return;
-    }
-    try {
-      await body(t);
-    } catch (error) {
-      await shot(`failed-app-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`).catch(() => {});
-      throw error;
-    }
-    passed.add(name);
-  });
-}
+const { step, passed } = ordered({
+  unavailable: notLinux,
+  onFailure: (slug) => shot(`failed-app-${slug}.png`),
+});
 
 /**
  * Calls a Tauri command from the page, as the UI does; resolves with { value } or, when the

@@ -21,6 +21,7 @@ import {
   createKey,
   need,
   orchardEnv,
+  ordered,
   repoPattern,
   saveLog,
   screenshotPath,
@@ -54,8 +55,6 @@ const pageErrors = [];
 const dialogs = [];
 /** The bar's value when paused, and every value it took after Resume. */
 let resumedProgress;
-/** Names of the tests that passed, for the ones that need them. */
-const passed = new Set();
 
 before(async () => {
   if (noBrowser) return;
@@ -88,30 +87,11 @@ after(async () => {
   await hub?.close();
 });
 
-/** A test that needs `needs` to have passed first. */
-function step(name, needs, body) {
-  test(name, async (t) => {
-    if (noBrowser) {
-      t.skip(noBrowser);
-      return;
-    }
-    const missing = needs.filter((n) => !passed.has(n));
-    if (missing.length > 0) {
-      t.skip(`needs: ${missing.join(", ")}`);
-      return;
-    }
-    try {
-      await body(t);
-    } catch (error) {
-      // What the page showed when it failed, for the report.
-      await page
-        ?.screenshot({ path: screenshotPath(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`) })
-        .catch(() => {});
-      throw error;
-    }
-    passed.add(name);
-  });
-}
+// What the page showed when a step failed goes to the report.
+const { step, passed } = ordered({
+  unavailable: noBrowser,
+  onFailure: (slug) => page?.screenshot({ path: screenshotPath(`failed-${slug}.png`) }),
+});
 
 const KEY = "the page asks for the API key and keeps it for the session only";
 const DISCOVER = "Discover lists the Hub's models and searches them by name";

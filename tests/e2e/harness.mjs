@@ -18,6 +18,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { test } from "node:test";
 
 import { gitSha1 } from "./fake-hub.mjs";
 
@@ -231,4 +232,37 @@ export function installInCache(cacheRoot, repoId, source, commit) {
     symlinkSync(join("..", "..", "blobs", etag), join(snapshot, name));
   }
   return snapshot;
+}
+
+/**
+ * Tests that run in order, as one user's visit. `step(name, needs, body)` runs `body` as a
+ * test unless `unavailable` says why none can run here, or a step named in `needs` did not
+ * pass; when `body` fails, `onFailure(slug)` saves what the screen showed (`slug` is the
+ * step's name, made safe for a file name). `passed` holds the names of the steps that passed.
+ */
+export function ordered({ unavailable = null, onFailure = async () => {} } = {}) {
+  const passed = new Set();
+  function step(name, needs, body) {
+    test(name, async (t) => {
+      if (unavailable) {
+        t.skip(unavailable);
+        return;
+      }
+      const missing = needs.filter((n) => !passed.has(n));
+      if (missing.length > 0) {
+        t.skip(`needs: ${missing.join(", ")}`);
+        return;
+      }
+      try {
+        await body(t);
+      } catch (error) {
+        await Promise.resolve()
+          .then(() => onFailure(name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)))
+          .catch(() => {});
+        throw error;
+      }
+      passed.add(name);
+    });
+  }
+  return { step, passed };
 }

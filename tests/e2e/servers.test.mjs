@@ -24,6 +24,7 @@ import {
   createKey,
   need,
   orchardEnv,
+  ordered,
   saveLog,
   screenshotPath,
   startServe,
@@ -54,7 +55,6 @@ let model;
 const pageErrors = [];
 /** Orchard's memory before the load, while loaded, and after Stop, from /metrics. */
 const memory = {};
-const passed = new Set();
 
 before(async () => {
   if (noBrowser) return;
@@ -85,29 +85,10 @@ after(async () => {
   await hub?.close();
 });
 
-/** A test that needs `needs` to have passed first. */
-function step(name, needs, body) {
-  test(name, async (t) => {
-    if (noBrowser) {
-      t.skip(noBrowser);
-      return;
-    }
-    const missing = needs.filter((n) => !passed.has(n));
-    if (missing.length > 0) {
-      t.skip(`needs: ${missing.join(", ")}`);
-      return;
-    }
-    try {
-      await body(t);
-    } catch (error) {
-      await page
-        ?.screenshot({ path: screenshotPath(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}.png`) })
-        .catch(() => {});
-      throw error;
-    }
-    passed.add(name);
-  });
-}
+const { step, passed } = ordered({
+  unavailable: noBrowser,
+  onFailure: (slug) => page?.screenshot({ path: screenshotPath(`failed-${slug}.png`) }),
+});
 
 const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name });
 const tile = (id) => page.getByRole("list", { name: "Servers" }).getByRole("listitem", { name: id, exact: true });
