@@ -14,6 +14,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -32,9 +33,11 @@ pub fn init() {
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);
+    // Below info, the model lines want nothing: left unfiltered, their layer
+    // would switch on every debug and trace call site.
     let _ = tracing_subscriber::registry()
         .with(stderr)
-        .with(layer())
+        .with(layer().with_filter(LevelFilter::INFO))
         .try_init();
 }
 
