@@ -82,21 +82,31 @@ fn call(
     }
 }
 
-/// An array handle for an optional argument: the array's, or an empty one
-/// that the caller frees with [`free_empty`].
-fn handle(array: Option<&Array>) -> mlx_sys::mlx_array {
-    match array {
-        Some(a) => a.as_ptr(),
-        // SAFETY: a new empty handle, freed by `free_empty`.
-        None => unsafe { mlx_sys::mlx_array_new() },
+/// The handle for an optional array argument: the array's own, or an empty
+/// one (MLX's "none") that is freed when this is dropped.
+struct Optional<'a> {
+    handle: mlx_sys::mlx_array,
+    array: Option<&'a Array>,
+}
+
+impl<'a> Optional<'a> {
+    fn new(array: Option<&'a Array>) -> Self {
+        let handle = match array {
+            Some(a) => a.as_ptr(),
+            // SAFETY: a new empty handle, owned by this value.
+            None => unsafe { mlx_sys::mlx_array_new() },
+        };
+        Optional { handle, array }
     }
 }
 
-fn free_empty(array: Option<&Array>, handle: mlx_sys::mlx_array) {
-    if array.is_none() {
-        // SAFETY: made by `handle` for this call and not used after it.
-        unsafe {
-            mlx_sys::mlx_array_free(handle);
+impl Drop for Optional<'_> {
+    fn drop(&mut self) {
+        if self.array.is_none() {
+            // SAFETY: made by `new` for this value and not used after it.
+            unsafe {
+                mlx_sys::mlx_array_free(self.handle);
+            }
         }
     }
 }
@@ -109,23 +119,21 @@ pub fn matmul(
     biases: Option<&Array>,
     q: Quantization,
 ) -> Result<Array> {
-    let b = handle(biases);
-    let out = call("a quantized matmul", q, |res, stream| unsafe {
+    let b = Optional::new(biases);
+    call("a quantized matmul", q, |res, stream| unsafe {
         mlx_sys::mlx_quantized_matmul(
             res,
             x.as_ptr(),
             w.as_ptr(),
             scales.as_ptr(),
-            b,
+            b.handle,
             true,
             optional_int(q.group_size),
             optional_int(q.bits),
             q.mode.c_name().as_ptr(),
             stream,
         )
-    });
-    free_empty(biases, b);
-    out
+    })
 }
 
 /// `x` by the stacked matrices `indices` choose (`gather_qmm`, transposed).
@@ -138,16 +146,15 @@ pub fn gather_matmul(
     sorted: bool,
     q: Quantization,
 ) -> Result<Array> {
-    let b = handle(biases);
-    let lhs = handle(None);
-    let out = call("a quantized expert matmul", q, |res, stream| unsafe {
+    let (b, lhs) = (Optional::new(biases), Optional::new(None));
+    call("a quantized expert matmul", q, |res, stream| unsafe {
         mlx_sys::mlx_gather_qmm(
             res,
             x.as_ptr(),
             w.as_ptr(),
             scales.as_ptr(),
-            b,
-            lhs,
+            b.handle,
+            lhs.handle,
             indices.as_ptr(),
             true,
             optional_int(q.group_size),
@@ -156,10 +163,7 @@ pub fn gather_matmul(
             sorted,
             stream,
         )
-    });
-    free_empty(biases, b);
-    free_empty(None, lhs);
-    out
+    })
 }
 
 /// The weights back in floating point.
@@ -169,34 +173,30 @@ pub fn dequantize(
     biases: Option<&Array>,
     q: Quantization,
 ) -> Result<Array> {
-    let b = handle(biases);
-    let global = handle(None);
-    let out = call("a dequantize", q, |res, stream| unsafe {
+    let (b, global) = (Optional::new(biases), Optional::new(None));
+    call("a dequantize", q, |res, stream| unsafe {
         mlx_sys::mlx_dequantize(
             res,
             w.as_ptr(),
             scales.as_ptr(),
-            b,
+            b.handle,
             optional_int(q.group_size),
             optional_int(q.bits),
             q.mode.c_name().as_ptr(),
-            global,
+            global.handle,
             mlx_sys::mlx_optional_dtype {
                 value: mlx_sys::mlx_dtype__MLX_FLOAT32,
                 has_value: false,
             },
             stream,
         )
-    });
-    free_empty(biases, b);
-    free_empty(None, global);
-    out
+    })
 }
 
 /// Quantizes `w` (its last axis in groups): the packed weights, the scales,
 /// and the biases (affine only). For writing test models.
 pub fn quantize(w: &Array, q: Quantization) -> Result<(Array, Array, Option<Array>)> {
-    let global = handle(None);
+    let global = Optional::new(None);
     let stream = Stream::thread_local_or_default();
     // SAFETY: `parts` is a fresh vector the call fills and we free; the
     // arrays taken out of it are new references owned by the results.
@@ -208,7 +208,7 @@ pub fn quantize(w: &Array, q: Quantization) -> Result<(Array, Array, Option<Arra
             optional_int(q.group_size),
             optional_int(q.bits),
             q.mode.c_name().as_ptr(),
-            global,
+            global.handle,
             stream.as_ptr(),
         );
         let mut out = Vec::new();
@@ -225,7 +225,6 @@ pub fn quantize(w: &Array, q: Quantization) -> Result<(Array, Array, Option<Arra
         mlx_sys::mlx_vector_array_free(parts);
         out
     };
-    free_empty(None, global);
     let mut parts = parts.into_iter();
     match (parts.next(), parts.next(), parts.next()) {
         (Some(w), Some(scales), biases) => Ok((w, scales, biases)),
