@@ -11,7 +11,6 @@ import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
 
 import { GATED_REPO, GRANTED_TOKEN, MODEL_REPO, startFakeHub } from "./fake-hub.mjs";
 import {
@@ -20,6 +19,8 @@ import {
   api,
   createKey,
   need,
+  noBrowser,
+  openPage,
   orchardEnv,
   ordered,
   repoPattern,
@@ -33,14 +34,6 @@ import {
 
 // A second real model, registered where it is with Add folder.
 const LOCAL_MODEL = join(ROOT, ".deps/models/SmolLM2-135M-Instruct-float16");
-// Debian's chromium (setup installs it); elsewhere CHROMIUM_BIN or Google Chrome.
-const CHROMIUM = [
-  process.env.CHROMIUM_BIN,
-  "/usr/bin/chromium",
-  "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
-].find((path) => path && existsSync(path));
-// Setup installs Chromium on Linux; a Mac without Chrome skips these tests.
-const noBrowser = !CHROMIUM && process.platform !== "linux" ? "no Chromium or Chrome here (set CHROMIUM_BIN)" : null;
 // The weights are ~115 MB: at this rate the download lasts ~15 s, long enough
 // to pause it part-way; once resumed it runs at full speed.
 const SLOW_RATE = 8 << 20;
@@ -60,16 +53,11 @@ before(async () => {
   if (noBrowser) return;
   need(FIXTURE, "run `make setup`");
   need(LOCAL_MODEL, "run `make setup`");
-  need(CHROMIUM ?? "/usr/bin/chromium", "install Debian's chromium (`make setup`)");
   hub = await startFakeHub({ fixture: FIXTURE });
   env = orchardEnv(tempDir("orchard-e2e-browser-"), hub.url);
   key = createKey(env);
   serve = await startServe(env);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 });
-  page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.on("pageerror", (error) => pageErrors.push(error.message));
+  ({ browser, page } = await openPage({ height: 800, pageErrors }));
   // Destructive actions confirm inline, never with window.confirm.
   page.on("dialog", (dialog) => {
     dialogs.push(`${dialog.type()}: ${dialog.message()}`);

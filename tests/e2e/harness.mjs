@@ -20,6 +20,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 
+import { chromium } from "playwright-core";
+
 import { gitSha1 } from "./fake-hub.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -265,4 +267,29 @@ export function ordered({ unavailable = null, onFailure = async () => {} } = {})
     });
   }
   return { step, passed };
+}
+
+/** Debian's chromium (setup installs it); elsewhere CHROMIUM_BIN or Google Chrome. */
+export const CHROMIUM = [
+  process.env.CHROMIUM_BIN,
+  "/usr/bin/chromium",
+  "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+].find((path) => path && existsSync(path));
+
+/** Why the browser tests cannot run here (setup installs Chromium on Linux), or null. */
+export const noBrowser =
+  !CHROMIUM && process.platform !== "linux" ? "no Chromium or Chrome here (set CHROMIUM_BIN)" : null;
+
+/**
+ * Headless Chromium with one page of `width` x `height`; the page's uncaught errors go
+ * to `pageErrors`. Returns { browser, page }.
+ */
+export async function openPage({ width = 1280, height, pageErrors }) {
+  need(CHROMIUM ?? "/usr/bin/chromium", "install Debian's chromium (`make setup`)");
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+  return { browser, page };
 }

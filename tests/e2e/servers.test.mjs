@@ -10,12 +10,11 @@
 // earlier one did is skipped when that one failed.
 
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
 import OpenAI from "openai";
-import { chromium } from "playwright-core";
 
 import { startFakeHub } from "./fake-hub.mjs";
 import {
@@ -23,6 +22,8 @@ import {
   api,
   createKey,
   need,
+  noBrowser,
+  openPage,
   orchardEnv,
   ordered,
   saveLog,
@@ -31,13 +32,6 @@ import {
   tempDir,
   waitFor,
 } from "./harness.mjs";
-
-const CHROMIUM = [
-  process.env.CHROMIUM_BIN,
-  "/usr/bin/chromium",
-  "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
-].find((path) => path && existsSync(path));
-const noBrowser = !CHROMIUM && process.platform !== "linux" ? "no Chromium or Chrome here (set CHROMIUM_BIN)" : null;
 
 const PROFILE = "terse-pirate";
 const SYSTEM_PROMPT = "You are a pirate. Answer every question in one short sentence, the way a pirate talks.";
@@ -59,17 +53,12 @@ const memory = {};
 before(async () => {
   if (noBrowser) return;
   need(FIXTURE, "run `make setup`");
-  need(CHROMIUM ?? "/usr/bin/chromium", "install Debian's chromium (`make setup`)");
   // The page opens on Discover, which asks the Hub: a local stand-in answers.
   hub = await startFakeHub({ fixture: FIXTURE });
   env = orchardEnv(tempDir("orchard-e2e-servers-"), hub.url);
   key = createKey(env);
   serve = await startServe(env);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
-  page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.on("pageerror", (error) => pageErrors.push(error.message));
+  ({ browser, page } = await openPage({ height: 900, pageErrors }));
 });
 
 after(async () => {
