@@ -1,10 +1,19 @@
-//! The key/value cache of one sequence: per layer, the keys and values of
-//! every position seen so far, as mlx-lm's `KVCache` keeps them.
+//! The cache of one sequence: per attention layer, the keys and values of
+//! every position seen so far, as mlx-lm's `KVCache` keeps them; per
+//! recurrent layer (gated DeltaNet), the state after the last position, as
+//! mlx-lm's `ArraysCache` keeps it.
+//!
+//! Keys and values can be cut back to any earlier position; a recurrent state
+//! cannot (it folds every position into one array). So a cache with
+//! recurrent layers keeps checkpoints: the states as they were at chosen
+//! positions (the end of a prompt's prefill), and can be cut back exactly to
+//! those. MLX arrays are immutable, so a checkpoint costs no copy while the
+//! state it names is the current one.
 
 use mlx_rs::ops::indexing::{TryIndexMutOp, TryIndexOp};
 use mlx_rs::{Array, ops};
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 
 /// Positions added to a layer's buffers at a time: growing them by one token
 /// per step would copy the whole cache every step.
@@ -80,11 +89,6 @@ impl LayerCache {
         })
     }
 
-    /// Keeps only the first `positions` positions (the rest becomes room).
-    fn truncate(&mut self, positions: i32) {
-        self.offset = self.offset.min(positions);
-    }
-
     fn nbytes(&self) -> usize {
         [&self.keys, &self.values]
             .into_iter()
@@ -94,49 +98,183 @@ impl LayerCache {
     }
 }
 
+/// Recurrent checkpoints kept per sequence: the latest few prefix
+/// boundaries (a checkpoint per prompt; agents resend the last ones).
+const CHECKPOINTS: usize = 4;
+
+/// One recurrent layer's state: the last inputs of its short convolution and
+/// the DeltaNet state, after `offset` positions (mlx-lm's `ArraysCache(2)`).
+#[derive(Debug, Default, Clone)]
+pub struct StateCache {
+    conv: Option<Array>,
+    state: Option<Array>,
+    offset: i32,
+}
+
+impl StateCache {
+    /// Positions folded into the state so far.
+    pub fn offset(&self) -> i32 {
+        self.offset
+    }
+
+    /// The convolution's input window and the recurrent state, if any
+    /// position was seen.
+    pub fn get(&self) -> (Option<&Array>, Option<&Array>) {
+        (self.conv.as_ref(), self.state.as_ref())
+    }
+
+    /// The state after `added` more positions.
+    pub fn set(&mut self, conv: Array, state: Array, added: i32) {
+        self.conv = Some(conv);
+        self.state = Some(state);
+        self.offset += added;
+    }
+
+    fn nbytes(&self) -> usize {
+        [&self.conv, &self.state]
+            .into_iter()
+            .flatten()
+            .map(Array::nbytes)
+            .sum()
+    }
+}
+
+/// The recurrent layers' states as they were at one position.
+#[derive(Debug, Clone)]
+struct Checkpoint {
+    position: i32,
+    states: Vec<StateCache>,
+}
+
 /// The cache of a whole model for one sequence.
 #[derive(Debug)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
+    states: Vec<StateCache>,
+    /// Oldest first; only for caches with recurrent layers.
+    checkpoints: Vec<Checkpoint>,
 }
 
 impl KvCache {
+    /// A cache for a model of `num_layers` attention layers.
     pub fn new(num_layers: usize) -> Self {
+        Self::hybrid(num_layers, 0)
+    }
+
+    /// A cache for a model with `attention` attention layers and `recurrent`
+    /// recurrent ones.
+    pub fn hybrid(attention: usize, recurrent: usize) -> Self {
         KvCache {
-            layers: (0..num_layers).map(|_| LayerCache::default()).collect(),
+            layers: (0..attention).map(|_| LayerCache::default()).collect(),
+            states: (0..recurrent).map(|_| StateCache::default()).collect(),
+            checkpoints: Vec::new(),
         }
     }
 
     /// Positions cached so far.
     pub fn offset(&self) -> i32 {
-        self.layers.first().map_or(0, LayerCache::offset)
+        match (self.layers.first(), self.states.first()) {
+            (Some(layer), _) => layer.offset(),
+            (None, Some(state)) => state.offset(),
+            (None, None) => 0,
+        }
     }
 
     pub fn layers_mut(&mut self) -> &mut [LayerCache] {
         &mut self.layers
     }
 
-    /// Keeps only the first `positions` positions of every layer.
-    pub fn truncate(&mut self, positions: usize) {
-        let positions = i32::try_from(positions).unwrap_or(i32::MAX);
-        self.layers.iter_mut().for_each(|l| l.truncate(positions));
+    /// The attention layers' caches and the recurrent layers' states.
+    pub fn parts_mut(&mut self) -> (&mut [LayerCache], &mut [StateCache]) {
+        (&mut self.layers, &mut self.states)
     }
 
-    /// A separate cache of the first `positions` positions; this one is unchanged.
-    pub fn copy_prefix(&self, positions: usize) -> Result<KvCache> {
+    /// Remembers the recurrent states at the current position, so that
+    /// [`KvCache::copy_prefix`] can come back to it. Nothing to do for a
+    /// cache of attention layers only.
+    pub fn checkpoint(&mut self) {
+        let position = self.offset();
+        if self.states.is_empty() || self.checkpoints.iter().any(|c| c.position == position) {
+            return;
+        }
+        self.checkpoints.push(Checkpoint {
+            position,
+            states: self.states.clone(),
+        });
+        if self.checkpoints.len() > CHECKPOINTS {
+            self.checkpoints.remove(0);
+        }
+    }
+
+    /// The longest prefix of at most `positions` positions that this cache
+    /// can be cut back to: any, for attention layers; for recurrent ones, the
+    /// current position or a checkpoint.
+    pub fn restorable(&self, positions: usize) -> usize {
         let positions = i32::try_from(positions).unwrap_or(i32::MAX);
+        let offset = self.offset();
+        let best = if self.states.is_empty() {
+            positions.min(offset)
+        } else {
+            self.checkpoints
+                .iter()
+                .map(|c| c.position)
+                .chain(std::iter::once(offset))
+                .filter(|&p| p <= positions)
+                .max()
+                .unwrap_or(0)
+        };
+        best.max(0) as usize
+    }
+
+    /// A separate cache of the first `positions` positions; this one is
+    /// unchanged. `positions` must be [`KvCache::restorable`].
+    pub fn copy_prefix(&self, positions: usize) -> Result<KvCache> {
+        if self.restorable(positions) != positions {
+            return Err(EngineError::InvalidParameter {
+                name: "positions",
+                message: format!(
+                    "the recurrent state cannot be cut back to position {positions}: no checkpoint there"
+                ),
+            });
+        }
+        let at = i32::try_from(positions).unwrap_or(i32::MAX);
+        let states = if at == self.offset() {
+            self.states.clone()
+        } else {
+            self.checkpoints
+                .iter()
+                .find(|c| c.position == at)
+                .map_or_else(|| self.states.clone(), |c| c.states.clone())
+        };
         Ok(KvCache {
             layers: self
                 .layers
                 .iter()
-                .map(|l| l.copy_prefix(positions))
+                .map(|l| l.copy_prefix(at))
                 .collect::<Result<_>>()?,
+            states,
+            checkpoints: self
+                .checkpoints
+                .iter()
+                .filter(|c| c.position <= at)
+                .cloned()
+                .collect(),
         })
     }
 
-    /// Memory held by the cached keys and values.
+    /// Memory held by the cached keys and values and the recurrent states
+    /// (a checkpoint of the current position shares its arrays).
     pub fn nbytes(&self) -> usize {
-        self.layers.iter().map(LayerCache::nbytes).sum()
+        let offset = self.offset();
+        self.layers.iter().map(LayerCache::nbytes).sum::<usize>()
+            + self.states.iter().map(StateCache::nbytes).sum::<usize>()
+            + self
+                .checkpoints
+                .iter()
+                .filter(|c| c.position != offset)
+                .flat_map(|c| &c.states)
+                .map(StateCache::nbytes)
+                .sum::<usize>()
     }
 
     /// Computes every cached array now, so the lazy graph does not grow
@@ -146,8 +284,64 @@ impl KvCache {
             .layers
             .iter()
             .flat_map(|l| [l.keys.as_ref(), l.values.as_ref()])
+            .chain(
+                self.states
+                    .iter()
+                    .flat_map(|s| [s.conv.as_ref(), s.state.as_ref()]),
+            )
             .flatten();
         mlx_rs::transforms::eval(arrays)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hybrid cache of one attention and one recurrent layer after `added`
+    /// more positions.
+    fn advance(cache: &mut KvCache, added: i32, fill: f32) {
+        let (layers, states) = cache.parts_mut();
+        let kv = Array::from_slice(&vec![fill; added as usize], &[1, 1, added, 1]);
+        layers[0].update_and_fetch(kv.clone(), kv).expect("update");
+        states[0].set(Array::from_f32(fill), Array::from_f32(fill), added);
+    }
+
+    #[test]
+    fn a_recurrent_state_comes_back_only_to_its_checkpoints() {
+        let mut cache = KvCache::hybrid(1, 1);
+        advance(&mut cache, 3, 1.0);
+        cache.checkpoint();
+        advance(&mut cache, 2, 2.0);
+        assert_eq!(cache.offset(), 5);
+        assert_eq!(cache.restorable(2), 0);
+        assert_eq!(cache.restorable(4), 3);
+        assert_eq!(cache.restorable(9), 5);
+
+        let err = cache.copy_prefix(4).expect_err("no checkpoint at 4");
+        assert!(err.to_string().contains("position 4"), "{err}");
+        let mut back = cache.copy_prefix(3).expect("the checkpoint");
+        assert_eq!(back.offset(), 3);
+        let (layers, states) = back.parts_mut();
+        assert_eq!(layers[0].offset(), 3);
+        let state = states[0].get().1.expect("a state");
+        assert_eq!(state.item_exact::<f32>(), 1.0, "the state as it was at 3");
+        // The original is unchanged.
+        assert_eq!(cache.offset(), 5);
+        let (_, states) = cache.parts_mut();
+        assert_eq!(states[0].get().1.expect("a state").item_exact::<f32>(), 2.0);
+    }
+
+    #[test]
+    fn attention_layers_come_back_to_any_position() {
+        let mut cache = KvCache::new(1);
+        let kv = Array::from_slice(&[0.5f32; 6], &[1, 1, 6, 1]);
+        cache.layers_mut()[0]
+            .update_and_fetch(kv.clone(), kv)
+            .expect("update");
+        assert_eq!(cache.restorable(4), 4);
+        assert_eq!(cache.restorable(10), 6);
+        assert_eq!(cache.copy_prefix(4).expect("prefix").offset(), 4);
     }
 }

@@ -238,6 +238,10 @@ impl<'m> TokenSteps<'m> {
             cache.eval()?;
             watch.prefilled(chunk.len(), &cache);
         }
+        // A hybrid model's recurrent state can come back to this point only
+        // (the prompt but its last token: where the next turn, or the same
+        // prompt sent again, leaves this sequence).
+        cache.checkpoint();
         watch.check()?;
         watch.prefilled(1, &cache);
         let next = if sampler.is_plain_greedy() && top_logprobs == 0 {

@@ -76,7 +76,7 @@ impl Model {
 
     /// A fresh cache for one sequence.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.network.num_layers())
+        self.network.new_cache()
     }
 
     /// Runs `tokens` after the positions in `cache` and returns the float32

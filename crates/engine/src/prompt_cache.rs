@@ -4,7 +4,9 @@
 //!
 //! Entries are whole sequence caches keyed by their tokens. A request takes
 //! the entry sharing the longest prefix with its prompt (trimmed to that
-//! prefix) and gives its cache back, extended, when it ends. The least recently
+//! prefix; for a hybrid model, to the longest shared prefix its recurrent
+//! layers kept a checkpoint of) and gives its cache back, extended, when it
+//! ends. The least recently
 //! used entries are dropped to stay within the memory budget.
 
 use crate::cache::KvCache;
@@ -58,10 +60,9 @@ impl PromptCache {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                (
-                    i,
-                    common_prefix(&e.tokens, prompt).min(prompt.len().saturating_sub(1)),
-                )
+                let shared = common_prefix(&e.tokens, prompt).min(prompt.len().saturating_sub(1));
+                // A recurrent state comes back only to its checkpoints.
+                (i, e.cache.restorable(shared))
             })
             .filter(|&(_, shared)| shared > 0)
             .max_by_key(|&(_, shared)| shared);

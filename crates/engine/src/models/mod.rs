@@ -39,6 +39,12 @@ pub trait LanguageModel: Send {
     /// Number of transformer layers (one cache entry each).
     fn num_layers(&self) -> usize;
 
+    /// A fresh cache for one sequence: keys and values for each layer, or,
+    /// for a hybrid model, recurrent states for its linear-attention layers.
+    fn new_cache(&self) -> KvCache {
+        KvCache::new(self.num_layers())
+    }
+
     /// The longest sequence the model was trained for.
     fn context_length(&self) -> usize;
 }
