@@ -232,6 +232,16 @@ impl Weights {
         Ok(self.hand_out(tensor))
     }
 
+    /// The tensor `name`, which must have `shape`.
+    pub fn tensor(&mut self, name: &str, shape: &[i32]) -> Result<Array> {
+        self.take_shaped(name, shape)
+    }
+
+    /// The shape of the tensor `name`, if the folder has it.
+    pub fn shape(&self, name: &str) -> Option<&[i32]> {
+        self.tensors.get(name).map(Array::shape)
+    }
+
     /// A norm's weight vector of length `dim`.
     pub fn vector(&mut self, name: &str, dim: i32) -> Result<Array> {
         self.take_shaped(name, &[dim])

@@ -20,6 +20,7 @@ pub mod moe;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3_moe;
+pub mod qwen3_next;
 pub mod transformer;
 
 use mlx_rs::Array;
@@ -60,7 +61,10 @@ pub const ARCHITECTURES: &[(&str, Loader)] = &[
     ("mistral", llama::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
+    ("qwen3_5", qwen3_next::load_qwen3_5),
+    ("qwen3_5_moe", qwen3_next::load_qwen3_5),
     ("qwen3_moe", qwen3_moe::load),
+    ("qwen3_next", qwen3_next::load),
 ];
 
 /// Builds the model `config` describes from `weights`.

@@ -61,7 +61,7 @@ pub struct Experts {
 }
 
 impl Experts {
-    fn is_sparse(&self, layer: i32) -> bool {
+    pub(crate) fn is_sparse(&self, layer: i32) -> bool {
         self.moe.num_experts > 0
             && self.sparse_step > 0
             && (layer + 1) % self.sparse_step == 0
@@ -183,12 +183,20 @@ impl Rope {
     }
 
     pub(crate) fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
-        // Every model here rotates whole heads, so the factor covers all of x.
+        // The factor covers the rotated features only (Qwen3-Next rotates a
+        // quarter of each head).
         let scaled;
         let x = if self.input_scale == 1.0 {
             x
         } else {
-            scaled = x.multiply(Array::from_f32(self.input_scale).as_dtype(x.dtype())?)?;
+            let factor = Array::from_f32(self.input_scale).as_dtype(x.dtype())?;
+            let features = x.shape()[x.ndim() - 1];
+            scaled = if features > self.dims {
+                let parts = x.split_at_indices(&[self.dims], -1)?;
+                mlx_rs::ops::concatenate(&[parts[0].multiply(&factor)?, parts[1].clone()], -1)?
+            } else {
+                x.multiply(&factor)?
+            };
             &scaled
         };
         Ok(fast::rope(
@@ -360,15 +368,34 @@ impl Attention {
     }
 }
 
+/// A SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
 #[derive(Debug)]
-struct Mlp {
+pub(crate) struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
 }
 
 impl Mlp {
-    fn forward(&self, x: &Array) -> Result<Array> {
+    /// The block at `prefix` (`model.layers.N.mlp`), `dim` to `hidden` and back.
+    pub(crate) fn load(
+        weights: &mut Weights,
+        prefix: &str,
+        dim: i32,
+        hidden: i32,
+        bias: bool,
+    ) -> Result<Mlp> {
+        let mut linear = |name: &str, in_dim: i32, out_dim: i32| {
+            weights.linear(&format!("{prefix}.{name}"), in_dim, out_dim, bias)
+        };
+        Ok(Mlp {
+            gate_proj: linear("gate_proj", dim, hidden)?,
+            up_proj: linear("up_proj", dim, hidden)?,
+            down_proj: linear("down_proj", hidden, dim)?,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Array) -> Result<Array> {
         let gate = nn::silu(self.gate_proj.forward(x)?)?;
         self.down_proj
             .forward(&gate.multiply(self.up_proj.forward(x)?)?)
@@ -500,16 +527,13 @@ pub fn build(
             Some(experts) if experts.is_sparse(i) => {
                 FeedForward::Sparse(SparseMoe::load(weights, &mlp_at, dim, experts.moe)?)
             }
-            _ => {
-                let mut linear = |name: &str, in_dim: i32, out_dim: i32| {
-                    weights.linear(&format!("{mlp_at}.{name}"), in_dim, out_dim, c.mlp_bias)
-                };
-                FeedForward::Dense(Mlp {
-                    gate_proj: linear("gate_proj", dim, c.intermediate_size)?,
-                    up_proj: linear("up_proj", dim, c.intermediate_size)?,
-                    down_proj: linear("down_proj", c.intermediate_size, dim)?,
-                })
-            }
+            _ => FeedForward::Dense(Mlp::load(
+                weights,
+                &mlp_at,
+                dim,
+                c.intermediate_size,
+                c.mlp_bias,
+            )?),
         };
         layers.push(Block {
             attention: Attention {
