@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A random-weight model built with mlx-lm's own model classes, for benchmarks.
 
-    .deps/venv/bin/python scripts/random_model.py OUT_DIR [--type qwen3_moe|gpt_oss]
+    .deps/venv/bin/python scripts/random_model.py OUT_DIR
+        [--type qwen3_moe|gpt_oss|qwen3_next|qwen3_5|qwen3_5_moe]
         [--hidden 512] [--layers 8] [--experts 128] [--experts-per-token 8]
         [--expert-hidden 256] [--bits 4] [--dtype float16]
 
@@ -13,7 +14,11 @@ expert count (128, 8 per token) at hidden size 512, about 0.4 billion
 parameters. `--type gpt_oss` makes gpt-oss-20b's layout at the same scale
 (sinks, YaRN, alternating sliding layers, 32 experts with 4 per token when
 asked with --experts 32 --experts-per-token 4), its experts in MXFP4 and the
-other layers in 8-bit affine, as mlx-community packs the real one. The
+other layers in 8-bit affine, as mlx-community packs the real one.
+`--type qwen3_next` makes Qwen3-Next's hybrid layout (gated DeltaNet and gated
+attention layers, routed and shared experts); `qwen3_5` and `qwen3_5_moe` the
+language model of Qwen3.5 (dense and MoE), its config nested under
+`text_config` as released. The
 weights are random (seeded): fine for speed, meaningless as text.
 """
 
@@ -78,6 +83,67 @@ def gpt_oss_config(args) -> dict:
     }
 
 
+def qwen3_next_config(args) -> dict:
+    """Qwen3-Next-80B-A3B's layout scaled down: three gated DeltaNet layers in
+    four, gated attention rotating a quarter of each head, routed experts with
+    a gated shared expert."""
+    heads = max(args.hidden // 64, 1)
+    return {
+        "model_type": "qwen3_next",
+        "hidden_size": args.hidden,
+        "num_hidden_layers": args.layers,
+        "intermediate_size": args.hidden * 3,
+        "num_attention_heads": heads,
+        "num_key_value_heads": max(heads // 2, 1),
+        "head_dim": 64,
+        "linear_num_key_heads": heads,
+        "linear_num_value_heads": heads * 2,
+        "linear_key_head_dim": 64,
+        "linear_value_head_dim": 64,
+        "linear_conv_kernel_dim": 4,
+        "full_attention_interval": 4,
+        "num_experts": args.experts,
+        "num_experts_per_tok": args.experts_per_token,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "moe_intermediate_size": args.expert_hidden,
+        "shared_expert_intermediate_size": args.expert_hidden,
+        "norm_topk_prob": True,
+        "partial_rotary_factor": 0.25,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000000.0,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 262144,
+    }
+
+
+def qwen3_5_config(args, moe: bool) -> dict:
+    """Qwen3.5's language model, nested under `text_config` as released (the
+    vision tower is left out: Orchard and mlx-lm read only the text part)."""
+    text = qwen3_next_config(args)
+    for key in ("model_type", "rope_theta", "partial_rotary_factor", "decoder_sparse_step",
+                "mlp_only_layers"):
+        text.pop(key)
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000000.0,
+                               "partial_rotary_factor": 0.25, "mrope_section": [11, 11, 10]}
+    if not moe:
+        for key in ("num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                    "shared_expert_intermediate_size", "norm_topk_prob"):
+            text.pop(key)
+        text["tie_word_embeddings"] = True
+    kind = "qwen3_5_moe" if moe else "qwen3_5"
+    return {"model_type": kind, "text_config": text, "tie_word_embeddings": text["tie_word_embeddings"]}
+
+
+CONFIGS = {
+    "qwen3_moe": qwen3_moe_config,
+    "gpt_oss": gpt_oss_config,
+    "qwen3_next": qwen3_next_config,
+    "qwen3_5": lambda args: qwen3_5_config(args, moe=False),
+    "qwen3_5_moe": lambda args: qwen3_5_config(args, moe=True),
+}
+
+
 def mxfp4_experts(path, module):
     """gpt-oss's packing: experts in MXFP4, the other layers 8-bit affine."""
     if ".experts." in f"{path}.":
@@ -88,7 +154,7 @@ def mxfp4_experts(path, module):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--type", default="qwen3_moe", choices=["qwen3_moe", "gpt_oss"])
+    parser.add_argument("--type", default="qwen3_moe", choices=sorted(CONFIGS))
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--experts", type=int, default=128)
@@ -103,8 +169,10 @@ def main() -> int:
     if not (TOKENIZER / "tokenizer.json").is_file():
         sys.exit(f"random_model: no tokenizer at {TOKENIZER}: run `make setup`")
 
-    config = qwen3_moe_config(args) if args.type == "qwen3_moe" else gpt_oss_config(args)
+    config = CONFIGS[args.type](args)
     config["vocab_size"] = json.loads((TOKENIZER / "config.json").read_text())["vocab_size"]
+    if "text_config" in config:
+        config["text_config"]["vocab_size"] = config["vocab_size"]
     module = importlib.import_module(f"mlx_lm.models.{args.type}")
     mx.random.seed(0)
     model = module.Model(module.ModelArgs.from_dict(config))

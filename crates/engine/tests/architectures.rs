@@ -92,6 +92,22 @@ fn qwen3_moe_with_one_tensor_per_expert_matches_mlx_lm() {
     assert_matches_mlx_lm(work.path(), "qwen3_moe per expert");
 }
 
+/// The hybrid models (three gated DeltaNet layers, then gated attention),
+/// float32 and 4-bit, as mlx-lm builds them: Qwen3-Next with routed and
+/// shared experts, Qwen3.5 dense (tied embeddings) and MoE, their configs
+/// nested under `text_config` as released.
+#[test]
+fn hybrid_models_built_by_mlx_lm_match_it() {
+    let work = tempfile::tempdir().expect("tempdir");
+    for kind in ["qwen3_next", "qwen3_5", "qwen3_5_moe"] {
+        for bits in ["0", "4"] {
+            let dir = work.path().join(format!("{kind}-{bits}"));
+            common::random_model(&dir, kind, &common::hybrid_args(bits));
+            assert_matches_mlx_lm(&dir, &format!("{kind} bits={bits}"));
+        }
+    }
+}
+
 /// Mixtures of experts as mlx-lm itself builds and packs them
 /// (`scripts/random_model.py`: its model classes, its `quantize_model` and
 /// the per-layer quantization config it writes; gpt-oss with MXFP4 experts
@@ -101,36 +117,23 @@ fn mixtures_of_experts_built_and_quantized_by_mlx_lm_match_it() {
     let work = tempfile::tempdir().expect("tempdir");
     for kind in ["qwen3_moe", "gpt_oss"] {
         let dir = work.path().join(kind);
-        let output = std::process::Command::new(common::deps_dir().join("venv/bin/python"))
-            .arg(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../scripts/random_model.py"),
-            )
-            .arg(&dir)
-            .args([
-                "--type",
-                kind,
+        common::random_model(
+            &dir,
+            kind,
+            &[
                 "--hidden",
                 "128",
                 "--layers",
                 "2",
                 "--experts",
                 "8",
-            ])
-            .args([
                 "--experts-per-token",
                 "2",
                 "--expert-hidden",
                 "128",
                 "--dtype",
                 "float32",
-            ])
-            .output()
-            .expect("run random_model.py");
-        assert!(
-            output.status.success(),
-            "random_model.py: {}",
-            String::from_utf8_lossy(&output.stderr)
+            ],
         );
         let config: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("config.json")).expect("config"),

@@ -159,6 +159,62 @@ fn reuse_matches_a_cold_run(arch: &str) {
     assert!(diff <= 1e-4, "logits differ by {diff}");
 }
 
+/// Qwen3-Next's recurrent layers cannot be cut back: a later request reuses
+/// the state of a checkpoint (each prompt but its last token) or of the whole
+/// stored sequence, says how much it reused, and answers as a cold run does.
+#[test]
+fn a_hybrid_model_reuses_its_recurrent_checkpoints_and_answers_the_same() {
+    let work = tempfile::tempdir().expect("tempdir");
+    common::random_model(work.path(), "qwen3_next", &common::hybrid_args("0"));
+    let model = Model::load(work.path()).expect("load");
+    let mut cache = PromptCache::new(256 << 20);
+    let check = |cache: &mut PromptCache, prompt: &[u32], cached: usize, what: &str| {
+        let (ids, logprobs, stats) = run(&model, prompt, Some(cache));
+        let (plain_ids, plain_logprobs, _) = run(&model, prompt, None);
+        assert_eq!(stats.cached_prompt_tokens, cached, "{what}");
+        assert_eq!(ids, plain_ids, "{what}");
+        let diff = logprobs
+            .iter()
+            .zip(&plain_logprobs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff <= 1e-4, "{what}: log-probabilities differ by {diff}");
+        ids
+    };
+
+    let first: Vec<u32> = tokens(200, 20).into_iter().chain(tokens(12, 21)).collect();
+    let answer = check(&mut cache, &first, 0, "a cold first turn");
+    // The next turn renders the answer otherwise (a template that drops the
+    // reasoning): it leaves the stored sequence where the first prompt ended.
+    let second: Vec<u32> = first
+        .iter()
+        .copied()
+        .chain(tokens(10, 22))
+        .chain(tokens(8, 23))
+        .collect();
+    assert_ne!(second[first.len()], answer[0]);
+    let answer = check(&mut cache, &second, first.len() - 1, "an agent's next turn");
+    // A turn that continues the whole stored sequence (its prompt and the
+    // answer's tokens that ran) takes the current state.
+    let third: Vec<u32> = second
+        .iter()
+        .chain(&answer[..answer.len() - 1])
+        .copied()
+        .chain(tokens(6, 24))
+        .collect();
+    check(
+        &mut cache,
+        &third,
+        second.len() + answer.len() - 1,
+        "a turn continuing the sequence",
+    );
+    // The same prompt again stops at its own checkpoint.
+    check(&mut cache, &third, third.len() - 1, "the same prompt again");
+    // A prompt leaving the history before any checkpoint starts cold.
+    let edited: Vec<u32> = first[..150].iter().copied().chain(tokens(20, 25)).collect();
+    check(&mut cache, &edited, 0, "an edit before every checkpoint");
+}
+
 #[test]
 fn conversations_sharing_a_system_prompt_keep_their_own_caches() {
     let (_dir, model) = tiny_llama();

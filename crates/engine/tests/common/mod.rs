@@ -406,6 +406,45 @@ pub fn write_model_with(dir: &Path, arch: &Arch, layout: &Layout) {
     }
 }
 
+/// Writes a random-weight model of `kind` built by mlx-lm's own classes
+/// (`scripts/random_model.py` with `args`) to `dir`.
+pub fn random_model(dir: &Path, kind: &str, args: &[&str]) {
+    let output = Command::new(deps_dir().join("venv/bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/random_model.py"))
+        .arg(dir)
+        .args(["--type", kind])
+        .args(args)
+        .output()
+        .expect("run random_model.py");
+    assert!(
+        output.status.success(),
+        "random_model.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The hybrid test models' shape: hidden size 128, 4 layers (three gated
+/// DeltaNet, one attention), 8 experts of which 2 per token, float32
+/// weights; `bits` "0" leaves them unquantized.
+pub fn hybrid_args(bits: &'static str) -> Vec<&'static str> {
+    vec![
+        "--hidden",
+        "128",
+        "--layers",
+        "4",
+        "--experts",
+        "8",
+        "--experts-per-token",
+        "2",
+        "--expert-hidden",
+        "64",
+        "--dtype",
+        "float32",
+        "--bits",
+        bits,
+    ]
+}
+
 /// mlx-lm's last-position logits and greedy tokens for the test prompt.
 pub fn reference(dir: &Path) -> (Vec<f32>, Vec<u32>) {
     let request = json!({
@@ -459,6 +498,15 @@ pub fn assert_matches_mlx_lm(dir: &Path, label: &str) {
     let logits = model
         .last_logits(&PROMPT, &mut model.new_cache())
         .expect("logits");
+    assert_eq!(
+        logits.len(),
+        expected_logits.len(),
+        "{label}: vocabulary size"
+    );
+    assert!(
+        logits.iter().chain(&expected_logits).all(|v| v.is_finite()),
+        "{label}: logits not finite"
+    );
     let diff = logits
         .iter()
         .zip(&expected_logits)
