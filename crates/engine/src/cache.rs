@@ -20,18 +20,45 @@ use crate::error::{EngineError, Result};
 const STEP: i32 = 256;
 
 /// One layer's cached keys and values, shaped (batch, kv_heads, capacity,
-/// head_dim); positions past `offset` are unused room (as mlx-lm's `KVCache`).
+/// head_dim); columns past `offset` are unused room (as mlx-lm's `KVCache`).
+/// In a batch, rows are right-aligned: row b's first `padding[b]` columns
+/// hold no position (as mlx-lm's `BatchKVCache`).
 #[derive(Debug, Default)]
 pub struct LayerCache {
     keys: Option<Array>,
     values: Option<Array>,
     offset: i32,
+    /// Per row, the columns of left padding; None when no row has any.
+    padding: Option<Array>,
+}
+
+/// Where the new tokens of a forward pass are in their sequences.
+#[derive(Debug)]
+pub enum Positions {
+    /// Every row's first new token is at this position.
+    Same(i32),
+    /// Row b's is at `offsets[b]` (a batch of sequences of different lengths).
+    PerRow(Array),
 }
 
 impl LayerCache {
-    /// How many positions are cached: the position of the next token.
+    /// How many columns are cached: for one sequence, the position of the
+    /// next token.
     pub fn offset(&self) -> i32 {
         self.offset
+    }
+
+    /// Per row, the columns of left padding, if any row has some.
+    pub fn padding(&self) -> Option<&Array> {
+        self.padding.as_ref()
+    }
+
+    /// The positions of the tokens about to be added.
+    pub fn positions(&self) -> Result<Positions> {
+        Ok(match &self.padding {
+            None => Positions::Same(self.offset),
+            Some(padding) => Positions::PerRow(Array::from_int(self.offset).subtract(padding)?),
+        })
     }
 
     fn capacity(&self) -> i32 {
@@ -86,6 +113,65 @@ impl LayerCache {
             keys,
             values,
             offset: n.max(0),
+            padding: None,
+        })
+    }
+
+    /// The cached columns, without the room past them.
+    fn filled(&self) -> Result<(Array, Array)> {
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) if self.offset > 0 => Ok((
+                k.try_index((.., .., ..self.offset))?,
+                v.try_index((.., .., ..self.offset))?,
+            )),
+            _ => Err(EngineError::InvalidParameter {
+                name: "cache",
+                message: "an empty cache cannot join a batch".into(),
+            }),
+        }
+    }
+
+    /// Adds `n` columns of padding on the left of every row.
+    fn pad_left(&mut self, n: i32) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let (k, v) = self.filled()?;
+        let zeros = |like: &Array| -> Result<Array> {
+            let s = like.shape();
+            Ok(ops::zeros_dtype(&[s[0], s[1], n, s[3]], like.dtype())?)
+        };
+        self.keys = Some(ops::concatenate(&[zeros(&k)?, k], 2)?);
+        self.values = Some(ops::concatenate(&[zeros(&v)?, v], 2)?);
+        self.offset += n;
+        Ok(())
+    }
+
+    /// Stacks the rows of `other` (aligned to the same offset) under these.
+    fn append_rows(&mut self, other: &LayerCache) -> Result<()> {
+        let ((k, v), (ok, ov)) = (self.filled()?, other.filled()?);
+        self.keys = Some(ops::concatenate(&[k, ok], 0)?);
+        self.values = Some(ops::concatenate(&[v, ov], 0)?);
+        Ok(())
+    }
+
+    /// Keeps the rows `rows`, then drops the first `trim` columns.
+    fn select(&mut self, rows: &Array, trim: i32) -> Result<()> {
+        let (k, v) = self.filled()?;
+        self.keys = Some(k.take_axis(rows, 0)?.try_index((.., .., trim..))?);
+        self.values = Some(v.take_axis(rows, 0)?.try_index((.., .., trim..))?);
+        self.offset -= trim;
+        Ok(())
+    }
+
+    /// Row `row` alone, its padding (`skip` columns) dropped.
+    fn row(&self, row: i32, skip: i32) -> Result<LayerCache> {
+        let (k, v) = self.filled()?;
+        Ok(LayerCache {
+            keys: Some(k.try_index((row..row + 1, .., skip..))?),
+            values: Some(v.try_index((row..row + 1, .., skip..))?),
+            offset: self.offset - skip,
+            padding: None,
         })
     }
 
@@ -130,6 +216,40 @@ impl StateCache {
         self.offset += added;
     }
 
+    fn arrays(&self) -> Result<(&Array, &Array)> {
+        match (&self.conv, &self.state) {
+            (Some(conv), Some(state)) => Ok((conv, state)),
+            _ => Err(EngineError::InvalidParameter {
+                name: "cache",
+                message: "an empty cache cannot join a batch".into(),
+            }),
+        }
+    }
+
+    fn append_rows(&mut self, other: &StateCache) -> Result<()> {
+        let ((conv, state), (other_conv, other_state)) = (self.arrays()?, other.arrays()?);
+        let conv = ops::concatenate(&[conv, other_conv], 0)?;
+        let state = ops::concatenate(&[state, other_state], 0)?;
+        (self.conv, self.state) = (Some(conv), Some(state));
+        Ok(())
+    }
+
+    fn select(&mut self, rows: &Array) -> Result<()> {
+        let (conv, state) = self.arrays()?;
+        let (conv, state) = (conv.take_axis(rows, 0)?, state.take_axis(rows, 0)?);
+        (self.conv, self.state) = (Some(conv), Some(state));
+        Ok(())
+    }
+
+    fn row(&self, row: i32, offset: i32) -> Result<StateCache> {
+        let (conv, state) = self.arrays()?;
+        Ok(StateCache {
+            conv: Some(conv.try_index(row..row + 1)?),
+            state: Some(state.try_index(row..row + 1)?),
+            offset,
+        })
+    }
+
     fn nbytes(&self) -> usize {
         [&self.conv, &self.state]
             .into_iter()
@@ -146,13 +266,17 @@ struct Checkpoint {
     states: Vec<StateCache>,
 }
 
-/// The cache of a whole model for one sequence.
+/// The cache of a whole model for one sequence, or for a batch of sequences
+/// decoding together (one row each).
 #[derive(Debug)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
     states: Vec<StateCache>,
-    /// Oldest first; only for caches with recurrent layers.
-    checkpoints: Vec<Checkpoint>,
+    /// Per row, its recurrent checkpoints, oldest first (none for a model
+    /// without recurrent layers).
+    checkpoints: Vec<Vec<Checkpoint>>,
+    /// Per row, the columns of left padding: rows are right-aligned.
+    padding: Vec<i32>,
 }
 
 impl KvCache {
@@ -167,17 +291,23 @@ impl KvCache {
         KvCache {
             layers: (0..attention).map(|_| LayerCache::default()).collect(),
             states: (0..recurrent).map(|_| StateCache::default()).collect(),
-            checkpoints: Vec::new(),
+            checkpoints: vec![Vec::new()],
+            padding: vec![0],
         }
     }
 
-    /// Positions cached so far.
+    /// Columns cached so far: for one sequence, the position of the next token.
     pub fn offset(&self) -> i32 {
         match (self.layers.first(), self.states.first()) {
             (Some(layer), _) => layer.offset(),
             (None, Some(state)) => state.offset(),
             (None, None) => 0,
         }
+    }
+
+    /// Sequences in the cache.
+    pub fn rows(&self) -> usize {
+        self.padding.len()
     }
 
     pub fn layers_mut(&mut self) -> &mut [LayerCache] {
@@ -189,33 +319,51 @@ impl KvCache {
         (&mut self.layers, &mut self.states)
     }
 
+    fn single_row(&self, what: &str) -> Result<()> {
+        if self.rows() == 1 {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidParameter {
+                name: "cache",
+                message: format!("{what} needs the cache of one sequence, not of a batch"),
+            })
+        }
+    }
+
     /// Remembers the recurrent states at the current position, so that
     /// [`KvCache::copy_prefix`] can come back to it. Nothing to do for a
-    /// cache of attention layers only.
+    /// cache of attention layers only, or of a batch.
     pub fn checkpoint(&mut self) {
         let position = self.offset();
-        if self.states.is_empty() || self.checkpoints.iter().any(|c| c.position == position) {
+        if self.states.is_empty() || self.rows() != 1 {
             return;
         }
-        self.checkpoints.push(Checkpoint {
+        let kept = &mut self.checkpoints[0];
+        if kept.iter().any(|c| c.position == position) {
+            return;
+        }
+        kept.push(Checkpoint {
             position,
             states: self.states.clone(),
         });
-        if self.checkpoints.len() > CHECKPOINTS {
-            self.checkpoints.remove(0);
+        if kept.len() > CHECKPOINTS {
+            kept.remove(0);
         }
     }
 
     /// The longest prefix of at most `positions` positions that this cache
     /// can be cut back to: any, for attention layers; for recurrent ones, the
-    /// current position or a checkpoint.
+    /// current position or a checkpoint. 0 for a batch.
     pub fn restorable(&self, positions: usize) -> usize {
+        if self.rows() != 1 {
+            return 0;
+        }
         let positions = i32::try_from(positions).unwrap_or(i32::MAX);
         let offset = self.offset();
         let best = if self.states.is_empty() {
             positions.min(offset)
         } else {
-            self.checkpoints
+            self.checkpoints[0]
                 .iter()
                 .map(|c| c.position)
                 .chain(std::iter::once(offset))
@@ -229,6 +377,7 @@ impl KvCache {
     /// A separate cache of the first `positions` positions; this one is
     /// unchanged. `positions` must be [`KvCache::restorable`].
     pub fn copy_prefix(&self, positions: usize) -> Result<KvCache> {
+        self.single_row("cutting back")?;
         if self.restorable(positions) != positions {
             return Err(EngineError::InvalidParameter {
                 name: "positions",
@@ -241,7 +390,7 @@ impl KvCache {
         let states = if at == self.offset() {
             self.states.clone()
         } else {
-            self.checkpoints
+            self.checkpoints[0]
                 .iter()
                 .find(|c| c.position == at)
                 .map_or_else(|| self.states.clone(), |c| c.states.clone())
@@ -253,13 +402,122 @@ impl KvCache {
                 .map(|l| l.copy_prefix(at))
                 .collect::<Result<_>>()?,
             states,
-            checkpoints: self
-                .checkpoints
-                .iter()
-                .filter(|c| c.position <= at)
-                .cloned()
-                .collect(),
+            checkpoints: vec![
+                self.checkpoints[0]
+                    .iter()
+                    .filter(|c| c.position <= at)
+                    .cloned()
+                    .collect(),
+            ],
+            padding: vec![0],
         })
+    }
+
+    /// Adds the rows of `other` (a cache of the same model) to this batch,
+    /// right-aligned: the shorter side is padded on the left. Both must hold
+    /// at least one position.
+    pub fn extend(&mut self, mut other: KvCache) -> Result<()> {
+        if self.layers.len() != other.layers.len() || self.states.len() != other.states.len() {
+            return Err(EngineError::InvalidParameter {
+                name: "cache",
+                message: "caches of different models cannot form a batch".into(),
+            });
+        }
+        let offset = self.offset().max(other.offset());
+        self.pad_left(offset - self.offset())?;
+        other.pad_left(offset - other.offset())?;
+        for (layer, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            layer.append_rows(theirs)?;
+        }
+        for (state, theirs) in self.states.iter_mut().zip(&other.states) {
+            state.append_rows(theirs)?;
+        }
+        self.checkpoints.append(&mut other.checkpoints);
+        self.padding.append(&mut other.padding);
+        self.share_padding()
+    }
+
+    /// Keeps only the rows `rows` (in that order), dropping the columns that
+    /// no longer hold any row's position.
+    pub fn retain_rows(&mut self, rows: &[usize]) -> Result<()> {
+        if rows.is_empty() || rows.iter().any(|&r| r >= self.rows()) {
+            return Err(EngineError::InvalidParameter {
+                name: "rows",
+                message: format!("rows {rows:?} of a batch of {}", self.rows()),
+            });
+        }
+        let padding: Vec<i32> = rows.iter().map(|&r| self.padding[r]).collect();
+        let trim = padding.iter().copied().min().unwrap_or(0);
+        let index: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+        let index = Array::from_slice(&index, &[index.len() as i32]);
+        for layer in &mut self.layers {
+            layer.select(&index, trim)?;
+        }
+        for state in &mut self.states {
+            state.select(&index)?;
+            state.offset -= trim;
+        }
+        self.checkpoints = rows
+            .iter()
+            .map(|&r| std::mem::take(&mut self.checkpoints[r]))
+            .collect();
+        self.padding = padding.iter().map(|p| p - trim).collect();
+        self.share_padding()
+    }
+
+    /// The cache of row `row` alone, as it would be had it run by itself.
+    pub fn extract(&self, row: usize) -> Result<KvCache> {
+        let Some(&skip) = self.padding.get(row) else {
+            return Err(EngineError::InvalidParameter {
+                name: "row",
+                message: format!("row {row} of a batch of {}", self.rows()),
+            });
+        };
+        let r = row as i32;
+        Ok(KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.row(r, skip))
+                .collect::<Result<_>>()?,
+            states: self
+                .states
+                .iter()
+                .map(|s| s.row(r, s.offset - skip))
+                .collect::<Result<_>>()?,
+            checkpoints: vec![self.checkpoints[row].clone()],
+            padding: vec![0],
+        })
+    }
+
+    fn pad_left(&mut self, n: i32) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        for layer in &mut self.layers {
+            layer.pad_left(n)?;
+        }
+        for state in &mut self.states {
+            state.offset += n;
+        }
+        self.padding.iter_mut().for_each(|p| *p += n);
+        self.share_padding()
+    }
+
+    /// Gives every attention layer the rows' padding (for positions and masks).
+    fn share_padding(&mut self) -> Result<()> {
+        let padding = if self.padding.iter().any(|&p| p > 0) {
+            Some(Array::from_slice(
+                &self.padding,
+                &[self.padding.len() as i32],
+            ))
+        } else {
+            None
+        };
+        for layer in &mut self.layers {
+            layer.padding = padding.clone();
+        }
+        Ok(())
     }
 
     /// Memory held by the cached keys and values and the recurrent states
@@ -271,6 +529,7 @@ impl KvCache {
             + self
                 .checkpoints
                 .iter()
+                .flatten()
                 .filter(|c| c.position != offset)
                 .flat_map(|c| &c.states)
                 .map(StateCache::nbytes)

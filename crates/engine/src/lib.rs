@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+mod ffi;
 pub mod generate;
 pub mod gguf;
 pub mod model;

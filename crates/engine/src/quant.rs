@@ -10,6 +10,7 @@ use mlx_rs::{Array, Stream};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
+use crate::ffi::Optional;
 
 /// How a layer's weights are quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -56,59 +57,23 @@ fn optional_int(value: i32) -> mlx_sys::mlx_optional_int {
     }
 }
 
-/// Runs one C API call that writes an array into its first argument; the
-/// arrays the call takes are borrowed, the absent ones passed empty.
+/// Runs one C API call for a product or conversion in quantization `q`.
 fn call(
     what: &str,
     q: Quantization,
     op: impl FnOnce(*mut mlx_sys::mlx_array, mlx_sys::mlx_stream) -> i32,
 ) -> Result<Array> {
-    let stream = Stream::thread_local_or_default();
-    // SAFETY: `res` is a fresh handle that `op` fills; on success it is
-    // owned by the returned Array, on failure it is freed here.
-    unsafe {
-        let mut res = mlx_sys::mlx_array_new();
-        if op(&mut res, stream.as_ptr()) == 0 {
-            Ok(Array::from_ptr(res))
-        } else {
-            mlx_sys::mlx_array_free(res);
-            Err(EngineError::Exception(format!(
-                "MLX could not run {what} ({} {}-bit, group size {})",
+    crate::ffi::call(
+        || {
+            format!(
+                "{what} ({} {}-bit, group size {})",
                 q.mode.name(),
                 q.bits,
                 q.group_size
-            )))
-        }
-    }
-}
-
-/// The handle for an optional array argument: the array's own, or an empty
-/// one (MLX's "none") that is freed when this is dropped.
-struct Optional<'a> {
-    handle: mlx_sys::mlx_array,
-    array: Option<&'a Array>,
-}
-
-impl<'a> Optional<'a> {
-    fn new(array: Option<&'a Array>) -> Self {
-        let handle = match array {
-            Some(a) => a.as_ptr(),
-            // SAFETY: a new empty handle, owned by this value.
-            None => unsafe { mlx_sys::mlx_array_new() },
-        };
-        Optional { handle, array }
-    }
-}
-
-impl Drop for Optional<'_> {
-    fn drop(&mut self) {
-        if self.array.is_none() {
-            // SAFETY: made by `new` for this value and not used after it.
-            unsafe {
-                mlx_sys::mlx_array_free(self.handle);
-            }
-        }
-    }
+            )
+        },
+        op,
+    )
 }
 
 /// `x W^T` with `W` quantized as `q` says.

@@ -9,7 +9,7 @@ use mlx_rs::{Array, Dtype, nn, ops};
 use serde::Deserialize;
 
 use super::LanguageModel;
-use super::transformer::{Rope, attend};
+use super::transformer::{Rope, cached_attention};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -104,7 +104,6 @@ impl Attention {
             Ok(t.reshape(&[b, l, heads, -1])?
                 .transpose_axes(&[0, 2, 1, 3])?)
         };
-        let offset = cache.offset();
         let q = self
             .q_norm
             .forward(&split(self.q_proj.forward(x)?, self.heads)?)?;
@@ -112,10 +111,7 @@ impl Attention {
             .k_norm
             .forward(&split(self.k_proj.forward(x)?, self.kv_heads)?)?;
         let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
-        let q = self.rope.apply(&q, offset)?;
-        let k = self.rope.apply(&k, offset)?;
-        let (k, v) = cache.update_and_fetch(k, v)?;
-        let out = attend(q, k, v, self.scale, offset, self.window, None)?;
+        let out = cached_attention(cache, &self.rope, &q, &k, v, self.scale, self.window, None)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         self.o_proj.forward(&out)
     }

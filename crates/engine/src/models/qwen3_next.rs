@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::LanguageModel;
 use super::moe::{Activation, MoeNames, MoeSpec, Routing, SparseMoe};
-use super::transformer::{Experts, Mlp, Rope, attend};
+use super::transformer::{Experts, Mlp, Rope, cached_attention};
 use crate::cache::{KvCache, LayerCache, StateCache};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -348,7 +348,6 @@ struct GatedAttention {
 impl GatedAttention {
     fn forward(&self, x: &Array, cache: &mut LayerCache) -> Result<Array> {
         let (b, l) = (x.shape()[0], x.shape()[1]);
-        let offset = cache.offset();
         let mut halves = self
             .q_proj
             .forward(x)?
@@ -371,10 +370,7 @@ impl GatedAttention {
             .forward(x)?
             .reshape(&[b, l, self.kv_heads, -1])?
             .transpose_axes(&[0, 2, 1, 3])?;
-        let q = self.rope.apply(&q, offset)?;
-        let k = self.rope.apply(&k, offset)?;
-        let (k, v) = cache.update_and_fetch(k, v)?;
-        let out = attend(q, k, v, self.scale, offset, None, None)?;
+        let out = cached_attention(cache, &self.rope, &q, &k, v, self.scale, None, None)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         self.o_proj.forward(&out.multiply(nn::sigmoid(&gate)?)?)
     }

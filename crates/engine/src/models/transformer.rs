@@ -12,9 +12,10 @@ use mlx_rs::{Array, nn};
 
 use super::LanguageModel;
 use super::moe::{MoeSpec, SparseMoe};
-use crate::cache::{KvCache, LayerCache};
+use crate::cache::{KvCache, LayerCache, Positions};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
+use crate::ffi::rope_at;
 use crate::weights::{Embedding, Linear, Weights};
 
 /// Everything that tells one Llama-family architecture from another, filled
@@ -182,7 +183,8 @@ impl Rope {
         }
     }
 
-    pub(crate) fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
+    /// Rotates `x` (batch, heads, length, dims) to the positions `at`.
+    pub(crate) fn apply(&self, x: &Array, at: &Positions) -> Result<Array> {
         // The factor covers the rotated features only (Qwen3-Next rotates a
         // quarter of each head).
         let scaled;
@@ -199,15 +201,26 @@ impl Rope {
             };
             &scaled
         };
-        Ok(fast::rope(
-            x,
-            self.dims,
-            self.traditional,
-            self.base,
-            self.scale,
-            offset,
-            self.freqs.as_ref(),
-        )?)
+        match at {
+            Positions::Same(offset) => Ok(fast::rope(
+                x,
+                self.dims,
+                self.traditional,
+                self.base,
+                self.scale,
+                *offset,
+                self.freqs.as_ref(),
+            )?),
+            Positions::PerRow(offsets) => rope_at(
+                x,
+                self.dims,
+                self.traditional,
+                self.base,
+                self.scale,
+                offsets,
+                self.freqs.as_ref(),
+            ),
+        }
     }
 }
 
@@ -271,10 +284,35 @@ fn yarn_freqs(
     Array::from_slice(&freqs, &[len])
 }
 
+/// Rotates the new queries and keys to their positions, adds the keys and
+/// values to the layer's `cache`, and attends over every cached position
+/// (see [`attend`]). Each row of a batch keeps its own positions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cached_attention(
+    cache: &mut LayerCache,
+    rope: &Rope,
+    q: &Array,
+    k: &Array,
+    v: Array,
+    scale: f32,
+    window: Option<i32>,
+    sinks: Option<&Array>,
+) -> Result<Array> {
+    let positions = cache.positions()?;
+    let (offset, padding) = (cache.offset(), cache.padding().cloned());
+    let q = rope.apply(q, &positions)?;
+    let k = rope.apply(k, &positions)?;
+    let (k, v) = cache.update_and_fetch(k, v)?;
+    attend(q, k, v, scale, offset, window, sinks, padding.as_ref())
+}
+
 /// Scaled dot-product attention of the new queries `q` (after `offset`
-/// cached positions) over all cached keys and values, causal. With `window`,
+/// cached columns) over all cached keys and values, causal. With `window`,
 /// each query sees only the `window` positions ending at its own; `sinks`
-/// are per-head logits that join each softmax (gpt-oss).
+/// are per-head logits that join each softmax (gpt-oss). `padding` hides
+/// each row's first columns (a batch of right-aligned sequences, decoding
+/// one token each).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
     q: Array,
     mut k: Array,
@@ -283,9 +321,42 @@ pub(crate) fn attend(
     offset: i32,
     window: Option<i32>,
     sinks: Option<&Array>,
+    padding: Option<&Array>,
 ) -> Result<Array> {
     let l = q.shape()[2];
     let total = offset + l;
+    if let Some(padding) = padding {
+        if l != 1 {
+            return Err(EngineError::InvalidParameter {
+                name: "tokens",
+                message: "a batch of sequences of different lengths runs one token per sequence at a time".into(),
+            });
+        }
+        // Rows are right-aligned, so one window of columns fits every row.
+        let start = match window {
+            Some(window) if total > window => total - window,
+            _ => 0,
+        };
+        if start > 0 {
+            k = k.try_index((.., .., start..))?;
+            v = v.try_index((.., .., start..))?;
+        }
+        let columns: Vec<i32> = (start..total).collect();
+        let columns = Array::from_slice(&columns, &[1, total - start]);
+        let rows = padding.shape()[0];
+        let mask =
+            columns
+                .ge(padding.reshape(&[rows, 1])?)?
+                .reshape(&[rows, 1, 1, total - start])?;
+        return Ok(fast::scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            scale,
+            Some(ScaledDotProductAttentionMask::Array(&mask)),
+            sinks,
+        )?);
+    }
     let mask = match window {
         // One new token: keep only the keys inside its window.
         Some(window) if l == 1 && total > window => {
@@ -344,22 +415,19 @@ impl Attention {
             Ok(t.reshape(&[b, l, heads, -1])?
                 .transpose_axes(&[0, 2, 1, 3])?)
         };
-        let offset = cache.offset();
         let (mut q, mut k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
         if let Some((q_norm, k_norm, eps)) = &self.qk_norm {
             q = fast::rms_norm(q.reshape(&[b, l, self.heads, -1])?, Some(q_norm), *eps)?;
             k = fast::rms_norm(k.reshape(&[b, l, self.kv_heads, -1])?, Some(k_norm), *eps)?;
         }
-        let q = self.rope.apply(&split(q, self.heads)?, offset)?;
-        let k = self.rope.apply(&split(k, self.kv_heads)?, offset)?;
         let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
-        let (k, v) = cache.update_and_fetch(k, v)?;
-        let out = attend(
-            q,
-            k,
+        let out = cached_attention(
+            cache,
+            &self.rope,
+            &split(q, self.heads)?,
+            &split(k, self.kv_heads)?,
             v,
             self.scale,
-            offset,
             self.window,
             self.sinks.as_ref(),
         )?;
