@@ -1,23 +1,19 @@
-//! Generation in three layers, after mlx-lm's `generate.py`:
-//! [`TokenSteps`] yields one sampled token per step; [`TextStream`] turns them
-//! into UTF-8-safe text deltas, applies stop strings and limits, and ends with
-//! the request's statistics; [`generate`] returns the whole text.
+//! Generation in three layers, after mlx-lm's `generate.py`: the prefill
+//! and the batched steps of [`crate::batch`] yield sampled tokens;
+//! [`SequenceText`] turns one sequence's tokens into UTF-8-safe text deltas,
+//! applies stop strings and limits, and ends with the request's statistics;
+//! [`TextStream`] runs one request through both, and [`generate`] returns the
+//! whole text. [`crate::ModelWorker`] drives many sequences through one batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mlx_rs::{Array, Dtype};
-
-use crate::cache::KvCache;
+use crate::batch::{Batch, PREFILL_CHUNK, Prefill, SequenceId};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::prompt_cache::PromptCache;
-use crate::sampler::{Sampled, Sampler, SamplingParams};
-
-/// Prompt tokens run per forward pass during prefill (mlx-lm's default
-/// `prefill_step_size`); bounds the memory of the attention scores.
-const PREFILL_CHUNK: usize = 2048;
+use crate::sampler::{Sampled, SamplingParams};
 
 /// What to generate.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +70,11 @@ impl Counters {
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
+
+    /// Counts `n` prompt tokens computed.
+    pub(crate) fn add_prefilled(&self, n: usize) {
+        Self::add(&self.prefilled_tokens, n);
+    }
 }
 
 /// Why generation ended.
@@ -105,34 +106,6 @@ pub struct GenerationStats {
     pub stop_sequence: Option<String>,
 }
 
-/// Where the next step starts from.
-#[derive(Debug)]
-enum Next {
-    /// Host sampling: the prompt's last logits, copied out.
-    Logits(Vec<f32>),
-    /// Host sampling: the token sampled last, not yet run through the model.
-    Token(u32),
-    /// Greedy decoding on the device, one step ahead as mlx-lm's
-    /// `generate_step`: the next token and its log-probability, already queued
-    /// for evaluation while the caller handles the current one.
-    Queued { token: Array, logprob: Array },
-    /// The cache was taken out.
-    Done,
-}
-
-/// Layer 1: prefill the prompt, then sample one token per step, forever.
-#[derive(Debug)]
-pub struct TokenSteps<'m> {
-    model: &'m Model,
-    cache: KvCache,
-    sampler: Sampler,
-    context: Vec<u32>,
-    top_logprobs: usize,
-    next: Next,
-    /// Prompt tokens whose keys and values were reused rather than computed.
-    cached_tokens: usize,
-}
-
 /// What a prefill reports to and checks with its caller.
 #[derive(Debug, Default)]
 pub struct Watch {
@@ -143,226 +116,32 @@ pub struct Watch {
 }
 
 impl Watch {
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         match &self.cancel {
             Some(flag) if flag.load(Ordering::Relaxed) => Err(EngineError::Cancelled),
             _ => Ok(()),
         }
     }
 
-    fn prefilled(&self, tokens: usize, cache: &KvCache) {
+    fn prefilled(&self, tokens: usize, kv_bytes: usize) {
         if let Some(counters) = &self.counters {
             Counters::add(&counters.prefilled_tokens, tokens);
-            counters
-                .kv_bytes
-                .store(cache.nbytes() as u64, Ordering::Relaxed);
+            counters.kv_bytes.store(kv_bytes as u64, Ordering::Relaxed);
         }
     }
-}
 
-/// The most likely token of the last position and its log-probability, lazily.
-fn greedy_on_device(logits: &Array) -> Result<(Array, Array)> {
-    let vocab = logits.shape()[logits.ndim() - 1];
-    let last = logits.reshape(&[-1, vocab])?;
-    let last = last
-        .take_axis(Array::from_int(last.shape()[0] - 1), 0)?
-        .as_dtype(Dtype::Float32)?;
-    let token = mlx_rs::ops::indexing::argmax(&last, None)?;
-    let logprob = last.take(&token)?.subtract(last.logsumexp(None)?)?;
-    mlx_rs::transforms::async_eval([&token, &logprob])?;
-    Ok((token, logprob))
-}
-
-impl<'m> TokenSteps<'m> {
-    /// Runs the prompt through the model (in chunks) and readies the first
-    /// step. `reused` is a cache that already holds the prompt's first tokens,
-    /// with their count (see [`PromptCache::take`]).
-    pub fn new(
-        model: &'m Model,
-        prompt: &[u32],
-        sampling: SamplingParams,
-        top_logprobs: usize,
-        reused: Option<(KvCache, usize)>,
-    ) -> Result<Self> {
-        Self::with_watch(
-            model,
-            prompt,
-            sampling,
-            top_logprobs,
-            reused,
-            &Watch::default(),
-        )
-    }
-
-    /// Like [`TokenSteps::new`]; `watch` is checked for cancellation before
-    /// each chunk of the prompt and told how many tokens were computed.
-    pub fn with_watch(
-        model: &'m Model,
-        prompt: &[u32],
-        sampling: SamplingParams,
-        top_logprobs: usize,
-        reused: Option<(KvCache, usize)>,
-        watch: &Watch,
-    ) -> Result<Self> {
-        if prompt.is_empty() {
-            return Err(EngineError::InvalidParameter {
-                name: "prompt",
-                message: "the prompt is empty".into(),
-            });
+    /// Runs `prefill` to its last token, chunk by chunk, checking for a
+    /// cancel before each.
+    pub(crate) fn run(&self, model: &Model, prefill: &mut Prefill) -> Result<()> {
+        let chunk = self.chunk.unwrap_or(PREFILL_CHUNK);
+        while !prefill.is_filled() {
+            self.check()?;
+            let n = prefill.run_chunk(model, chunk)?;
+            self.prefilled(n, prefill.kv_bytes());
         }
-        if prompt.len() >= model.context_length() {
-            return Err(EngineError::PromptTooLong {
-                tokens: prompt.len(),
-                limit: model.context_length(),
-            });
-        }
-        let sampler = Sampler::new(sampling)?;
-        let (mut cache, cached_tokens) = match reused {
-            Some((cache, cached)) if cached < prompt.len() && cache.offset() as usize == cached => {
-                (cache, cached)
-            }
-            _ => (model.new_cache(), 0),
-        };
-        // As mlx-lm does: all but the last token only fill the cache (their
-        // logits are never computed); the last one runs alone for its logits.
-        let (last, head) =
-            prompt[cached_tokens..]
-                .split_last()
-                .ok_or_else(|| EngineError::InvalidParameter {
-                    name: "prompt",
-                    message: "no prompt token is left to compute".into(),
-                })?;
-        for chunk in head.chunks(watch.chunk.unwrap_or(PREFILL_CHUNK).max(1)) {
-            watch.check()?;
-            model.forward(chunk, &mut cache)?;
-            cache.eval()?;
-            watch.prefilled(chunk.len(), &cache);
-        }
-        // A hybrid model's recurrent state can come back to this point only
-        // (the prompt but its last token: where the next turn, or the same
-        // prompt sent again, leaves this sequence).
-        cache.checkpoint();
-        watch.check()?;
-        watch.prefilled(1, &cache);
-        let next = if sampler.is_plain_greedy() && top_logprobs == 0 {
-            let (token, logprob) = greedy_on_device(&model.forward(&[*last], &mut cache)?)?;
-            Next::Queued { token, logprob }
-        } else {
-            Next::Logits(model.last_logits(&[*last], &mut cache)?)
-        };
-        Ok(TokenSteps {
-            model,
-            cache,
-            sampler,
-            context: prompt.to_vec(),
-            top_logprobs,
-            next,
-            cached_tokens,
-        })
-    }
-
-    /// Prompt tokens that came from a reused cache.
-    pub fn cached_tokens(&self) -> usize {
-        self.cached_tokens
-    }
-
-    /// Takes the cache out, with the tokens whose positions it holds (all but
-    /// a sampled token not yet run through the model). No step can follow.
-    pub fn take_cache(&mut self) -> (Vec<u32>, KvCache) {
-        self.next = Next::Done;
-        let cache = std::mem::replace(&mut self.cache, self.model.new_cache());
-        let mut tokens = std::mem::take(&mut self.context);
-        tokens.truncate(cache.offset() as usize);
-        (tokens, cache)
-    }
-
-    /// Every token so far: the prompt, then the generated ones.
-    pub fn context(&self) -> &[u32] {
-        &self.context
-    }
-
-    /// Samples the next token.
-    pub fn step(&mut self) -> Result<Sampled> {
-        let mut logits = match std::mem::replace(&mut self.next, Next::Done) {
-            Next::Logits(logits) => logits,
-            Next::Token(token) => self.model.last_logits(&[token], &mut self.cache)?,
-            Next::Queued { token, logprob } => return self.step_queued(token, logprob),
-            Next::Done => {
-                return Err(EngineError::InvalidParameter {
-                    name: "step",
-                    message: "the sequence has ended: its cache was taken".into(),
-                });
-            }
-        };
-        let sampled = self
-            .sampler
-            .sample(&mut logits, &self.context, self.top_logprobs);
-        self.context.push(sampled.token);
-        self.next = Next::Token(sampled.token);
-        Ok(sampled)
-    }
-
-    /// Queues the step after `token` on the device, then waits for `token`:
-    /// the model computes while the caller handles this one.
-    fn step_queued(&mut self, token: Array, logprob: Array) -> Result<Sampled> {
-        let ids = token.reshape(&[1, 1])?;
-        let (next_token, next_logprob) =
-            greedy_on_device(&self.model.forward_ids(&ids, &mut self.cache)?)?;
-        self.next = Next::Queued {
-            token: next_token,
-            logprob: next_logprob,
-        };
-        let sampled = Sampled {
-            token: token
-                .try_item_exact::<u32>()
-                .map_err(|e| EngineError::Exception(format!("reading the sampled token: {e}")))?,
-            logprob: logprob
-                .try_item_exact::<f32>()
-                .map_err(|e| EngineError::Exception(format!("reading its log-probability: {e}")))?,
-            top: Vec::new(),
-        };
-        self.context.push(sampled.token);
-        Ok(sampled)
-    }
-
-    /// Writes `tokens` into the sequence after the last sampled one, as if
-    /// they had been sampled; the next step continues after them.
-    pub fn force(&mut self, tokens: &[u32]) -> Result<()> {
-        let Some((last, head)) = tokens.split_last() else {
-            return Ok(());
-        };
-        let mut feed = Vec::with_capacity(tokens.len());
-        match std::mem::replace(&mut self.next, Next::Done) {
-            // The sampled token is in the context but not yet in the cache.
-            Next::Token(token) => feed.push(token),
-            // The cache holds the whole context; a queued prediction is dropped.
-            Next::Queued { .. } | Next::Logits(_) => {}
-            Next::Done => {
-                return Err(EngineError::InvalidParameter {
-                    name: "force",
-                    message: "the sequence has ended: its cache was taken".into(),
-                });
-            }
-        }
-        feed.extend_from_slice(head);
-        if !feed.is_empty() {
-            self.model.forward(&feed, &mut self.cache)?;
-            self.cache.eval()?;
-        }
-        self.context.extend_from_slice(tokens);
-        self.next = if self.sampler.is_plain_greedy() && self.top_logprobs == 0 {
-            let (token, logprob) =
-                greedy_on_device(&self.model.forward(&[*last], &mut self.cache)?)?;
-            Next::Queued { token, logprob }
-        } else {
-            Next::Logits(self.model.last_logits(&[*last], &mut self.cache)?)
-        };
+        self.check()?;
+        self.prefilled(1, prefill.kv_bytes());
         Ok(())
-    }
-
-    /// Bytes of keys and values the sequence holds.
-    pub fn kv_bytes(&self) -> usize {
-        self.cache.nbytes()
     }
 }
 
@@ -424,30 +203,6 @@ pub enum Event {
     Prefilled { cached_tokens: usize },
 }
 
-/// Layer 2: text deltas and, at the end, the statistics.
-#[derive(Debug)]
-pub struct TextStream<'m> {
-    steps: TokenSteps<'m>,
-    /// Where the sequence's cache goes back when the stream ends.
-    prompt_cache: Option<&'m mut PromptCache>,
-    options: GenerateOptions,
-    detokenizer: Detokenizer,
-    /// Bytes of text already sent.
-    sent: usize,
-    unsent_tokens: Vec<Sampled>,
-    generated: usize,
-    prompt_tokens: usize,
-    started: Instant,
-    prompt_done: Duration,
-    first_token: Option<Instant>,
-    finished: bool,
-    /// `Done`, held while the last delta goes out.
-    pending_done: Option<Event>,
-    /// The stop string found, once one is.
-    matched_stop: Option<String>,
-    reasoning: Reasoning,
-}
-
 /// Where a reasoning budget stands.
 #[derive(Debug, Default)]
 struct Reasoning {
@@ -457,84 +212,140 @@ struct Reasoning {
     closed: bool,
 }
 
-impl<'m> TextStream<'m> {
-    /// Prefills `prompt` and returns the stream of its continuation.
-    pub fn new(model: &'m Model, prompt: &[u32], options: GenerateOptions) -> Result<Self> {
-        Self::start(model, prompt, options, None)
-    }
+/// What a sampled token does to its sequence.
+#[derive(Debug)]
+pub enum Step {
+    /// The sequence goes on; send the delta, if any.
+    Continue(Option<Event>),
+    /// The reasoning budget ran out: write these tokens into the sequence
+    /// (they are in the text already), then go on; send the delta, if any.
+    Force(Vec<u32>, Option<Event>),
+    /// The sequence ended: send these events (a last delta, then `Done`).
+    Finished(Vec<Event>),
+}
 
-    /// Like [`TextStream::new`], reusing the longest cached prefix of `prompt`
-    /// from `prompt_cache` and storing this sequence's cache there at the end.
-    pub fn with_prompt_cache(
-        model: &'m Model,
-        prompt: &[u32],
-        options: GenerateOptions,
-        prompt_cache: &'m mut PromptCache,
-    ) -> Result<Self> {
-        Self::start(model, prompt, options, Some(prompt_cache))
-    }
+/// Layer 2 for one sequence: its sampled tokens become text deltas, checked
+/// against end-of-sequence tokens, stop strings, the token limit and the
+/// reasoning budget; it ends with the request's statistics.
+#[derive(Debug)]
+pub struct SequenceText {
+    options: GenerateOptions,
+    detokenizer: Detokenizer,
+    /// Bytes of text already sent.
+    sent: usize,
+    unsent_tokens: Vec<Sampled>,
+    generated: usize,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    /// Tokens the sequence may generate (the request's limit and the context's).
+    token_limit: usize,
+    started: Instant,
+    prompt_done: Duration,
+    first_token: Option<Instant>,
+    /// The stop string found, once one is.
+    matched_stop: Option<String>,
+    reasoning: Reasoning,
+    finished: bool,
+}
 
-    fn start(
-        model: &'m Model,
-        prompt: &[u32],
+impl SequenceText {
+    /// The text of a request started at `started` whose prompt of
+    /// `prompt_tokens` (`cached_tokens` of them reused) has just run.
+    pub fn new(
+        model: &Model,
         options: GenerateOptions,
-        mut prompt_cache: Option<&'m mut PromptCache>,
-    ) -> Result<Self> {
-        let started = Instant::now();
-        // Peak memory is per request; ignore the error of a runtime without counters.
-        let _ = mlx_rs::memory::reset_peak_memory();
-        let reused = match prompt_cache.as_deref_mut() {
-            Some(store) => store.take(prompt)?,
-            None => None,
+        prompt_tokens: usize,
+        cached_tokens: usize,
+        started: Instant,
+    ) -> Self {
+        let room = model.context_length().saturating_sub(prompt_tokens);
+        let token_limit = match options.max_tokens {
+            0 => room,
+            n => n.min(room),
         };
-        let watch = Watch {
-            cancel: options.cancel.clone(),
-            counters: options.counters.clone(),
-            chunk: (options.prefill_chunk > 0).then_some(options.prefill_chunk),
-        };
-        let steps = TokenSteps::with_watch(
-            model,
-            prompt,
-            options.sampling.clone(),
-            options.top_logprobs,
-            reused,
-            &watch,
-        )?;
-        Ok(TextStream {
-            steps,
-            prompt_cache,
+        SequenceText {
             options,
             detokenizer: Detokenizer::default(),
             sent: 0,
             unsent_tokens: Vec::new(),
             generated: 0,
-            prompt_tokens: prompt.len(),
+            prompt_tokens,
+            cached_tokens,
+            token_limit,
             started,
             prompt_done: started.elapsed(),
             first_token: None,
-            finished: false,
-            pending_done: None,
             matched_stop: None,
             reasoning: Reasoning::default(),
-        })
-    }
-
-    /// Bytes of keys and values the sequence holds now.
-    pub fn kv_bytes(&self) -> usize {
-        self.steps.kv_bytes()
-    }
-
-    /// Prompt tokens whose keys and values came from the prompt cache.
-    pub fn cached_tokens(&self) -> usize {
-        self.steps.cached_tokens()
-    }
-
-    fn token_limit(&self) -> usize {
-        let room = self.steps.model.context_length() - self.prompt_tokens;
-        match self.options.max_tokens {
-            0 => room,
-            n => n.min(room),
+            finished: false,
         }
+    }
+
+    /// Whether the sequence has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Before another token: the events that end the sequence, if it is at
+    /// its limit or was cancelled.
+    pub fn check(&mut self) -> Option<Vec<Event>> {
+        if self.finished {
+            return None;
+        }
+        if self.generated >= self.token_limit {
+            return Some(self.finish(FinishReason::Length, None));
+        }
+        if self
+            .options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Some(self.finish(FinishReason::Cancelled, None));
+        }
+        None
+    }
+
+    /// Ends the sequence now, as cancelled.
+    pub fn cancel(&mut self) -> Vec<Event> {
+        self.finish(FinishReason::Cancelled, None)
+    }
+
+    /// Takes in the sequence's next sampled token.
+    pub fn accept(&mut self, model: &Model, sampled: Sampled) -> Result<Step> {
+        if let Some(events) = self.check() {
+            return Ok(Step::Finished(events));
+        }
+        self.first_token.get_or_insert_with(Instant::now);
+        self.generated += 1;
+        if let Some(counters) = &self.options.counters {
+            Counters::add(&counters.generated_tokens, 1);
+        }
+        if model.tokenizer().eos_ids().contains(&sampled.token) && !self.options.ignore_eos {
+            return Ok(Step::Finished(self.finish(FinishReason::Stop, None)));
+        }
+        let before = self.detokenizer.text_len();
+        self.detokenizer.push(model, sampled.token)?;
+        self.unsent_tokens.push(sampled);
+        let forced = self.check_reasoning_budget(model)?;
+        let text = self.detokenizer.text();
+        if let Some(at) = find_stop(&text, before, &self.options.stop) {
+            self.matched_stop = self
+                .options
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .find(|s| text[at..].starts_with(s.as_str()))
+                .cloned();
+            return Ok(Step::Finished(
+                self.finish(FinishReason::Stop, Some(&text[..at])),
+            ));
+        }
+        let delta = self.take_delta(&text, false);
+        Ok(match forced {
+            Some(tokens) => Step::Force(tokens, delta),
+            None => Step::Continue(delta),
+        })
     }
 
     fn stats(&self, finish_reason: FinishReason) -> GenerationStats {
@@ -543,10 +354,10 @@ impl<'m> TextStream<'m> {
             .map_or(self.prompt_done, |t| t.duration_since(self.started));
         let decode_secs = self.first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let per_second = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-        let computed = self.prompt_tokens - self.steps.cached_tokens();
+        let computed = self.prompt_tokens - self.cached_tokens;
         GenerationStats {
             prompt_tokens: self.prompt_tokens,
-            cached_prompt_tokens: self.steps.cached_tokens(),
+            cached_prompt_tokens: self.cached_tokens,
             generated_tokens: self.generated,
             time_to_first_token,
             // Prompt tokens computed (not reused) per second until the first
@@ -588,60 +399,15 @@ impl<'m> TextStream<'m> {
         })
     }
 
-    fn advance(&mut self) -> Result<Option<Event>> {
-        if self.generated >= self.token_limit() {
-            return Ok(Some(self.finish(FinishReason::Length, None)));
-        }
-        if let Some(cancel) = &self.options.cancel
-            && cancel.load(Ordering::Relaxed)
-        {
-            return Ok(Some(self.finish(FinishReason::Cancelled, None)));
-        }
-        let sampled = self.steps.step()?;
-        self.first_token.get_or_insert_with(Instant::now);
-        self.generated += 1;
-        if let Some(counters) = &self.options.counters {
-            Counters::add(&counters.generated_tokens, 1);
-            counters
-                .kv_bytes
-                .store(self.steps.kv_bytes() as u64, Ordering::Relaxed);
-        }
-        if self
-            .steps
-            .model
-            .tokenizer()
-            .eos_ids()
-            .contains(&sampled.token)
-        {
-            return Ok(Some(self.finish(FinishReason::Stop, None)));
-        }
-        let before = self.detokenizer.text_len();
-        self.detokenizer.push(self.steps.model, sampled.token)?;
-        self.unsent_tokens.push(sampled);
-        self.check_reasoning_budget()?;
-        let text = self.detokenizer.text();
-        let stop_at = find_stop(&text, before, &self.options.stop);
-        if let Some(at) = stop_at {
-            self.matched_stop = self
-                .options
-                .stop
-                .iter()
-                .filter(|s| !s.is_empty())
-                .find(|s| text[at..].starts_with(s.as_str()))
-                .cloned();
-            return Ok(Some(self.finish(FinishReason::Stop, Some(&text[..at]))));
-        }
-        Ok(self.take_delta(&text, false))
-    }
-
     /// Closes the reasoning block once it has used its budget: the closing
-    /// tokens go into the sequence and the text as if the model wrote them.
-    fn check_reasoning_budget(&mut self) -> Result<()> {
+    /// tokens go into the text as if the model wrote them, and are returned
+    /// to be written into the sequence.
+    fn check_reasoning_budget(&mut self, model: &Model) -> Result<Option<Vec<u32>>> {
         let Some(budget) = &self.options.reasoning_budget else {
-            return Ok(());
+            return Ok(None);
         };
         if self.reasoning.closed {
-            return Ok(());
+            return Ok(None);
         }
         let text = self.detokenizer.text();
         let opened_at = if budget.starts_open {
@@ -654,22 +420,21 @@ impl<'m> TextStream<'m> {
             if !text.trim().is_empty() && !budget.open.starts_with(text.trim_start()) {
                 self.reasoning.closed = true;
             }
-            return Ok(());
+            return Ok(None);
         };
         if text[opened_at..].contains(&budget.close) {
             self.reasoning.closed = true;
-            return Ok(());
+            return Ok(None);
         }
         self.reasoning.tokens += 1;
         if self.reasoning.tokens < budget.tokens {
-            return Ok(());
+            return Ok(None);
         }
         let forced = budget.forced.clone();
         self.reasoning.closed = true;
-        self.steps.force(&forced)?;
         for &token in &forced {
             self.generated += 1;
-            self.detokenizer.push(self.steps.model, token)?;
+            self.detokenizer.push(model, token)?;
             self.unsent_tokens.push(Sampled {
                 token,
                 logprob: 0.0,
@@ -679,25 +444,140 @@ impl<'m> TextStream<'m> {
         if let Some(counters) = &self.options.counters {
             Counters::add(&counters.generated_tokens, forced.len());
         }
+        Ok(Some(forced))
+    }
+
+    /// Ends the sequence: what is left to send (up to `text`), then `Done`.
+    fn finish(&mut self, reason: FinishReason, text: Option<&str>) -> Vec<Event> {
+        self.finished = true;
+        let text = text.map_or_else(|| self.detokenizer.text(), str::to_string);
+        let done = Event::Done(self.stats(reason));
+        let mut events: Vec<Event> = self.take_delta(&text, true).into_iter().collect();
+        events.push(done);
+        events
+    }
+}
+
+/// One request's text deltas and, at the end, its statistics: its prompt's
+/// prefill and a batch of one sequence under [`SequenceText`].
+#[derive(Debug)]
+pub struct TextStream<'m> {
+    batch: Batch<'m>,
+    id: SequenceId,
+    text: SequenceText,
+    /// Where the sequence's cache goes back when the stream ends.
+    prompt_cache: Option<&'m mut PromptCache>,
+    /// Events ready to be yielded, oldest first.
+    ready: std::collections::VecDeque<Event>,
+    counters: Option<Arc<Counters>>,
+    failed: bool,
+}
+
+impl<'m> TextStream<'m> {
+    /// Prefills `prompt` and returns the stream of its continuation.
+    pub fn new(model: &'m Model, prompt: &[u32], options: GenerateOptions) -> Result<Self> {
+        Self::start(model, prompt, options, None)
+    }
+
+    /// Like [`TextStream::new`], reusing the longest cached prefix of `prompt`
+    /// from `prompt_cache` and storing this sequence's cache there at the end.
+    pub fn with_prompt_cache(
+        model: &'m Model,
+        prompt: &[u32],
+        options: GenerateOptions,
+        prompt_cache: &'m mut PromptCache,
+    ) -> Result<Self> {
+        Self::start(model, prompt, options, Some(prompt_cache))
+    }
+
+    fn start(
+        model: &'m Model,
+        prompt: &[u32],
+        options: GenerateOptions,
+        mut prompt_cache: Option<&'m mut PromptCache>,
+    ) -> Result<Self> {
+        let started = Instant::now();
+        // Peak memory is per request; ignore the error of a runtime without counters.
+        let _ = mlx_rs::memory::reset_peak_memory();
+        let reused = match prompt_cache.as_deref_mut() {
+            Some(store) => store.take(prompt)?,
+            None => None,
+        };
+        let watch = Watch {
+            cancel: options.cancel.clone(),
+            counters: options.counters.clone(),
+            chunk: (options.prefill_chunk > 0).then_some(options.prefill_chunk),
+        };
+        let mut prefill = Prefill::start(model, prompt, reused)?;
+        watch.run(model, &mut prefill)?;
+        let cached_tokens = prefill.cached_tokens();
+        let mut batch = Batch::new(model);
+        let (id, first) = batch.join(prefill, options.sampling.clone(), options.top_logprobs)?;
+        let counters = options.counters.clone();
+        let text = SequenceText::new(model, options, prompt.len(), cached_tokens, started);
+        let mut stream = TextStream {
+            batch,
+            id,
+            text,
+            prompt_cache,
+            ready: Default::default(),
+            counters,
+            failed: false,
+        };
+        stream.handle(vec![(id, first)])?;
+        Ok(stream)
+    }
+
+    /// Bytes of keys and values the sequence holds now.
+    pub fn kv_bytes(&self) -> usize {
+        self.batch.kv_bytes()
+    }
+
+    /// Prompt tokens whose keys and values came from the prompt cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.text.cached_tokens
+    }
+
+    /// Handles sampled tokens; ends the sequence when one does.
+    fn handle(&mut self, sampled: Vec<(SequenceId, Sampled)>) -> Result<()> {
+        let model = self.batch.model();
+        for (_, token) in sampled {
+            if self.text.is_finished() {
+                break;
+            }
+            match self.text.accept(model, token)? {
+                Step::Continue(delta) => self.ready.extend(delta),
+                Step::Force(tokens, delta) => {
+                    self.ready.extend(delta);
+                    self.batch.force(self.id, &tokens)?;
+                }
+                Step::Finished(events) => self.end(events)?,
+            }
+        }
+        if let Some(counters) = &self.counters {
+            counters
+                .kv_bytes
+                .store(self.batch.kv_bytes() as u64, Ordering::Relaxed);
+        }
         Ok(())
     }
 
-    /// Ends the stream: sends what is left (up to `text_end`), then `Done`.
-    fn finish(&mut self, reason: FinishReason, text: Option<&str>) -> Event {
-        self.finished = true;
+    /// Gives the sequence's cache to the prompt cache and queues `events`.
+    fn end(&mut self, events: Vec<Event>) -> Result<()> {
+        let (tokens, cache) = self.batch.leave(self.id)?;
         if let Some(store) = self.prompt_cache.take() {
-            let (tokens, cache) = self.steps.take_cache();
             store.put(tokens, cache);
         }
-        let text = text.map_or_else(|| self.detokenizer.text(), str::to_string);
-        let done = Event::Done(self.stats(reason));
-        match self.take_delta(&text, true) {
-            Some(delta) => {
-                self.pending_done = Some(done);
-                delta
-            }
-            None => done,
+        self.ready.extend(events);
+        Ok(())
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        if let Some(events) = self.text.check() {
+            return self.end(events);
         }
+        let sampled = self.batch.step()?;
+        self.handle(sampled)
     }
 }
 
@@ -705,20 +585,18 @@ impl Iterator for TextStream<'_> {
     type Item = Result<Event>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(done) = self.pending_done.take() {
-            return Some(Ok(done));
-        }
-        while !self.finished {
-            match self.advance() {
-                Ok(Some(event)) => return Some(Ok(event)),
-                Ok(None) => continue,
-                Err(e) => {
-                    self.finished = true;
-                    return Some(Err(e));
-                }
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.failed || self.text.is_finished() {
+                return None;
+            }
+            if let Err(e) = self.advance() {
+                self.failed = true;
+                return Some(Err(e));
             }
         }
-        None
     }
 }
 

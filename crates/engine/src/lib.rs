@@ -2,12 +2,14 @@
 //! mlx-rs, matching mlx-lm (the reference implementation) in their outputs.
 //!
 //! - [`Model::load`] reads a model folder (config, weights, tokenizer).
-//! - [`generate`] and [`TextStream`] generate text; [`TokenSteps`] is the
-//!   step function beneath them.
+//! - [`generate`] and [`TextStream`] generate text; [`batch`] holds the
+//!   prefill and the batched steps beneath them, which [`ModelWorker`] runs
+//!   for many requests at once.
 //! - [`runtime`] tells which MLX runtime and device this process uses.
 //!
 //! See [`models`] for the supported architectures and how to add one.
 
+pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod error;
@@ -27,7 +29,7 @@ pub mod worker;
 pub use error::{EngineError, Result};
 pub use generate::{
     Counters, Event, FinishReason, GenerateOptions, Generation, GenerationStats, ReasoningBudget,
-    TextStream, TokenSteps, Watch, generate,
+    SequenceText, Step, TextStream, Watch, generate,
 };
 pub use model::Model;
 pub use prompt_cache::PromptCache;

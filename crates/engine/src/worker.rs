@@ -1,20 +1,25 @@
 //! One thread per loaded model. The thread owns the model's MLX state (weights,
-//! caches) and runs its requests one at a time from a bounded queue; callers
-//! get a channel of [`Event`]s. Dropping that channel, or setting the
-//! request's cancel flag, stops generation before the next decode step; a
-//! request cancelled while it waits is never started, and one cancelled while
-//! its prompt is computed stops before the next chunk.
+//! caches) and schedules its requests from a bounded queue, as mlx-lm's
+//! `BatchGenerator` does: each tick is one decode step for every generating
+//! sequence together, then one prefill chunk of the oldest waiting prompt,
+//! which joins the batch once its prompt has run. Callers get a channel of
+//! [`Event`]s. Dropping that channel, or setting the request's cancel flag,
+//! takes the sequence out before the next step; a request cancelled while it
+//! waits is never started, and one cancelled while its prompt is computed
+//! stops before the next chunk.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::batch::{Batch, PREFILL_CHUNK, Prefill, SequenceId, is_set};
 use crate::error::{EngineError, Result};
 use crate::generate::{
-    Counters, Event, FinishReason, GenerateOptions, GenerationStats, TextStream,
+    Counters, Event, FinishReason, GenerateOptions, GenerationStats, SequenceText, Step,
 };
 use crate::model::Model;
 use crate::prompt_cache::PromptCache;
@@ -31,6 +36,8 @@ pub struct WorkerOptions {
     /// Prompt tokens per forward pass, for requests that do not set it; 0
     /// means the engine's default.
     pub prefill_chunk: usize,
+    /// Sequences generating at once; more wait for one to end.
+    pub max_sequences: usize,
 }
 
 impl Default for WorkerOptions {
@@ -39,6 +46,7 @@ impl Default for WorkerOptions {
             queue_capacity: 16,
             prompt_cache_bytes: 512 << 20,
             prefill_chunk: 0,
+            max_sequences: 32,
         }
     }
 }
@@ -73,6 +81,9 @@ pub struct WorkerGauges {
     pub prompt_cache_bytes: AtomicU64,
     /// Requests whose caller gave up while they waited, dropped unstarted.
     pub skipped_requests: AtomicU64,
+    /// Sequences generating together now, and the most there have been.
+    pub sequences: AtomicU64,
+    pub peak_sequences: AtomicU64,
 }
 
 /// A loaded model on its own thread.
@@ -219,7 +230,12 @@ impl ModelWorker {
     ) -> Result<Receiver<Result<Event>>, SubmitError> {
         let jobs = self.jobs.as_ref().ok_or(SubmitError::Stopped)?;
         let (events, receiver) = mpsc::channel();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        // The thread moves requests off the channel into its own queue, so
+        // the count of those not yet started is the limit.
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(SubmitError::QueueFull(self.capacity));
+        }
         match jobs.try_send(Job::Generate {
             prompt,
             options: Box::new(options),
@@ -255,7 +271,39 @@ impl Drop for ModelWorker {
     }
 }
 
-/// The worker thread's loop: one request at a time until the queue closes.
+/// A request whose prompt is being computed.
+struct Waiting {
+    request: Request,
+    prefill: Prefill,
+    started: Instant,
+}
+
+/// What waits in the worker's queue.
+enum Queued {
+    Request(Box<Request>),
+    /// Makes the thread panic once everything before it has ended: how
+    /// tests see what a crashed worker does.
+    Crash,
+}
+
+/// A request, as queued.
+struct Request {
+    prompt: Vec<u32>,
+    options: GenerateOptions,
+    events: mpsc::Sender<Result<Event>>,
+}
+
+/// A sequence generating in the batch.
+struct Generating {
+    id: SequenceId,
+    text: SequenceText,
+    events: mpsc::Sender<Result<Event>>,
+    /// The caller hung up: the sequence leaves at the next step.
+    gone: bool,
+}
+
+/// The worker thread's loop: schedules the queued requests until the queue
+/// closes and every started request has ended.
 fn serve(
     model: &Model,
     jobs: Receiver<Job>,
@@ -263,77 +311,327 @@ fn serve(
     gauges: &WorkerGauges,
     worker: &WorkerOptions,
 ) {
-    let prompt_cache_bytes = worker.prompt_cache_bytes;
-    let mut prompt_cache = PromptCache::new(prompt_cache_bytes);
-    for job in jobs {
-        waiting.fetch_sub(1, Ordering::Relaxed);
-        let (prompt, mut options, events) = match job {
-            Job::Generate {
-                prompt,
-                options,
-                events,
-            } => (prompt, *options, events),
-            Job::Crash => panic!("crash requested (a test of worker failure)"),
-        };
-        let cancelled = options
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed));
-        if cancelled {
-            // The caller gave up while waiting: none of its prompt is computed.
-            gauges.skipped_requests.fetch_add(1, Ordering::Relaxed);
-            let _ = events.send(Ok(Event::Done(cancelled_stats(prompt.len()))));
-            continue;
-        }
-        options.counters = Some(Arc::clone(&gauges.counters));
-        if options.prefill_chunk == 0 {
-            options.prefill_chunk = worker.prefill_chunk;
-        }
-        let stream = if prompt_cache_bytes > 0 {
-            TextStream::with_prompt_cache(model, &prompt, options, &mut prompt_cache)
-        } else {
-            TextStream::new(model, &prompt, options)
-        };
-        match stream {
-            Ok(stream) => {
-                let prefilled = Event::Prefilled {
-                    cached_tokens: stream.cached_tokens(),
-                };
-                if events.send(Ok(prefilled)).is_err() {
-                    continue;
-                }
-                let mut done = None;
-                for event in stream {
-                    if let Ok(Event::Done(_)) = &event {
-                        done = Some(event);
-                        break;
-                    }
-                    // The caller hung up: stop before computing another token.
-                    if events.send(event).is_err() {
+    let mut scheduler = Scheduler {
+        model,
+        waiting,
+        batch: Batch::new(model),
+        generating: Vec::new(),
+        prefilling: None,
+        queue: VecDeque::new(),
+        prompt_cache: PromptCache::new(worker.prompt_cache_bytes),
+        gauges,
+        worker,
+    };
+    let mut open = true;
+    loop {
+        // Take in what was queued: wait when there is nothing else to do.
+        while open {
+            let job = if scheduler.is_idle() {
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => {
+                        open = false;
                         break;
                     }
                 }
-                if let Some(done) = done {
-                    // The sequence's cache is in the prompt cache now: the
-                    // gauges say so before the caller hears the request ended.
-                    gauges.counters.kv_bytes.store(0, Ordering::Relaxed);
-                    gauges
-                        .prompt_cache_bytes
-                        .store(prompt_cache.bytes() as u64, Ordering::Relaxed);
-                    let _ = events.send(done);
+            } else {
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            };
+            match job {
+                Job::Generate {
+                    prompt,
+                    options,
+                    events,
+                } => scheduler.queue.push_back(Queued::Request(Box::new(Request {
+                    prompt,
+                    options: *options,
+                    events,
+                }))),
+                Job::Crash => scheduler.queue.push_back(Queued::Crash),
+            }
+        }
+        if scheduler.is_idle() {
+            if open {
+                continue;
+            }
+            break;
+        }
+        scheduler.tick();
+    }
+}
+
+/// The worker's sequences: generating in one batch, or waiting for their
+/// prompt to run.
+struct Scheduler<'m> {
+    model: &'m Model,
+    /// Requests queued and not yet started, shared with [`ModelWorker`].
+    waiting: &'m AtomicUsize,
+    batch: Batch<'m>,
+    generating: Vec<Generating>,
+    /// The prompt being computed, one chunk per tick.
+    prefilling: Option<Waiting>,
+    queue: VecDeque<Queued>,
+    prompt_cache: PromptCache,
+    gauges: &'m WorkerGauges,
+    worker: &'m WorkerOptions,
+}
+
+impl Scheduler<'_> {
+    fn is_idle(&self) -> bool {
+        self.generating.is_empty() && self.prefilling.is_none() && self.queue.is_empty()
+    }
+
+    /// One decode step for the batch, then one prefill chunk.
+    fn tick(&mut self) {
+        if let Err(e) = self.decode() {
+            // A failed step fails every sequence in it.
+            let message = e.to_string();
+            for seq in std::mem::take(&mut self.generating) {
+                let _ = self.batch.leave(seq.id);
+                let _ = seq
+                    .events
+                    .send(Err(EngineError::Exception(message.clone())));
+            }
+        }
+        self.prefill();
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let sequences = self.generating.len() as u64;
+        self.gauges.sequences.store(sequences, Ordering::Relaxed);
+        self.gauges
+            .peak_sequences
+            .fetch_max(sequences, Ordering::Relaxed);
+        let prefilling = self.prefilling.as_ref().map_or(0, |w| w.prefill.kv_bytes());
+        self.gauges.counters.kv_bytes.store(
+            (self.batch.kv_bytes() + prefilling) as u64,
+            Ordering::Relaxed,
+        );
+        self.gauges
+            .prompt_cache_bytes
+            .store(self.prompt_cache.bytes() as u64, Ordering::Relaxed);
+    }
+
+    fn decode(&mut self) -> Result<()> {
+        // Sequences at their limit, cancelled, or whose caller hung up leave first.
+        let mut i = 0;
+        while i < self.generating.len() {
+            let seq = &mut self.generating[i];
+            let ending = if seq.gone {
+                Some(seq.text.cancel())
+            } else {
+                seq.text.check()
+            };
+            match ending {
+                Some(events) => {
+                    let seq = self.generating.remove(i);
+                    self.end(seq, events)?;
+                }
+                None => i += 1,
+            }
+        }
+        if self.generating.is_empty() {
+            return Ok(());
+        }
+        for (id, sampled) in self.batch.step()? {
+            let Some(index) = self.generating.iter().position(|s| s.id == id) else {
+                continue;
+            };
+            self.take(index, sampled)?;
+        }
+        Ok(())
+    }
+
+    /// Handles sequence `index`'s next token.
+    fn take(&mut self, index: usize, sampled: crate::sampler::Sampled) -> Result<()> {
+        let seq = &mut self.generating[index];
+        if seq.text.is_finished() {
+            return Ok(());
+        }
+        match seq.text.accept(self.model, sampled)? {
+            Step::Continue(delta) => {
+                if let Some(delta) = delta
+                    && seq.events.send(Ok(delta)).is_err()
+                {
+                    seq.gone = true;
                 }
             }
+            Step::Force(tokens, delta) => {
+                if let Some(delta) = delta
+                    && seq.events.send(Ok(delta)).is_err()
+                {
+                    seq.gone = true;
+                }
+                let id = seq.id;
+                self.batch.force(id, &tokens)?;
+            }
+            Step::Finished(events) => {
+                let seq = self.generating.remove(index);
+                self.end(seq, events)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a sequence out of the batch, keeps its cache for reuse, and
+    /// sends its last events.
+    fn end(&mut self, seq: Generating, events: Vec<Event>) -> Result<()> {
+        let (tokens, cache) = self.batch.leave(seq.id)?;
+        if self.worker.prompt_cache_bytes > 0 {
+            self.prompt_cache.put(tokens, cache);
+        }
+        // The gauges say where the cache went before the caller hears the end.
+        self.publish();
+        for event in events {
+            if seq.events.send(Ok(event)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one chunk of the waiting prompt, starting the next one when
+    /// there is room; a prompt that has run joins the batch.
+    fn prefill(&mut self) {
+        if self.prefilling.is_none() {
+            if self.generating.len() >= self.worker.max_sequences.max(1) {
+                return;
+            }
+            let request = match self.queue.pop_front() {
+                None => return,
+                Some(Queued::Request(request)) => *request,
+                Some(Queued::Crash) if self.generating.is_empty() => {
+                    panic!("crash requested (a test of worker failure)")
+                }
+                Some(crash) => {
+                    self.queue.push_front(crash);
+                    return;
+                }
+            };
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.prefilling = self.start(request);
+        }
+        let Some(mut waiting) = self.prefilling.take() else {
+            return;
+        };
+        let chunk = match waiting.request.options.prefill_chunk {
+            0 => match self.worker.prefill_chunk {
+                0 => PREFILL_CHUNK,
+                n => n,
+            },
+            n => n,
+        };
+        let step = (|| -> Result<bool> {
+            if is_set(waiting.request.options.cancel.as_ref()) {
+                return Err(EngineError::Cancelled);
+            }
+            if !waiting.prefill.is_filled() {
+                let n = waiting.prefill.run_chunk(self.model, chunk)?;
+                Counters::add_prefilled(&self.gauges.counters, n);
+                return Ok(false);
+            }
+            Counters::add_prefilled(&self.gauges.counters, 1);
+            Ok(true)
+        })();
+        match step {
+            Ok(false) => self.prefilling = Some(waiting),
+            Ok(true) => self.join(waiting),
             Err(EngineError::Cancelled) => {
-                let _ = events.send(Ok(Event::Done(cancelled_stats(prompt.len()))));
+                let prompt_tokens = waiting.request.prompt.len();
+                let _ = waiting
+                    .request
+                    .events
+                    .send(Ok(Event::Done(cancelled_stats(prompt_tokens))));
             }
             Err(e) => {
-                let _ = events.send(Err(e));
+                let _ = waiting.request.events.send(Err(e));
             }
         }
-        gauges.counters.kv_bytes.store(0, Ordering::Relaxed);
-        gauges
-            .prompt_cache_bytes
-            .store(prompt_cache.bytes() as u64, Ordering::Relaxed);
+    }
+
+    /// Starts a queued request's prefill, unless its caller gave up.
+    fn start(&mut self, mut request: Request) -> Option<Waiting> {
+        if is_set(request.options.cancel.as_ref()) {
+            // The caller gave up while waiting: none of its prompt is computed.
+            self.gauges.skipped_requests.fetch_add(1, Ordering::Relaxed);
+            let _ = request
+                .events
+                .send(Ok(Event::Done(cancelled_stats(request.prompt.len()))));
+            return None;
+        }
+        let started = Instant::now();
+        let _ = mlx_rs::memory::reset_peak_memory();
+        request.options.counters = Some(Arc::clone(&self.gauges.counters));
+        let reused = if self.worker.prompt_cache_bytes > 0 {
+            self.prompt_cache.take(&request.prompt)
+        } else {
+            Ok(None)
+        };
+        match reused.and_then(|reused| Prefill::start(self.model, &request.prompt, reused)) {
+            Ok(prefill) => Some(Waiting {
+                request,
+                prefill,
+                started,
+            }),
+            Err(e) => {
+                let _ = request.events.send(Err(e));
+                None
+            }
+        }
+    }
+
+    /// Runs a filled prompt's last token and adds its sequence to the batch.
+    fn join(&mut self, waiting: Waiting) {
+        let Waiting {
+            request,
+            prefill,
+            started,
+        } = waiting;
+        let cached_tokens = prefill.cached_tokens();
+        let prefilled = Event::Prefilled { cached_tokens };
+        if request.events.send(Ok(prefilled)).is_err() {
+            return;
+        }
+        let options = request.options;
+        match self
+            .batch
+            .join(prefill, options.sampling.clone(), options.top_logprobs)
+        {
+            Ok((id, first)) => {
+                let text = SequenceText::new(
+                    self.model,
+                    options,
+                    request.prompt.len(),
+                    cached_tokens,
+                    started,
+                );
+                self.generating.push(Generating {
+                    id,
+                    text,
+                    events: request.events,
+                    gone: false,
+                });
+                let index = self.generating.len() - 1;
+                if let Err(e) = self.take(index, first)
+                    && let Some(seq) = self.generating.iter().position(|s| s.id == id)
+                {
+                    let seq = self.generating.remove(seq);
+                    let _ = self.batch.leave(seq.id);
+                    let _ = seq.events.send(Err(e));
+                }
+            }
+            Err(e) => {
+                let _ = request.events.send(Err(e));
+            }
+        }
     }
 }
 

@@ -15,8 +15,10 @@ fn tiny_worker(queue_capacity: usize) -> (tempfile::TempDir, ModelWorker) {
     let work = tempfile::tempdir().expect("tempdir");
     let arch = common::arch("qwen3");
     write_model(work.path(), &arch, true);
+    // One sequence at a time, so that a second request waits in the queue.
     let options = WorkerOptions {
         queue_capacity,
+        max_sequences: 1,
         ..WorkerOptions::default()
     };
     let worker = ModelWorker::spawn(work.path(), options).expect("spawn");
