@@ -193,8 +193,10 @@ def main() -> int:
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         if (TOKENIZER / name).is_file():
             shutil.copy(TOKENIZER / name, args.out / name)
+    experts = config.get("text_config", config).get("num_experts") or config.get("num_local_experts")
+    shape = f", {experts} experts, {args.experts_per_token} per token" if experts else ", dense"
     print(f"wrote {args.out}: {config['model_type']}, {params / 1e6:.0f}M parameters, "
-          f"{args.layers} layers, {args.experts} experts, {args.experts_per_token} per token")
+          f"{args.layers} layers{shape}")
     return 0
 
 
