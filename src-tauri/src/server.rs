@@ -51,6 +51,10 @@ struct Running {
     stopped: watch::Receiver<bool>,
     /// How long requests in flight may take to finish on quit.
     grace: Duration,
+    /// Its models, unloaded once the requests ended: their threads and MLX's
+    /// memory must be gone before the process exits, or the exit handlers of
+    /// MLX's libraries race them (a hang or a crash at quit).
+    manager: orchard_core::ModelManager,
 }
 
 impl Default for HostedServer {
@@ -107,6 +111,7 @@ impl HostedServer {
             stop,
             mut stopped,
             grace,
+            manager,
         }) = running
         {
             tracing::info!(
@@ -119,6 +124,9 @@ impl HostedServer {
                 .is_err()
             {
                 tracing::warn!("grace period over; cancelling the requests still running");
+            }
+            for model in manager.loaded() {
+                manager.unload(&model.id).await;
             }
         }
         self.drained.store(true, Ordering::SeqCst);
@@ -202,6 +210,7 @@ pub fn start<R: Runtime>(app: &AppHandle<R>) {
             stop,
             stopped,
             grace: Duration::from_secs(launched.settings.shutdown_grace_seconds),
+            manager: launched.manager.clone(),
         });
         // Runs until a quit drains it, or the app exits and ends the runtime.
         let result = orchard_server::serve(launched.listener, launched.app, async {
