@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use orchard_engine::{ModelWorker, Tokenizer, WorkerOptions};
+use orchard_engine::{CpuFastPath, LoadOptions, ModelWorker, Tokenizer, WorkerOptions};
 use orchard_store::Settings;
 use serde::Serialize;
 use tokio::sync::OnceCell;
@@ -53,6 +53,19 @@ impl ManagerOptions {
             max_loaded_models: settings.max_loaded_models,
             worker: WorkerOptions {
                 queue_capacity: settings.queue_capacity,
+                max_sequences: settings.max_sequences,
+                load: LoadOptions {
+                    cpu_fast_path: match settings.cpu_fast_path.as_str() {
+                        "on" => CpuFastPath::On,
+                        "off" => CpuFastPath::Off,
+                        _ => CpuFastPath::Auto,
+                    },
+                    // The dequantized weights must fit in the budget.
+                    dense_budget_bytes: Some(
+                        crate::system::total_memory() / 100
+                            * u64::from(settings.memory_budget_percent),
+                    ),
+                },
                 ..WorkerOptions::default()
             },
         }
@@ -132,11 +145,25 @@ impl LoadedModel {
         self.worker.crash();
     }
 
+    /// Whether the model runs dequantized to float32 (the CPU fast path).
+    pub fn cpu_fast_path(&self) -> bool {
+        self.worker.is_dequantized()
+    }
+
+    /// Sequences the model is generating now (its batch).
+    pub fn sequences(&self) -> u64 {
+        self.worker.gauges().sequences.load(Ordering::Relaxed)
+    }
+
     /// Memory the model holds now.
     pub fn memory(&self) -> ModelMemory {
         let gauges = self.worker.gauges();
         ModelMemory {
-            weight_bytes: self.entry.weight_bytes,
+            // The CPU fast path holds the weights as float32.
+            weight_bytes: self
+                .worker
+                .dequantized_bytes()
+                .unwrap_or(self.entry.weight_bytes),
             kv_cache_bytes: gauges.counters.kv_bytes.load(Ordering::Relaxed),
             prompt_cache_bytes: gauges.prompt_cache_bytes.load(Ordering::Relaxed),
         }

@@ -31,7 +31,7 @@ pub use generate::{
     Counters, Event, FinishReason, GenerateOptions, Generation, GenerationStats, ReasoningBudget,
     SequenceText, Step, TextStream, Watch, generate,
 };
-pub use model::Model;
+pub use model::{CpuFastPath, LoadOptions, Model};
 pub use prompt_cache::PromptCache;
 pub use runtime::{DeviceKind, RuntimeInfo, runtime_info};
 pub use sampler::SamplingParams;

@@ -13,12 +13,35 @@ use crate::runtime::{DeviceKind, use_preferred_device};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
+/// Whether a quantized model runs dequantized on the CPU backend (its
+/// linear layers as float32 products through BLAS, dequantized once at load).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuFastPath {
+    /// When the dequantized weights fit in [`LoadOptions::dense_budget_bytes`].
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub cpu_fast_path: CpuFastPath,
+    /// The most the dequantized weights may take for `Auto` to choose the
+    /// fast path; None: no limit.
+    pub dense_budget_bytes: Option<u64>,
+}
+
 /// A model ready to generate.
 pub struct Model {
     dir: PathBuf,
     config: ModelConfig,
     network: Box<dyn LanguageModel>,
     tokenizer: Arc<Tokenizer>,
+    /// With the CPU fast path, the bytes of the dequantized weights.
+    dense_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for Model {
@@ -34,6 +57,11 @@ impl Model {
     /// Loads a model folder in the Hugging Face / mlx-community layout and
     /// reads its weights into memory.
     pub fn load(dir: &Path) -> Result<Model> {
+        Self::load_with(dir, LoadOptions::default())
+    }
+
+    /// Like [`Model::load`], choosing the CPU fast path as `options` says.
+    pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Model> {
         if !dir.is_dir() {
             return Err(EngineError::file(dir, "not a model folder"));
         }
@@ -42,6 +70,19 @@ impl Model {
         let tokenizer = Tokenizer::load(dir)?;
         let upcast = device == DeviceKind::Cpu;
         let mut weights = Weights::load(dir, config.quantization.clone(), upcast)?;
+        let dequantized = device == DeviceKind::Cpu
+            && weights.is_quantized()
+            && match options.cpu_fast_path {
+                CpuFastPath::On => true,
+                CpuFastPath::Off => false,
+                CpuFastPath::Auto => options
+                    .dense_budget_bytes
+                    .is_none_or(|budget| weights.dequantized_bytes() <= budget),
+            };
+        let dense_bytes = dequantized.then(|| weights.dequantized_bytes());
+        if dequantized {
+            weights.dequantize_all();
+        }
         let network = models::build(&config, &mut weights)?;
         weights.eval_loaded()?;
         Ok(Model {
@@ -49,7 +90,20 @@ impl Model {
             config,
             network,
             tokenizer: Arc::new(tokenizer),
+            dense_bytes,
         })
+    }
+
+    /// True when the model's quantized layers run dequantized to float32
+    /// (the CPU fast path).
+    pub fn is_dequantized(&self) -> bool {
+        self.dense_bytes.is_some()
+    }
+
+    /// With the CPU fast path, the memory of the dequantized weights (more
+    /// than the files': float32 instead of a few bits per weight).
+    pub fn dequantized_bytes(&self) -> Option<u64> {
+        self.dense_bytes
     }
 
     pub fn dir(&self) -> &Path {

@@ -164,6 +164,8 @@ pub struct Weights {
     upcast_quant_params: bool,
     /// Every tensor handed out, to be evaluated together by [`Weights::eval_loaded`].
     handed_out: Vec<Array>,
+    /// Hand out quantized layers dequantized to float32 (the CPU fast path).
+    dequantize: bool,
 }
 
 impl Weights {
@@ -190,7 +192,56 @@ impl Weights {
             quantization,
             upcast_quant_params,
             handed_out: Vec::new(),
+            dequantize: false,
         })
+    }
+
+    /// From now on, quantized layers are handed out dequantized to float32
+    /// dense matrices: on the CPU backend MLX multiplies those through BLAS
+    /// at memory speed, while its quantized kernels are compute-bound there.
+    pub fn dequantize_all(&mut self) {
+        self.dequantize = true;
+    }
+
+    /// Whether the folder has any quantized layer.
+    pub fn is_quantized(&self) -> bool {
+        self.tensors.keys().any(|k| k.ends_with(".scales"))
+    }
+
+    /// Bytes the weights take with every quantized layer dequantized to
+    /// float32 (the other tensors as stored).
+    pub fn dequantized_bytes(&self) -> u64 {
+        let mut total = 0u64;
+        for (name, tensor) in &self.tensors {
+            let prefix = name.rsplit_once('.').map_or(name.as_str(), |(p, _)| p);
+            let quantized = self.tensors.contains_key(&format!("{prefix}.scales"));
+            total += match name.rsplit_once('.').map(|(_, part)| part) {
+                Some("scales" | "biases") if quantized => 0,
+                Some("weight") if quantized => {
+                    let bits = self.bits_of(prefix).max(1) as u64;
+                    tensor.size() as u64 * 32 / bits * 4
+                }
+                _ => tensor.nbytes() as u64,
+            };
+        }
+        total
+    }
+
+    /// A quantized layer's bits per weight: from the config, or read off its
+    /// tensors (packed 32-bit words over the scales' groups).
+    fn bits_of(&self, prefix: &str) -> i32 {
+        if let Some(Some(q)) = self.quantization.layers.get(prefix) {
+            return q.bits;
+        }
+        self.quantization.default.map_or(4, |q| q.bits)
+    }
+
+    /// A quantized layer's weights as a float32 dense matrix (or stack).
+    fn dense_from(&mut self, params: QuantizedParams) -> Result<Array> {
+        let (weight, scales, biases, q) = params;
+        let dense =
+            quant::dequantize(&weight, &scales, biases.as_ref(), q)?.as_dtype(Dtype::Float32)?;
+        Ok(self.hand_out(dense))
     }
 
     /// Reads every tensor handed out so far into memory (and applies the
@@ -261,6 +312,10 @@ impl Weights {
             None
         };
         match self.quantized_params(prefix, out_dim, in_dim)? {
+            Some(params) if self.dequantize => Ok(Linear::Dense {
+                weight: self.dense_from(params)?,
+                bias,
+            }),
             Some((weight, scales, biases, q)) => Ok(Linear::Quantized {
                 weight,
                 scales,
@@ -311,6 +366,7 @@ impl Weights {
             None
         };
         let matrices = match self.quantized_params_with(prefix, &[experts], out_dim, in_dim)? {
+            Some(params) if self.dequantize => SwitchMatrices::Dense(self.dense_from(params)?),
             Some((weight, scales, biases, q)) => SwitchMatrices::Quantized {
                 weight,
                 scales,
@@ -327,6 +383,7 @@ impl Weights {
     /// The embedding table at `prefix` with `vocab` rows of `dim` features.
     pub fn embedding(&mut self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
         match self.quantized_params(prefix, vocab, dim)? {
+            Some(params) if self.dequantize => Ok(Embedding::Dense(self.dense_from(params)?)),
             Some((weight, scales, biases, q)) => Ok(Embedding::Quantized {
                 weight,
                 scales,

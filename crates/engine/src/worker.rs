@@ -21,7 +21,7 @@ use crate::error::{EngineError, Result};
 use crate::generate::{
     Counters, Event, FinishReason, GenerateOptions, GenerationStats, SequenceText, Step,
 };
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::prompt_cache::PromptCache;
 use crate::tokenizer::Tokenizer;
 
@@ -38,6 +38,8 @@ pub struct WorkerOptions {
     pub prefill_chunk: usize,
     /// Sequences generating at once; more wait for one to end.
     pub max_sequences: usize,
+    /// How the model is loaded (the CPU fast path).
+    pub load: LoadOptions,
 }
 
 impl Default for WorkerOptions {
@@ -47,6 +49,7 @@ impl Default for WorkerOptions {
             prompt_cache_bytes: 512 << 20,
             prefill_chunk: 0,
             max_sequences: 32,
+            load: LoadOptions::default(),
         }
     }
 }
@@ -97,6 +100,8 @@ pub struct ModelWorker {
     context_length: usize,
     /// The model's tokenizer, shared with its thread.
     tokenizer: Arc<Tokenizer>,
+    /// With the CPU fast path, the bytes of the dequantized weights.
+    dense_bytes: Option<u64>,
     gauges: Arc<WorkerGauges>,
     thread: Option<JoinHandle<()>>,
 }
@@ -106,7 +111,8 @@ impl ModelWorker {
     /// (or with the loading error).
     pub fn spawn(dir: &Path, options: WorkerOptions) -> Result<ModelWorker> {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.queue_capacity);
-        let (loaded_tx, loaded_rx) = mpsc::channel::<Result<(usize, Arc<Tokenizer>)>>();
+        let (loaded_tx, loaded_rx) =
+            mpsc::channel::<Result<(usize, Arc<Tokenizer>, Option<u64>)>>();
         let waiting = Arc::new(AtomicUsize::new(0));
         let thread_waiting = Arc::clone(&waiting);
         let gauges = Arc::new(WorkerGauges::default());
@@ -119,10 +125,13 @@ impl ModelWorker {
                 dir.file_name().unwrap_or_default().to_string_lossy()
             ))
             .spawn(move || {
-                let model = match Model::load(&thread_dir) {
+                let model = match Model::load_with(&thread_dir, thread_options.load) {
                     Ok(model) => {
-                        let _ =
-                            loaded_tx.send(Ok((model.context_length(), model.shared_tokenizer())));
+                        let _ = loaded_tx.send(Ok((
+                            model.context_length(),
+                            model.shared_tokenizer(),
+                            model.dequantized_bytes(),
+                        )));
                         model
                     }
                     Err(e) => {
@@ -143,7 +152,7 @@ impl ModelWorker {
             })
             .map_err(|e| EngineError::Exception(format!("cannot start the model thread: {e}")))?;
         let loaded = loaded_rx.recv();
-        let (context_length, tokenizer) = match loaded {
+        let (context_length, tokenizer, dense_bytes) = match loaded {
             Ok(Ok(loaded)) => loaded,
             failed => {
                 // The thread ends on its own after a failed load.
@@ -162,6 +171,7 @@ impl ModelWorker {
             capacity: options.queue_capacity,
             context_length,
             tokenizer,
+            dense_bytes,
             gauges,
             thread: Some(thread),
         })
@@ -180,6 +190,16 @@ impl ModelWorker {
     /// The tokenizer the model was loaded with (read once per load).
     pub fn tokenizer(&self) -> Arc<Tokenizer> {
         Arc::clone(&self.tokenizer)
+    }
+
+    /// Whether the model's quantized layers run dequantized to float32.
+    pub fn is_dequantized(&self) -> bool {
+        self.dense_bytes.is_some()
+    }
+
+    /// With the CPU fast path, the bytes of the dequantized weights.
+    pub fn dequantized_bytes(&self) -> Option<u64> {
+        self.dense_bytes
     }
 
     /// Requests queued and not yet started.

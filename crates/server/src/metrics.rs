@@ -180,6 +180,24 @@ impl Metrics {
                 model.queue_depth()
             );
         }
+        out.push_str("# HELP orchard_model_sequences Sequences each model generates now, together in one batch.\n# TYPE orchard_model_sequences gauge\n");
+        for model in &loaded {
+            let _ = writeln!(
+                out,
+                "orchard_model_sequences{{model=\"{}\"}} {}",
+                escape(&model.id),
+                model.sequences()
+            );
+        }
+        out.push_str("# HELP orchard_model_cpu_fast_path 1 when the model runs dequantized to float32 on the CPU (the fast path), else 0.\n# TYPE orchard_model_cpu_fast_path gauge\n");
+        for model in &loaded {
+            let _ = writeln!(
+                out,
+                "orchard_model_cpu_fast_path{{model=\"{}\"}} {}",
+                escape(&model.id),
+                u8::from(model.cpu_fast_path())
+            );
+        }
         // Draining models (unloaded, finishing requests) still hold memory.
         let holding: Vec<_> = loaded
             .iter()

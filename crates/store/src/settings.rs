@@ -39,6 +39,12 @@ pub struct Settings {
     /// Web origins (`https://app.example`) allowed to call from a browser,
     /// besides the app's own windows.
     pub allowed_origins: Vec<String>,
+    /// On the CPU backend, run quantized models dequantized to float32:
+    /// "auto" (when that fits in the memory budget), "on" or "off".
+    pub cpu_fast_path: String,
+    /// Sequences each model generates at once (continuous batching); more
+    /// requests wait in its queue.
+    pub max_sequences: usize,
 }
 
 /// The longest idle time-to-live, in minutes.
@@ -59,6 +65,8 @@ impl Default for Settings {
             shutdown_grace_seconds: 30,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            cpu_fast_path: "auto".into(),
+            max_sequences: 32,
         }
     }
 }
@@ -94,6 +102,12 @@ impl Settings {
         }
         if self.queue_capacity == 0 {
             return fail("queue_capacity must be at least 1");
+        }
+        if !["auto", "on", "off"].contains(&self.cpu_fast_path.as_str()) {
+            return fail("cpu_fast_path must be \"auto\", \"on\" or \"off\"");
+        }
+        if !(1..=256).contains(&self.max_sequences) {
+            return fail("max_sequences must be between 1 and 256");
         }
         if self.max_request_bytes < 1024 {
             return fail("max_request_bytes must be at least 1024");
@@ -268,7 +282,26 @@ mod tests {
             .set_setting("allowed_origins", json!(["app.example"]))
             .expect_err("origin without scheme");
         assert!(err.to_string().contains("allowed_origins"), "{err}");
+        let err = store
+            .set_setting("cpu_fast_path", json!("fast"))
+            .expect_err("not a choice");
+        assert!(
+            err.to_string().contains("\"auto\", \"on\" or \"off\""),
+            "{err}"
+        );
+        let err = store
+            .set_setting("max_sequences", json!(0))
+            .expect_err("no sequence");
+        assert!(err.to_string().contains("max_sequences"), "{err}");
         assert_eq!(store.settings().expect("settings"), Settings::default());
+        store
+            .set_setting("cpu_fast_path", json!("off"))
+            .expect("off");
+        store.set_setting("max_sequences", json!(8)).expect("8");
+        store
+            .set_setting("cpu_fast_path", json!("auto"))
+            .expect("auto");
+        store.set_setting("max_sequences", json!(32)).expect("32");
         let set = store
             .set_setting("allowed_hosts", json!(["studio.local"]))
             .expect("a host name");
