@@ -50,8 +50,22 @@ fn doctor_reports_every_check_as_json_and_passes_after_setup() {
             "compute",
             "blas",
             "data directory",
+            "cpu fast path",
             "model fixtures"
         ]
+    );
+    // A new install: the default setting, said in words.
+    let fast_path = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "cpu fast path")
+        .expect("the check");
+    assert!(
+        fast_path
+            .to_string()
+            .contains("auto: quantized models run dequantized"),
+        "{fast_path}"
     );
     assert!(output.status.success(), "{report:#}");
 }

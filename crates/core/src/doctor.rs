@@ -91,6 +91,7 @@ pub fn run_with(data: Option<&Path>, models: Option<&Path>) -> Report {
     let mut checks = vec![mlx_runtime(), compute()];
     checks.push(blas(&loaded_libraries()));
     checks.push(data_dir(data));
+    checks.push(cpu_fast_path(data));
     checks.push(fixtures(models));
     Report { checks }
 }
@@ -199,6 +200,30 @@ fn data_dir(dir: Option<&Path>) -> Check {
             ),
         ),
     }
+}
+
+/// Whether quantized models run dequantized to float32 on this backend, as
+/// the `cpu_fast_path` setting says (read from `orchard.db` when it exists).
+fn cpu_fast_path(data: Option<&Path>) -> Check {
+    const NAME: &str = "cpu fast path";
+    if mlx_sys::BACKEND != "cpu" {
+        return Check::skip(NAME, "the GPU runs quantized models as stored");
+    }
+    let setting = data
+        .map(|dir| dir.join("orchard.db"))
+        .filter(|db| db.is_file())
+        .and_then(|db| orchard_store::Store::open(&db).ok())
+        .and_then(|store| store.settings().ok())
+        .unwrap_or_default()
+        .cpu_fast_path;
+    let detail = match setting.as_str() {
+        "on" => "on: quantized models run dequantized to float32 (through BLAS)",
+        "off" => "off: quantized models run on MLX's quantized CPU kernels (slower)",
+        _ => {
+            "auto: quantized models run dequantized to float32 when that fits in the memory budget"
+        }
+    };
+    Check::ok(NAME, format!("{detail} (setting cpu_fast_path)"))
 }
 
 fn fixtures(models: Option<&Path>) -> Check {

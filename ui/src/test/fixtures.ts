@@ -173,6 +173,7 @@ export function serverTile(overrides: Partial<ServerTile> = {}): ServerTile {
     prompt_tokens: 1_000,
     cached_prompt_tokens: 630,
     prompt_cache_hit_rate: 0.63,
+    cpu_fast_path: false,
     ...overrides,
   };
 }

@@ -137,6 +137,7 @@ fn servers_view(orchard: &Orchard) -> ServersView {
                 cached_prompt_tokens: cached,
                 prompt_cache_hit_rate: (prompt_tokens > 0)
                     .then(|| cached as f64 / prompt_tokens as f64),
+                cpu_fast_path: model.cpu_fast_path(),
             }
         })
         .collect();
@@ -163,6 +164,7 @@ fn servers_view(orchard: &Orchard) -> ServersView {
                 prompt_tokens: 0,
                 cached_prompt_tokens: 0,
                 prompt_cache_hit_rate: None,
+                cpu_fast_path: false,
             });
         }
     }

@@ -418,6 +418,9 @@ pub struct ServerTile {
     pub cached_prompt_tokens: u64,
     /// cached_prompt_tokens / prompt_tokens; null before any prompt.
     pub prompt_cache_hit_rate: Option<f64>,
+    /// A quantized model running dequantized to float32 on the CPU backend
+    /// (the CPU fast path, setting `cpu_fast_path`).
+    pub cpu_fast_path: bool,
 }
 
 /// MLX's device memory, on a GPU backend (Metal, CUDA).

@@ -45,4 +45,9 @@ prompt_tokens: number, cached_prompt_tokens: number,
 /**
  * cached_prompt_tokens / prompt_tokens; null before any prompt.
  */
-prompt_cache_hit_rate: number | null, };
+prompt_cache_hit_rate: number | null, 
+/**
+ * A quantized model running dequantized to float32 on the CPU backend
+ * (the CPU fast path, setting `cpu_fast_path`).
+ */
+cpu_fast_path: boolean, };

@@ -39,6 +39,7 @@ function placeholder(model: string, asked: string | undefined): ServerTile {
     prompt_tokens: 0,
     cached_prompt_tokens: 0,
     prompt_cache_hit_rate: null,
+    cpu_fast_path: false,
   };
 }
 

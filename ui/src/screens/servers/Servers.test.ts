@@ -45,6 +45,8 @@ describe("Servers", () => {
     for (const name of ["Stop", "Restart", "Chat"]) {
       expect(within(tile).getByRole("button", { name })).toBeEnabled();
     }
+    // Quantized weights as stored: no word about the CPU fast path.
+    expect(within(tile).queryByText(/CPU fast path/)).toBeNull();
 
     const strip = screen.getByRole("region", { name: "This machine" });
     expect(within(strip).getByText("9.0 GB of 16.0 GB used")).toBeInTheDocument();
@@ -52,6 +54,14 @@ describe("Servers", () => {
     expect(within(strip).getByText("12.0 GB")).toBeInTheDocument();
     expect(within(strip).getByText("25% of 8 cores")).toBeInTheDocument();
     expect(within(strip).getByRole("meter", { name: "System memory" })).toHaveAttribute("aria-valuenow", "9000000000");
+  });
+
+  it("says when a model runs dequantized to float32 on the CPU", async () => {
+    const transport = fakeOrchard().onRead("list_servers", serversView([serverTile({ cpu_fast_path: true })]));
+    renderShell(transport, "#/servers");
+    const tile = await tileOf(SMOL);
+    const weights = within(tile).getByText("float32 (CPU fast path)");
+    expect(weights.getAttribute("title")).toContain("cpu_fast_path");
   });
 
   it("shows the GPU's active memory against the recommended working set, or the machine's memory", async () => {
