@@ -243,7 +243,10 @@ impl<'m> Batch<'m> {
             });
         };
         let cache = if self.rows.len() == 1 {
-            self.cache.take().unwrap_or_else(|| self.model.new_cache())
+            let last = self.cache.take().unwrap_or_else(|| self.model.new_cache());
+            // Computed now, so no lazy input outlives the batch.
+            last.eval()?;
+            last
         } else {
             let own = batch.extract(index)?;
             let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| i != index).collect();

@@ -164,12 +164,18 @@ impl LayerCache {
         Ok(())
     }
 
-    /// Row `row` alone, its padding (`skip` columns) dropped.
+    /// Row `row` alone, its padding (`skip` columns) dropped. Gathered into
+    /// buffers of its own: a slice would keep the whole batch's alive (in
+    /// the prompt cache, long after the batch moved on).
     fn row(&self, row: i32, skip: i32) -> Result<LayerCache> {
         let (k, v) = self.filled()?;
+        let index = Array::from_slice(&[row], &[1]);
+        let own = |a: Array| -> Result<Array> {
+            Ok(a.try_index((.., .., skip..))?.take_axis(&index, 0)?)
+        };
         Ok(LayerCache {
-            keys: Some(k.try_index((row..row + 1, .., skip..))?),
-            values: Some(v.try_index((row..row + 1, .., skip..))?),
+            keys: Some(own(k)?),
+            values: Some(own(v)?),
             offset: self.offset - skip,
             padding: None,
         })
@@ -243,9 +249,10 @@ impl StateCache {
 
     fn row(&self, row: i32, offset: i32) -> Result<StateCache> {
         let (conv, state) = self.arrays()?;
+        let index = Array::from_slice(&[row], &[1]);
         Ok(StateCache {
-            conv: Some(conv.try_index(row..row + 1)?),
-            state: Some(state.try_index(row..row + 1)?),
+            conv: Some(conv.take_axis(&index, 0)?),
+            state: Some(state.take_axis(&index, 0)?),
             offset,
         })
     }
@@ -474,7 +481,7 @@ impl KvCache {
             });
         };
         let r = row as i32;
-        Ok(KvCache {
+        let own = KvCache {
             layers: self
                 .layers
                 .iter()
@@ -487,7 +494,11 @@ impl KvCache {
                 .collect::<Result<_>>()?,
             checkpoints: vec![self.checkpoints[row].clone()],
             padding: vec![0],
-        })
+        };
+        // Computed now: a lazy row would keep the whole batch's buffers alive
+        // as its inputs until its first use.
+        own.eval()?;
+        Ok(own)
     }
 
     fn pad_left(&mut self, n: i32) -> Result<()> {
