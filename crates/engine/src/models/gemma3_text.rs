@@ -9,7 +9,7 @@ use mlx_rs::{Array, Dtype, nn, ops};
 use serde::Deserialize;
 
 use super::LanguageModel;
-use super::transformer::{Rope, cached_attention};
+use super::transformer::{Projections, Rope, cached_attention};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -83,10 +83,7 @@ impl Norm {
 
 #[derive(Debug)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    proj: Projections,
     q_norm: Norm,
     k_norm: Norm,
     heads: i32,
@@ -106,14 +103,14 @@ impl Attention {
         };
         let q = self
             .q_norm
-            .forward(&split(self.q_proj.forward(x)?, self.heads)?)?;
+            .forward(&split(self.proj.q.forward(x)?, self.heads)?)?;
         let k = self
             .k_norm
-            .forward(&split(self.k_proj.forward(x)?, self.kv_heads)?)?;
-        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
+            .forward(&split(self.proj.k.forward(x)?, self.kv_heads)?)?;
+        let v = split(self.proj.v.forward(x)?, self.kv_heads)?;
         let out = cached_attention(cache, &self.rope, &q, &k, v, self.scale, self.window, None)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
-        self.o_proj.forward(&out)
+        self.proj.o.forward(&out)
     }
 }
 
@@ -241,28 +238,14 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
             )?
         };
         let attention = Attention {
-            q_proj: weights.linear(
-                &format!("{a}.q_proj"),
+            proj: Projections::load(
+                weights,
+                &a,
                 dim,
                 c.num_attention_heads * hd,
-                false,
-            )?,
-            k_proj: weights.linear(
-                &format!("{a}.k_proj"),
-                dim,
                 c.num_key_value_heads * hd,
-                false,
-            )?,
-            v_proj: weights.linear(
-                &format!("{a}.v_proj"),
-                dim,
-                c.num_key_value_heads * hd,
-                false,
-            )?,
-            o_proj: weights.linear(
-                &format!("{a}.o_proj"),
                 c.num_attention_heads * hd,
-                dim,
+                false,
                 false,
             )?,
             q_norm: Norm::load(weights, &format!("{a}.q_norm.weight"), hd, eps)?,

@@ -29,6 +29,28 @@ pub struct MoeSpec {
     pub names: MoeNames,
 }
 
+impl MoeSpec {
+    /// Qwen's experts (Qwen3 MoE, Qwen3-Next, Qwen3.5): a softmax router
+    /// under `gate`, its top-k weights rescaled to sum to one when
+    /// `normalize`, SwiGLU experts stacked as `switch_mlp` (one tensor per
+    /// expert under `experts` in Hugging Face checkpoints), no biases.
+    pub fn qwen(num_experts: i32, top_k: i32, intermediate_size: i32, normalize: bool) -> MoeSpec {
+        MoeSpec {
+            num_experts,
+            top_k,
+            intermediate_size,
+            routing: Routing::SoftmaxThenTopK { normalize },
+            activation: Activation::SwiGlu,
+            bias: false,
+            names: MoeNames {
+                router: "gate",
+                experts: "switch_mlp",
+                per_expert: Some("experts"),
+            },
+        }
+    }
+}
+
 /// How the router's logits become the chosen experts' weights.
 #[derive(Debug, Clone, Copy)]
 pub enum Routing {

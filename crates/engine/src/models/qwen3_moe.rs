@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::LanguageModel;
-use super::moe::{Activation, MoeNames, MoeSpec, Routing};
+use super::moe::MoeSpec;
 use super::transformer::{self, Experts};
 use crate::config::ModelConfig;
 use crate::error::Result;
@@ -28,21 +28,12 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
     let c: Config = config.parse()?;
     let mut spec = super::qwen3::spec(config)?;
     spec.experts = Some(Experts {
-        moe: MoeSpec {
-            num_experts: c.num_experts,
-            top_k: c.num_experts_per_tok,
-            intermediate_size: c.moe_intermediate_size,
-            routing: Routing::SoftmaxThenTopK {
-                normalize: c.norm_topk_prob,
-            },
-            activation: Activation::SwiGlu,
-            bias: false,
-            names: MoeNames {
-                router: "gate",
-                experts: "switch_mlp",
-                per_expert: Some("experts"),
-            },
-        },
+        moe: MoeSpec::qwen(
+            c.num_experts,
+            c.num_experts_per_tok,
+            c.moe_intermediate_size,
+            c.norm_topk_prob,
+        ),
         sparse_step: c.decoder_sparse_step,
         dense_layers: c.mlp_only_layers,
     });

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::LanguageModel;
-use super::moe::{Activation, MoeNames, MoeSpec, Routing, SparseMoe};
-use super::transformer::{Experts, Mlp, Rope, cached_attention};
+use super::moe::{MoeSpec, SparseMoe};
+use super::transformer::{Experts, Mlp, Projections, Rope, cached_attention};
 use crate::cache::{KvCache, LayerCache, StateCache};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -185,21 +185,12 @@ fn build(
     let rope_dims = (head_dim as f32 * partial) as i32;
     let scaling = c.rope_scaling.as_ref().or(c.rope_parameters.as_ref());
     let experts = (c.num_experts > 0).then(|| Experts {
-        moe: MoeSpec {
-            num_experts: c.num_experts,
-            top_k: c.num_experts_per_tok,
-            intermediate_size: c.moe_intermediate_size,
-            routing: Routing::SoftmaxThenTopK {
-                normalize: c.norm_topk_prob.unwrap_or(family.normalize_default),
-            },
-            activation: Activation::SwiGlu,
-            bias: false,
-            names: MoeNames {
-                router: "gate",
-                experts: "switch_mlp",
-                per_expert: Some("experts"),
-            },
-        },
+        moe: MoeSpec::qwen(
+            c.num_experts,
+            c.num_experts_per_tok,
+            c.moe_intermediate_size,
+            c.norm_topk_prob.unwrap_or(family.normalize_default),
+        ),
         sparse_step: if family.every_layer_sparse {
             1
         } else {
@@ -240,28 +231,15 @@ fn build(
             let bias = c.attention_bias;
             Mixer::Attention(
                 GatedAttention {
-                    q_proj: weights.linear(
-                        &format!("{attn}.q_proj"),
+                    // The queries come with their gates: twice the features.
+                    proj: Projections::load(
+                        weights,
+                        &attn,
                         dim,
                         heads * head_dim * 2,
-                        bias,
-                    )?,
-                    k_proj: weights.linear(
-                        &format!("{attn}.k_proj"),
-                        dim,
                         kv_heads * head_dim,
-                        bias,
-                    )?,
-                    v_proj: weights.linear(
-                        &format!("{attn}.v_proj"),
-                        dim,
-                        kv_heads * head_dim,
-                        bias,
-                    )?,
-                    o_proj: weights.linear(
-                        &format!("{attn}.o_proj"),
                         heads * head_dim,
-                        dim,
+                        bias,
                         bias,
                     )?,
                     q_norm: weights.vector(&format!("{attn}.q_norm.weight"), head_dim)?,
@@ -332,10 +310,7 @@ fn build(
 /// each head (mlx-lm's `Qwen3NextAttention`).
 #[derive(Debug)]
 struct GatedAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    proj: Projections,
     q_norm: Array,
     k_norm: Array,
     heads: i32,
@@ -349,7 +324,8 @@ impl GatedAttention {
     fn forward(&self, x: &Array, cache: &mut LayerCache) -> Result<Array> {
         let (b, l) = (x.shape()[0], x.shape()[1]);
         let mut halves = self
-            .q_proj
+            .proj
+            .q
             .forward(x)?
             .reshape(&[b, l, self.heads, -1])?
             .split_equal(2, -1)?;
@@ -361,24 +337,26 @@ impl GatedAttention {
         let gate = gate.reshape(&[b, l, -1])?;
         let q = fast::rms_norm(&q, Some(&self.q_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
         let k = self
-            .k_proj
+            .proj
+            .k
             .forward(x)?
             .reshape(&[b, l, self.kv_heads, -1])?;
         let k = fast::rms_norm(&k, Some(&self.k_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
         let v = self
-            .v_proj
+            .proj
+            .v
             .forward(x)?
             .reshape(&[b, l, self.kv_heads, -1])?
             .transpose_axes(&[0, 2, 1, 3])?;
         let out = cached_attention(cache, &self.rope, &q, &k, v, self.scale, None, None)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
-        self.o_proj.forward(&out.multiply(nn::sigmoid(&gate)?)?)
+        self.proj.o.forward(&out.multiply(nn::sigmoid(&gate)?)?)
     }
 }
 
 /// The input projections of a gated DeltaNet layer.
 #[derive(Debug)]
-enum Projections {
+enum InputProjections {
     /// Qwen3-Next: q, k, v, z in one matrix and b, a in another, each
     /// grouped by key head.
     Fused { qkvz: Linear, ba: Linear },
@@ -395,7 +373,7 @@ enum Projections {
 /// and Qwen3.5's `GatedDeltaNet`).
 #[derive(Debug)]
 struct GatedDeltaNet {
-    projections: Projections,
+    projections: InputProjections,
     /// Depthwise causal convolution over q, k and v: (channels, kernel, 1).
     conv_weight: Array,
     dt_bias: Array,
@@ -428,12 +406,12 @@ impl GatedDeltaNet {
             weights.linear(&format!("{prefix}.{name}"), dim, out_dim, false)
         };
         let projections = if family.fused_projections {
-            Projections::Fused {
+            InputProjections::Fused {
                 qkvz: linear("in_proj_qkvz", key_dim * 2 + value_dim * 2)?,
                 ba: linear("in_proj_ba", nv * 2)?,
             }
         } else {
-            Projections::Split {
+            InputProjections::Split {
                 qkv: linear("in_proj_qkv", conv_dim)?,
                 z: linear("in_proj_z", value_dim)?,
                 b: linear("in_proj_b", nv)?,
@@ -478,16 +456,15 @@ impl GatedDeltaNet {
             self.value_dim,
         );
         match &self.projections {
-            Projections::Fused { qkvz, ba } => {
+            InputProjections::Fused { qkvz, ba } => {
                 let per = nv / nk * dv;
                 let qkvz = qkvz.forward(x)?.reshape(&[bs, l, nk, -1])?;
-                let parts = qkvz.split_at_indices(&[dk, 2 * dk, 2 * dk + per], -1)?;
-                let [q, k, v, z] = <[Array; 4]>::try_from(parts)
-                    .map_err(|_| EngineError::Exception("the qkvz split gave no 4 parts".into()))?;
+                let [q, k, v, z] = parts(
+                    qkvz.split_at_indices(&[dk, 2 * dk, 2 * dk + per], -1)?,
+                    "qkvz",
+                )?;
                 let ba = ba.forward(x)?.reshape(&[bs, l, nk, -1])?;
-                let parts = ba.split_at_indices(&[nv / nk], -1)?;
-                let [b, a] = <[Array; 2]>::try_from(parts)
-                    .map_err(|_| EngineError::Exception("the ba split gave no 2 parts".into()))?;
+                let [b, a] = parts(ba.split_at_indices(&[nv / nk], -1)?, "ba")?;
                 let qkv = ops::concatenate(
                     &[
                         q.reshape(&[bs, l, -1])?,
@@ -503,7 +480,7 @@ impl GatedDeltaNet {
                     a.reshape(&[bs, l, nv])?,
                 ))
             }
-            Projections::Split { qkv, z, b, a } => Ok((
+            InputProjections::Split { qkv, z, b, a } => Ok((
                 qkv.forward(x)?,
                 z.forward(x)?.reshape(&[bs, l, nv, dv])?,
                 b.forward(x)?,
@@ -540,9 +517,10 @@ impl GatedDeltaNet {
             1,
             channels,
         )?)?;
-        let parts = conv_out.split_at_indices(&[nk * dk, 2 * nk * dk], -1)?;
-        let [q, k, v] = <[Array; 3]>::try_from(parts)
-            .map_err(|_| EngineError::Exception("the qkv split gave no 3 parts".into()))?;
+        let [q, k, v] = parts(
+            conv_out.split_at_indices(&[nk * dk, 2 * nk * dk], -1)?,
+            "qkv",
+        )?;
         let q = q.reshape(&[bs, l, nk, dk])?;
         let k = k.reshape(&[bs, l, nk, dk])?;
         let v = v.reshape(&[bs, l, nv, dv])?;
@@ -615,6 +593,12 @@ impl GatedDeltaNet {
         }
         Ok((ops::stack(&outputs, 1)?, state))
     }
+}
+
+/// The `N` parts of a split, named by `what` in the error.
+fn parts<const N: usize>(parts: Vec<Array>, what: &str) -> Result<[Array; N]> {
+    <[Array; N]>::try_from(parts)
+        .map_err(|_| EngineError::Exception(format!("the {what} split gave no {N} parts")))
 }
 
 /// L2-normalizes q and k over each head (as RMSNorm with the epsilon

@@ -392,12 +392,46 @@ fn window_mask(offset: i32, len: i32, window: i32) -> Result<Array> {
     Ok(Array::from_slice(&allowed, &[len, total]))
 }
 
+/// An attention layer's projections: queries, keys and values from the
+/// hidden states, and the output back to them.
+#[derive(Debug)]
+pub(crate) struct Projections {
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) o: Linear,
+}
+
+impl Projections {
+    /// The projections at `prefix` (`model.layers.N.self_attn`): `dim`
+    /// features to `q_out` query and `kv_out` key and value features, and
+    /// `o_in` features back to `dim`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn load(
+        weights: &mut Weights,
+        prefix: &str,
+        dim: i32,
+        q_out: i32,
+        kv_out: i32,
+        o_in: i32,
+        qkv_bias: bool,
+        o_bias: bool,
+    ) -> Result<Projections> {
+        let mut linear = |name: &str, in_dim: i32, out_dim: i32, bias: bool| {
+            weights.linear(&format!("{prefix}.{name}"), in_dim, out_dim, bias)
+        };
+        Ok(Projections {
+            q: linear("q_proj", dim, q_out, qkv_bias)?,
+            k: linear("k_proj", dim, kv_out, qkv_bias)?,
+            v: linear("v_proj", dim, kv_out, qkv_bias)?,
+            o: linear("o_proj", o_in, dim, o_bias)?,
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    proj: Projections,
     heads: i32,
     kv_heads: i32,
     scale: f32,
@@ -415,12 +449,12 @@ impl Attention {
             Ok(t.reshape(&[b, l, heads, -1])?
                 .transpose_axes(&[0, 2, 1, 3])?)
         };
-        let (mut q, mut k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
+        let (mut q, mut k) = (self.proj.q.forward(x)?, self.proj.k.forward(x)?);
         if let Some((q_norm, k_norm, eps)) = &self.qk_norm {
             q = fast::rms_norm(q.reshape(&[b, l, self.heads, -1])?, Some(q_norm), *eps)?;
             k = fast::rms_norm(k.reshape(&[b, l, self.kv_heads, -1])?, Some(k_norm), *eps)?;
         }
-        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
+        let v = split(self.proj.v.forward(x)?, self.kv_heads)?;
         let out = cached_attention(
             cache,
             &self.rope,
@@ -432,7 +466,7 @@ impl Attention {
             self.sinks.as_ref(),
         )?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
-        self.o_proj.forward(&out)
+        self.proj.o.forward(&out)
     }
 }
 
@@ -605,23 +639,14 @@ pub fn build(
         };
         layers.push(Block {
             attention: Attention {
-                q_proj: weights.linear(&format!("{attn}.q_proj"), dim, heads * head_dim, bias)?,
-                k_proj: weights.linear(
-                    &format!("{attn}.k_proj"),
+                proj: Projections::load(
+                    weights,
+                    &attn,
                     dim,
-                    kv_heads * head_dim,
-                    bias,
-                )?,
-                v_proj: weights.linear(
-                    &format!("{attn}.v_proj"),
-                    dim,
-                    kv_heads * head_dim,
-                    bias,
-                )?,
-                o_proj: weights.linear(
-                    &format!("{attn}.o_proj"),
                     heads * head_dim,
-                    dim,
+                    kv_heads * head_dim,
+                    heads * head_dim,
+                    bias,
                     c.o_bias,
                 )?,
                 heads,
