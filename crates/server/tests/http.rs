@@ -553,3 +553,70 @@ async fn a_template_that_refuses_the_messages_is_a_400_on_messages() {
         "{error}"
     );
 }
+
+/// The hybrid architecture serves like any other: a Qwen3-Next model built by
+/// mlx-lm's own classes (gated DeltaNet layers, experts), answering three
+/// concurrent chat requests, which the model's worker runs as one batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hybrid_model_serves_concurrent_requests() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("qwen3-next-tiny");
+    let python = orchard_core::paths::fixture_models_dir()
+        .expect("ORCHARD_DEPS_DIR")
+        .join("../venv/bin/python");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/random_model.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(&dir)
+        .args(["--type", "qwen3_next", "--hidden", "128", "--layers", "4"])
+        .args([
+            "--experts",
+            "8",
+            "--experts-per-token",
+            "2",
+            "--expert-hidden",
+            "64",
+        ])
+        .output()
+        .expect("run random_model.py");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let server = Server::start_with(&[dir], |_, _| {}).await;
+    let body = |n: u32| {
+        let mut body = chat(&format!("Question {n}"), 6);
+        body["model"] = json!("qwen3-next-tiny");
+        body["temperature"] = json!(0);
+        body
+    };
+    let (one, two, three) = (body(1), body(2), body(3));
+    let (a, b, c) = tokio::join!(
+        server.call("/v1/chat/completions", &one),
+        server.call("/v1/chat/completions", &two),
+        server.call("/v1/chat/completions", &three)
+    );
+    for (status, reply) in [a, b, c] {
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["model"], "qwen3-next-tiny");
+        let tokens = reply["usage"]["completion_tokens"].as_u64().expect("usage");
+        assert!((1..=6).contains(&tokens), "{reply}");
+        assert!(
+            reply["choices"][0]["message"]["content"].is_string(),
+            "{reply}"
+        );
+    }
+    let metrics = server
+        .get("/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("orchard_model_sequences{model=\"qwen3-next-tiny\"} 0"),
+        "{metrics}"
+    );
+}
