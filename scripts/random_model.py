@@ -7,7 +7,8 @@
         [--expert-hidden 256] [--bits 4] [--dtype float16]
 
 Writes OUT_DIR in the mlx-community layout (config.json, model.safetensors,
-and the SmolLM2 fixture's tokenizer, whose vocabulary sets the model's), so
+and a tokenizer, by default the SmolLM2 fixture's, whose vocabulary sets the
+model's), so
 that Orchard and mlx-lm load the same folder. The defaults are a
 Qwen3-30B-A3B-shaped mixture of experts scaled to this machine: its real
 expert count (128, 8 per token) at hidden size 512, about 0.4 billion
@@ -151,6 +152,17 @@ def mxfp4_experts(path, module):
     return {"group_size": 64, "bits": 8, "mode": "affine"}
 
 
+def vocab_size(tokenizer: Path) -> int:
+    """The model's vocabulary: its config's when the folder has one, else one
+    past the largest id the tokenizer knows."""
+    config = tokenizer / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text())["vocab_size"]
+    spec = json.loads((tokenizer / "tokenizer.json").read_text())
+    ids = list(spec["model"]["vocab"].values()) + [t["id"] for t in spec.get("added_tokens", [])]
+    return max(ids) + 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -163,14 +175,17 @@ def main() -> int:
     parser.add_argument("--bits", type=int, default=4, choices=[0, 4, 8],
                         help="affine quantization (group size 64); 0 keeps the weights unquantized; "
                              "gpt_oss is packed as released instead (MXFP4 experts, 8-bit elsewhere)")
+    parser.add_argument("--tokenizer", type=Path, default=TOKENIZER,
+                        help="a folder with tokenizer.json and tokenizer_config.json (default: the "
+                             "SmolLM2 fixture's); its vocabulary sets the model's")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
                         help="of the weights, and so of the quantization scales and biases")
     args = parser.parse_args()
-    if not (TOKENIZER / "tokenizer.json").is_file():
-        sys.exit(f"random_model: no tokenizer at {TOKENIZER}: run `make setup`")
+    if not (args.tokenizer / "tokenizer.json").is_file():
+        sys.exit(f"random_model: no tokenizer at {args.tokenizer}: run `make setup`")
 
     config = CONFIGS[args.type](args)
-    config["vocab_size"] = json.loads((TOKENIZER / "config.json").read_text())["vocab_size"]
+    config["vocab_size"] = vocab_size(args.tokenizer)
     if "text_config" in config:
         config["text_config"]["vocab_size"] = config["vocab_size"]
     module = importlib.import_module(f"mlx_lm.models.{args.type}")
@@ -191,8 +206,8 @@ def main() -> int:
     save_model(args.out, model)
     save_config(config, args.out / "config.json")
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-        if (TOKENIZER / name).is_file():
-            shutil.copy(TOKENIZER / name, args.out / name)
+        if (args.tokenizer / name).is_file():
+            shutil.copy(args.tokenizer / name, args.out / name)
     experts = config.get("text_config", config).get("num_experts") or config.get("num_local_experts")
     shape = f", {experts} experts, {args.experts_per_token} per token" if experts else ", dense"
     print(f"wrote {args.out}: {config['model_type']}, {params / 1e6:.0f}M parameters, "

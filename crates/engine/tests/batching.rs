@@ -168,13 +168,16 @@ fn mixtures_of_experts_decode_as_alone_in_a_batch() {
     }
 }
 
-/// Recurrent states are rows of the batch too (Qwen3-Next, built by mlx-lm).
+/// Recurrent states are rows of the batch too (Qwen3-Next and Qwen3.5's MoE,
+/// built by mlx-lm).
 #[test]
-fn a_hybrid_model_decodes_as_alone_in_a_batch() {
-    let work = tempfile::tempdir().expect("tempdir");
-    common::random_model(work.path(), "qwen3_next", &common::hybrid_args("0"));
-    let model = Model::load(work.path()).expect("load");
-    check(&model, "qwen3_next", &mixed());
+fn hybrid_models_decode_as_alone_in_a_batch() {
+    for kind in ["qwen3_next", "qwen3_5_moe"] {
+        let work = tempfile::tempdir().expect("tempdir");
+        common::random_model(work.path(), kind, &common::hybrid_args("0"));
+        let model = Model::load(work.path()).expect("load");
+        check(&model, kind, &mixed());
+    }
 }
 
 fn worker(max_sequences: usize) -> (tempfile::TempDir, ModelWorker) {
