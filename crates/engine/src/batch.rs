@@ -9,9 +9,6 @@
 //! runs one step ahead: the next forward pass is queued before the tokens of
 //! this one are read, so the model computes while the caller handles them.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use mlx_rs::{Array, Dtype, ops};
 
 use crate::cache::KvCache;
@@ -408,9 +405,4 @@ fn host_logits(logits: &Array) -> Result<Vec<f32>> {
         .as_dtype(Dtype::Float32)?;
     last.eval()?;
     Ok(last.as_slice::<f32>().to_vec())
-}
-
-/// Whether `flag` is set.
-pub(crate) fn is_set(flag: Option<&Arc<AtomicBool>>) -> bool {
-    flag.is_some_and(|f| f.load(Ordering::Relaxed))
 }

@@ -70,11 +70,6 @@ impl Counters {
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
-
-    /// Counts `n` prompt tokens computed.
-    pub(crate) fn add_prefilled(&self, n: usize) {
-        Self::add(&self.prefilled_tokens, n);
-    }
 }
 
 /// Why generation ended.
@@ -115,11 +110,17 @@ pub struct Watch {
     pub chunk: Option<usize>,
 }
 
+/// Whether a cancel flag is set.
+pub(crate) fn is_set(flag: Option<&Arc<AtomicBool>>) -> bool {
+    flag.is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
 impl Watch {
-    pub(crate) fn check(&self) -> Result<()> {
-        match &self.cancel {
-            Some(flag) if flag.load(Ordering::Relaxed) => Err(EngineError::Cancelled),
-            _ => Ok(()),
+    fn check(&self) -> Result<()> {
+        if is_set(self.cancel.as_ref()) {
+            Err(EngineError::Cancelled)
+        } else {
+            Ok(())
         }
     }
 
@@ -130,17 +131,24 @@ impl Watch {
         }
     }
 
+    /// Checks for a cancel, then runs the next chunk of `prefill`; once
+    /// only the last token is left, counts it and returns true (the prompt
+    /// is ready to join a batch).
+    pub(crate) fn step(&self, model: &Model, prefill: &mut Prefill) -> Result<bool> {
+        self.check()?;
+        if prefill.is_filled() {
+            self.prefilled(1, prefill.kv_bytes());
+            return Ok(true);
+        }
+        let n = prefill.run_chunk(model, self.chunk.unwrap_or(PREFILL_CHUNK))?;
+        self.prefilled(n, prefill.kv_bytes());
+        Ok(false)
+    }
+
     /// Runs `prefill` to its last token, chunk by chunk, checking for a
     /// cancel before each.
     pub(crate) fn run(&self, model: &Model, prefill: &mut Prefill) -> Result<()> {
-        let chunk = self.chunk.unwrap_or(PREFILL_CHUNK);
-        while !prefill.is_filled() {
-            self.check()?;
-            let n = prefill.run_chunk(model, chunk)?;
-            self.prefilled(n, prefill.kv_bytes());
-        }
-        self.check()?;
-        self.prefilled(1, prefill.kv_bytes());
+        while !self.step(model, prefill)? {}
         Ok(())
     }
 }
@@ -295,12 +303,7 @@ impl SequenceText {
         if self.generated >= self.token_limit {
             return Some(self.finish(FinishReason::Length, None));
         }
-        if self
-            .options
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
+        if is_set(self.options.cancel.as_ref()) {
             return Some(self.finish(FinishReason::Cancelled, None));
         }
         None

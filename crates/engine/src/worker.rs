@@ -16,10 +16,11 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::batch::{Batch, PREFILL_CHUNK, Prefill, SequenceId, is_set};
+use crate::batch::{Batch, Prefill, SequenceId};
 use crate::error::{EngineError, Result};
 use crate::generate::{
-    Counters, Event, FinishReason, GenerateOptions, GenerationStats, SequenceText, Step,
+    Counters, Event, FinishReason, GenerateOptions, GenerationStats, SequenceText, Step, Watch,
+    is_set,
 };
 use crate::model::{LoadOptions, Model};
 use crate::prompt_cache::PromptCache;
@@ -295,6 +296,8 @@ impl Drop for ModelWorker {
 struct Waiting {
     request: Request,
     prefill: Prefill,
+    /// Its cancel flag, the worker's counters and its chunk size.
+    watch: Watch,
     started: Instant,
 }
 
@@ -542,26 +545,7 @@ impl Scheduler<'_> {
         let Some(mut waiting) = self.prefilling.take() else {
             return;
         };
-        let chunk = match waiting.request.options.prefill_chunk {
-            0 => match self.worker.prefill_chunk {
-                0 => PREFILL_CHUNK,
-                n => n,
-            },
-            n => n,
-        };
-        let step = (|| -> Result<bool> {
-            if is_set(waiting.request.options.cancel.as_ref()) {
-                return Err(EngineError::Cancelled);
-            }
-            if !waiting.prefill.is_filled() {
-                let n = waiting.prefill.run_chunk(self.model, chunk)?;
-                Counters::add_prefilled(&self.gauges.counters, n);
-                return Ok(false);
-            }
-            Counters::add_prefilled(&self.gauges.counters, 1);
-            Ok(true)
-        })();
-        match step {
+        match waiting.watch.step(self.model, &mut waiting.prefill) {
             Ok(false) => self.prefilling = Some(waiting),
             Ok(true) => self.join(waiting),
             Err(EngineError::Cancelled) => {
@@ -595,10 +579,21 @@ impl Scheduler<'_> {
         } else {
             Ok(None)
         };
+        let chunk = match (request.options.prefill_chunk, self.worker.prefill_chunk) {
+            (0, 0) => None,
+            (0, worker) => Some(worker),
+            (own, _) => Some(own),
+        };
+        let watch = Watch {
+            cancel: request.options.cancel.clone(),
+            counters: request.options.counters.clone(),
+            chunk,
+        };
         match reused.and_then(|reused| Prefill::start(self.model, &request.prompt, reused)) {
             Ok(prefill) => Some(Waiting {
                 request,
                 prefill,
+                watch,
                 started,
             }),
             Err(e) => {
@@ -614,6 +609,7 @@ impl Scheduler<'_> {
             request,
             prefill,
             started,
+            ..
         } = waiting;
         let cached_tokens = prefill.cached_tokens();
         let prefilled = Event::Prefilled { cached_tokens };
