@@ -274,7 +274,10 @@ impl OutputParser {
     }
 
     fn parse_call(&mut self, body: &str) -> Option<ToolCall> {
-        let value: Value = serde_json::from_str(body.trim()).ok()?;
+        let body = body.trim();
+        let value: Value = serde_json::from_str(body)
+            .ok()
+            .or_else(|| serde_json::from_str(&close_unbalanced(body)?).ok())?;
         self.call_from_json(&value)
     }
 
@@ -392,6 +395,37 @@ impl CallIds {
     }
 }
 
+/// `text` with the objects and lists it leaves open closed, when that is
+/// all it lacks: small models often end a call's JSON one brace short
+/// (`{"name": "f", "arguments": {"a": 1}` then `</tool_call>`). None when
+/// nothing is open, a string is, or more than two levels are.
+fn close_unbalanced(text: &str) -> Option<String> {
+    let mut open = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' => open.push('}'),
+            '[' => open.push(']'),
+            '}' | ']' if open.pop() != Some(c) => return None,
+            _ => {}
+        }
+    }
+    if in_string || open.is_empty() || open.len() > 2 {
+        return None;
+    }
+    Some(text.chars().chain(open.into_iter().rev()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +503,23 @@ mod tests {
         );
         assert_eq!(out.tool_calls.len(), 1);
         assert_eq!(out.tool_calls[0].arguments, r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn a_call_one_brace_short_is_closed_but_other_damage_is_not_guessed() {
+        // SmolLM2 ends forced calls like this one.
+        let short = "<tool_call>\n{\"name\": \"take_note\", \"arguments\": {\"input\": \"noon {ok}\"}\n</tool_call>";
+        let out = both(Some(ToolSyntax::Hermes), false, short);
+        assert_eq!(out.tool_calls.len(), 1, "{out:?}");
+        assert_eq!(out.tool_calls[0].arguments, r#"{"input":"noon {ok}"}"#);
+        assert_eq!(out.content, "");
+        for broken in [
+            "{\"name\": \"f\", \"arguments\": {\"a\": \"open string",
+            "{\"name\": \"f\", \"arguments\": {\"a\": [{\"b\": 1",
+            "{\"name\": \"f\"]",
+        ] {
+            assert_eq!(close_unbalanced(broken), None, "{broken}");
+        }
     }
 
     #[test]
