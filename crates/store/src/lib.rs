@@ -1,5 +1,5 @@
 //! Orchard's state in one SQLite file (`orchard.db` in the data directory):
-//! settings, API keys, registered model folders and downloads. Schema changes are numbered files in `migrations/`
+//! settings, API keys, registered model folders, downloads, profiles and stored responses. Schema changes are numbered files in `migrations/`
 //! that are only ever added; [`Store::open`] applies the ones a file lacks.
 
 mod api_keys;
@@ -7,6 +7,7 @@ mod downloads;
 mod local_models;
 mod model_usage;
 mod profiles;
+mod responses;
 mod settings;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub use api_keys::{ApiKeyInfo, NewApiKey};
 pub use downloads::{DOWNLOAD_STATES, DownloadRecord};
 pub use local_models::LocalModel;
+pub use responses::StoredResponse;
 pub use settings::{MAX_IDLE_TTL_MINUTES, Settings};
 
 /// The schema, in order. `PRAGMA user_version` records how many are applied.
@@ -26,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_downloads.sql"),
     include_str!("../migrations/0004_model_usage.sql"),
     include_str!("../migrations/0005_profiles.sql"),
+    include_str!("../migrations/0006_responses.sql"),
 ];
 
 /// How long a statement waits for another connection's write lock. Writes here

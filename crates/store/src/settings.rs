@@ -45,6 +45,9 @@ pub struct Settings {
     /// Sequences each model generates at once (continuous batching); more
     /// requests wait in its queue.
     pub max_sequences: usize,
+    /// Days a stored response (`/v1/responses` with `store`) is kept for
+    /// `previous_response_id`.
+    pub responses_retention_days: u64,
 }
 
 /// The longest idle time-to-live, in minutes.
@@ -67,6 +70,7 @@ impl Default for Settings {
             allowed_origins: Vec::new(),
             cpu_fast_path: "auto".into(),
             max_sequences: 32,
+            responses_retention_days: 30,
         }
     }
 }
@@ -108,6 +112,9 @@ impl Settings {
         }
         if !(1..=256).contains(&self.max_sequences) {
             return fail("max_sequences must be between 1 and 256");
+        }
+        if !(1..=3650).contains(&self.responses_retention_days) {
+            return fail("responses_retention_days must be between 1 and 3650");
         }
         if self.max_request_bytes < 1024 {
             return fail("max_request_bytes must be at least 1024");
