@@ -369,6 +369,10 @@ impl Relay<'_> {
         let model = self.model;
         let _active = Active(model);
         let mut called_tools = false;
+        // Tokens sampled while a reasoning block was open, or that wrote
+        // reasoning: the closing tag counts as reasoning, the opening one too
+        // when the model writes it.
+        let mut reasoning_tokens = 0;
         for event in events {
             match event {
                 Err(e) => {
@@ -377,6 +381,7 @@ impl Relay<'_> {
                     return;
                 }
                 Ok(Event::Delta { text, tokens }) => {
+                    let was_reasoning = parser.as_ref().is_some_and(OutputParser::in_reasoning);
                     let mut parsed = match parser.as_mut() {
                         Some(parser) => parser.feed(&text),
                         None => Parsed {
@@ -384,6 +389,9 @@ impl Relay<'_> {
                             ..Parsed::default()
                         },
                     };
+                    if was_reasoning || !parsed.reasoning.is_empty() {
+                        reasoning_tokens += tokens.len();
+                    }
                     let logprobs = if self.logprobs {
                         tokens.iter().map(|t| token_logprobs(model, t)).collect()
                     } else {
@@ -412,7 +420,8 @@ impl Relay<'_> {
                         return;
                     }
                 }
-                Ok(Event::Done(stats)) => {
+                Ok(Event::Done(mut stats)) => {
+                    stats.reasoning_tokens = reasoning_tokens.min(stats.generated_tokens);
                     self.finish(stats, parser.as_mut(), called_tools, sender);
                     return;
                 }

@@ -99,6 +99,9 @@ pub struct GenerationStats {
     pub finish_reason: FinishReason,
     /// The stop string that ended generation, if one did.
     pub stop_sequence: Option<String>,
+    /// Generated tokens spent reasoning. The engine does not parse the reply
+    /// and leaves it 0; the caller that does (core) fills it in.
+    pub reasoning_tokens: usize,
 }
 
 /// What a prefill reports to and checks with its caller.
@@ -371,6 +374,7 @@ impl SequenceText {
             peak_memory_bytes: mlx_rs::memory::peak_memory().unwrap_or(0),
             finish_reason,
             stop_sequence: self.matched_stop.clone(),
+            reasoning_tokens: 0,
         }
     }
 

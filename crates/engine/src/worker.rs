@@ -663,5 +663,6 @@ fn cancelled_stats(prompt_tokens: usize) -> GenerationStats {
         peak_memory_bytes: 0,
         finish_reason: FinishReason::Cancelled,
         stop_sequence: None,
+        reasoning_tokens: 0,
     }
 }
