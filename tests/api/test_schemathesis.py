@@ -67,11 +67,13 @@ def test_the_api_conforms_to_its_document(case, server):
             case.body["model"] = MODEL
         if case.path == "/api/library/add_folder" and hash(repr(case.body)) % 2 == 0:
             case.body["path"] = str(MODEL_DIR)
-        for field in ("max_tokens", "max_completion_tokens"):
+        for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
             if isinstance(case.body.get(field), int) and not isinstance(case.body.get(field), bool):
                 case.body[field] = max(1, min(case.body[field], 4))
         if "max_tokens" not in case.body and case.path.endswith("completions"):
             case.body["max_tokens"] = 4
+        if "max_output_tokens" not in case.body and case.path == "/v1/responses":
+            case.body["max_output_tokens"] = 4
     server_errors = hub_unreachable_or_not_a_server_error if case.path.startswith("/api/") else not_a_server_error
     case.call_and_validate(
         base_url=server.base_url,

@@ -1,5 +1,5 @@
 //! Orchard's local HTTP port: the OpenAI API (`/v1/chat/completions`,
-//! `/v1/completions`, `/v1/models`), the Anthropic Messages API
+//! `/v1/completions`, `/v1/responses`, `/v1/models`), the Anthropic Messages API
 //! (`/v1/messages`), `/health` and `/metrics`, over the model manager; the
 //! management API the web UI uses (`/api`), and the web UI itself at `/`.
 //!
@@ -136,6 +136,14 @@ impl Routes {
         self.add("POST", path, post(handler))
     }
 
+    fn delete<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add("DELETE", path, axum::routing::delete(handler))
+    }
+
     fn add(
         mut self,
         method: &'static str,
@@ -165,6 +173,9 @@ fn protected_routes() -> Routes {
         .get("/v1/models", openai::models)
         .post("/v1/chat/completions", openai::chat_completions)
         .post("/v1/completions", openai::completions)
+        .post("/v1/responses", openai::responses::create)
+        .get("/v1/responses/{id}", openai::responses::get)
+        .delete("/v1/responses/{id}", openai::responses::delete)
         .post("/v1/messages", anthropic::messages)
         .post("/v1/messages/count_tokens", anthropic::count_tokens);
     routes = api::routes(routes);
@@ -212,7 +223,7 @@ pub fn router_for(orchard: Orchard, config: ServerConfig) -> Router {
         .allow_origin(AllowOrigin::list(
             origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
         ))
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -19,6 +19,7 @@ async fn every_protected_route_refuses_a_request_without_a_key() {
         let request = match route.method {
             "GET" => server.client.get(&url),
             "POST" => server.client.post(&url).json(&chat("Hi", 1)),
+            "DELETE" => server.client.delete(&url),
             other => panic!("unexpected method {other}"),
         };
         let status = request.send().await.expect("send").status().as_u16();

@@ -499,6 +499,46 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
         .1;
     assert_eq!(anthropic["content"][0]["type"], "thinking", "{anthropic}");
     assert_eq!(anthropic["content"][0]["thinking"], reasoning.as_str());
+
+    // The Responses API: a reasoning item, and all six tokens counted as reasoning.
+    let request = json!({"model": "Thinking-SmolLM2", "input": "Is 7 prime?",
+        "max_output_tokens": 6, "temperature": 0, "store": false});
+    let (status, response) = server.call("/v1/responses", &request).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["status"], "incomplete", "{response}");
+    assert_eq!(response["incomplete_details"]["reason"], "max_output_tokens");
+    let item = &response["output"][0];
+    assert_eq!(item["type"], "reasoning", "{response}");
+    assert_eq!(item["content"][0]["text"], reasoning.as_str());
+    assert_eq!(response["output"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        response["usage"]["output_tokens_details"]["reasoning_tokens"],
+        6
+    );
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let text = server
+        .post("/v1/responses", &streamed)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).expect("event"))
+        .collect();
+    let pieces: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.reasoning_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(pieces, reasoning);
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "response.incomplete", "{text}");
+    assert_eq!(last["response"]["output"][0]["content"][0]["text"], reasoning.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

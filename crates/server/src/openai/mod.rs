@@ -1,10 +1,12 @@
 //! The OpenAI API: `/v1/models` here, `/v1/chat/completions` in `chat`,
-//! `/v1/completions` in `completions`, their wire types in `types`, and what
+//! `/v1/completions` in `completions`, `/v1/responses` in `responses`,
+//! their wire types in `types`, and what
 //! both generation endpoints share (the reply's identity and metrics, usage,
 //! finish reasons, refusing unknown fields).
 
 mod chat;
 mod completions;
+pub mod responses;
 mod types;
 
 pub use chat::chat_completions;
@@ -116,10 +118,21 @@ impl Reply {
         endpoint: &'static str,
         state: &AppState,
     ) -> Self {
+        Self::for_model(prefix, &generation.model.id, arrived, endpoint, state)
+    }
+
+    /// A reply from `model`, before its generation starts.
+    pub(super) fn for_model(
+        prefix: &str,
+        model: &str,
+        arrived: Instant,
+        endpoint: &'static str,
+        state: &AppState,
+    ) -> Self {
         Reply {
             id: new_id(prefix),
             created: unix_now(),
-            model: generation.model.id.clone(),
+            model: model.to_string(),
             arrived,
             endpoint,
             state: state.clone(),
