@@ -212,4 +212,19 @@ if fresh claude-code "$claude_code_version" || [ ! -x "$claude_dir/node_modules/
   stamp claude-code "$claude_code_version"
 fi
 
+# --- Codex CLI, which a test runs against `orchard serve` ---------------------------------
+# npm's @openai/codex ships its native binary in a per-platform package; its
+# test config turns off the update check, analytics and plugins.
+codex_version=0.169.0
+codex_dir="$deps/codex"
+if fresh codex "$codex_version" || [ ! -x "$codex_dir/node_modules/.bin/codex" ]; then
+  step "Codex CLI: @openai/codex@$codex_version -> .deps/codex"
+  rm -rf "$codex_dir"
+  mkdir -p "$codex_dir"
+  printf '{"private": true}\n' > "$codex_dir/package.json"
+  npm install --prefix "$codex_dir" --no-audit --no-fund --loglevel=error \
+    "@openai/codex@$codex_version"
+  stamp codex "$codex_version"
+fi
+
 echo "setup: ready (MLX $mlx_version, $backend backend)"
