@@ -8,10 +8,14 @@
 //! When every sequence decodes greedily, the step samples on the device and
 //! runs one step ahead: the next forward pass is queued before the tokens of
 //! this one are read, so the model computes while the caller handles them.
+//! A sequence with a [`Constraint`] (structured output) has its token mask
+//! added to its logits on the device; while one is in the batch, steps are
+//! not run ahead, since its next mask depends on the token just sampled.
 
 use mlx_rs::{Array, Dtype, ops};
 
 use crate::cache::KvCache;
+use crate::constrain::Constraint;
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::sampler::{Sampled, Sampler, SamplingParams};
@@ -111,6 +115,8 @@ struct Row {
     /// The last sampled token, not yet run through the model. Unused while
     /// the row is queued (see [`Batch::queued`]): then the model has run it.
     feed: u32,
+    /// Keeps the sampled tokens inside a grammar.
+    constraint: Option<Constraint>,
 }
 
 /// Greedy tokens sampled on the device for the first `rows` rows, not yet read.
@@ -169,6 +175,7 @@ impl<'m> Batch<'m> {
         mut prefill: Prefill,
         sampling: SamplingParams,
         top_logprobs: usize,
+        mut constraint: Option<Constraint>,
     ) -> Result<(SequenceId, Sampled)> {
         let mut sampler = Sampler::new(sampling)?;
         while prefill.run_chunk(self.model, PREFILL_CHUNK)? > 0 {}
@@ -178,7 +185,8 @@ impl<'m> Batch<'m> {
         prefill.cache.checkpoint();
         let last = prefill.prompt[prefill.prompt.len() - 1];
         let mut cache = prefill.cache;
-        let logits = self.model.forward(&[last], &mut cache)?;
+        let logits = last_logits(&self.model.forward(&[last], &mut cache)?)?;
+        let logits = masked(logits, std::slice::from_mut(&mut constraint))?;
         let mut context = prefill.prompt;
         let sampled = if sampler.is_plain_greedy() && top_logprobs == 0 {
             let (tokens, logprobs) = greedy_on_device(&logits)?;
@@ -187,6 +195,9 @@ impl<'m> Batch<'m> {
             let mut host = host_logits(&logits)?;
             sampler.sample(&mut host, &context, top_logprobs)
         };
+        if let Some(constraint) = constraint.as_mut() {
+            constraint.commit(sampled.token)?;
+        }
         context.push(sampled.token);
         let id = self.next_id;
         self.next_id += 1;
@@ -197,6 +208,7 @@ impl<'m> Batch<'m> {
                 context,
                 top_logprobs,
                 feed: sampled.token,
+                constraint,
             },
             cache,
         )?;
@@ -290,6 +302,11 @@ impl<'m> Batch<'m> {
         }
         row.context.extend_from_slice(tokens);
         row.feed = *last;
+        if let Some(constraint) = row.constraint.as_mut() {
+            for &token in tokens {
+                constraint.commit(token)?;
+            }
+        }
         self.add(row, cache)
     }
 
@@ -315,13 +332,14 @@ impl<'m> Batch<'m> {
             ids.push(Array::from_slice(&feeds, &[feeds.len() as i32]));
         }
         let ids = ops::concatenate(&ids, 0)?.reshape(&[rows as i32, 1])?;
-        let logits = self.model.forward_ids(&ids, cache)?;
+        let logits = last_logits(&self.model.forward_ids(&ids, cache)?)?;
         let greedy = self
             .rows
             .iter()
             .all(|r| r.sampler.is_plain_greedy() && r.top_logprobs == 0);
+        let constrained = self.rows.iter().any(|r| r.constraint.is_some());
         let mut out = Vec::with_capacity(rows);
-        if greedy {
+        if greedy && !constrained {
             let (tokens, logprobs) = greedy_on_device(&logits)?;
             self.queued = Some(Queued {
                 tokens,
@@ -341,14 +359,31 @@ impl<'m> Batch<'m> {
                 out.push((row.id, sampled));
             }
         }
-        if !greedy {
-            let host = host_logits(&logits)?;
-            let vocab = host.len() / rows;
-            for (row, logits) in self.rows.iter_mut().zip(host.chunks_exact(vocab)) {
-                let mut logits = logits.to_vec();
-                let sampled = row
-                    .sampler
-                    .sample(&mut logits, &row.context, row.top_logprobs);
+        if constrained {
+            let mut constraints: Vec<Option<Constraint>> =
+                self.rows.iter_mut().map(|r| r.constraint.take()).collect();
+            let logits = masked(logits, &mut constraints);
+            for (row, constraint) in self.rows.iter_mut().zip(constraints) {
+                row.constraint = constraint;
+            }
+            let logits = logits?;
+            let sampled = if greedy {
+                let (tokens, logprobs) = greedy_on_device(&logits)?;
+                read_greedy(&tokens, &logprobs)?
+            } else {
+                self.sample_on_host(&logits)?
+            };
+            for (row, sampled) in self.rows.iter_mut().zip(sampled) {
+                if let Some(constraint) = row.constraint.as_mut() {
+                    constraint.commit(sampled.token)?;
+                }
+                row.context.push(sampled.token);
+                row.feed = sampled.token;
+                out.push((row.id, sampled));
+            }
+        } else if !greedy {
+            for (row, sampled) in (0..rows).zip(self.sample_on_host(&logits)?) {
+                let row = &mut self.rows[row];
                 row.context.push(sampled.token);
                 row.feed = sampled.token;
                 out.push((row.id, sampled));
@@ -356,18 +391,63 @@ impl<'m> Batch<'m> {
         }
         Ok(out)
     }
+
+    /// Samples each row's token from its logits on the host, with its sampler.
+    fn sample_on_host(&mut self, logits: &Array) -> Result<Vec<Sampled>> {
+        let host = host_logits(logits)?;
+        let vocab = host.len() / self.rows.len().max(1);
+        Ok(self
+            .rows
+            .iter_mut()
+            .zip(host.chunks_exact(vocab))
+            .map(|(row, logits)| {
+                let mut logits = logits.to_vec();
+                row.sampler
+                    .sample(&mut logits, &row.context, row.top_logprobs)
+            })
+            .collect())
+    }
 }
 
-/// Each row's most likely next token and its log-probability, lazily, with
-/// their evaluation started.
-fn greedy_on_device(logits: &Array) -> Result<(Array, Array)> {
+/// The last position's logits of every row, `[rows, vocab]` in float32.
+fn last_logits(logits: &Array) -> Result<Array> {
     let shape = logits.shape();
     let (rows, vocab) = (shape[0], shape[shape.len() - 1]);
-    let last = logits
+    Ok(logits
         .take_axis(Array::from_int(shape[1] - 1), 1)?
         .reshape(&[rows, vocab])?
-        .as_dtype(Dtype::Float32)?;
-    let tokens = mlx_rs::ops::indexing::argmax_axis(&last, -1, true)?;
+        .as_dtype(Dtype::Float32)?)
+}
+
+/// `logits` (`[rows, vocab]`) with each constrained row's token mask added:
+/// -inf where its grammar forbids the token. Unchanged when no row has a
+/// constraint still holding.
+fn masked(logits: Array, constraints: &mut [Option<Constraint>]) -> Result<Array> {
+    let shape = logits.shape().to_vec();
+    let (rows, vocab) = (shape[0] as usize, shape[shape.len() - 1] as usize);
+    let mut bias: Option<Vec<f32>> = None;
+    for (row, constraint) in constraints.iter_mut().enumerate() {
+        let Some(row_bias) = constraint.as_mut().map(|c| c.bias(vocab)).transpose()? else {
+            continue;
+        };
+        let Some(row_bias) = row_bias else {
+            continue;
+        };
+        let all = bias.get_or_insert_with(|| vec![0.0; vocab * rows]);
+        all[row * vocab..(row + 1) * vocab].copy_from_slice(&row_bias);
+    }
+    match bias {
+        None => Ok(logits),
+        Some(bias) => Ok(logits.add(Array::from_slice(&bias, &shape))?),
+    }
+}
+
+/// Each row's most likely next token and its log-probability from its
+/// last-position logits (`[rows, vocab]`, float32), lazily, with their
+/// evaluation started.
+fn greedy_on_device(last: &Array) -> Result<(Array, Array)> {
+    let rows = last.shape()[0];
+    let tokens = mlx_rs::ops::indexing::argmax_axis(last, -1, true)?;
     let logprobs = last
         .take_along_axis(&tokens, -1)?
         .subtract(last.logsumexp_axis(-1, true)?)?;
@@ -396,13 +476,9 @@ fn read_greedy(tokens: &Array, logprobs: &Array) -> Result<Vec<Sampled>> {
         .collect())
 }
 
-/// The last position's logits of every row, as float32 on the host (rows
-/// one after another).
-fn host_logits(logits: &Array) -> Result<Vec<f32>> {
-    let shape = logits.shape();
-    let last = logits
-        .take_axis(Array::from_int(shape[1] - 1), 1)?
-        .as_dtype(Dtype::Float32)?;
+/// Last-position logits (`[rows, vocab]`, float32) on the host, rows one
+/// after another.
+fn host_logits(last: &Array) -> Result<Vec<f32>> {
     last.eval()?;
     Ok(last.as_slice::<f32>().to_vec())
 }

@@ -38,6 +38,8 @@ pub struct GenerateOptions {
     pub prefill_chunk: usize,
     /// A context shorter than the model's (a profile's); 0 means the model's.
     pub max_context: usize,
+    /// Keeps the output inside a grammar (structured output).
+    pub constraint: Option<crate::constrain::Constraint>,
 }
 
 /// A limit on reasoning: once `tokens` tokens were generated inside a block
@@ -519,7 +521,12 @@ impl<'m> TextStream<'m> {
         watch.run(model, &mut prefill)?;
         let cached_tokens = prefill.cached_tokens();
         let mut batch = Batch::new(model);
-        let (id, first) = batch.join(prefill, options.sampling.clone(), options.top_logprobs)?;
+        let (id, first) = batch.join(
+            prefill,
+            options.sampling.clone(),
+            options.top_logprobs,
+            options.constraint.clone(),
+        )?;
         let counters = options.counters.clone();
         let text = SequenceText::new(model, options, prompt.len(), cached_tokens, started);
         let mut stream = TextStream {

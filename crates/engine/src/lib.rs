@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod constrain;
 pub mod error;
 mod ffi;
 pub mod generate;
@@ -26,6 +27,7 @@ pub mod tokenizer;
 pub mod weights;
 pub mod worker;
 
+pub use constrain::{Constraint, Grammars, OnComplete};
 pub use error::{EngineError, Result};
 pub use generate::{
     Counters, Event, FinishReason, GenerateOptions, Generation, GenerationStats, ReasoningBudget,

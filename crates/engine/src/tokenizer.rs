@@ -62,6 +62,8 @@ pub struct Tokenizer {
     bos_token: Option<String>,
     eos_token: Option<String>,
     eos_ids: Vec<u32>,
+    /// Structured output's view of the vocabulary, built on first use.
+    grammars: std::sync::OnceLock<std::result::Result<crate::constrain::Grammars, String>>,
 }
 
 impl Tokenizer {
@@ -116,7 +118,20 @@ impl Tokenizer {
             bos_token,
             eos_token,
             eos_ids,
+            grammars: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Structured output's grammars for this vocabulary (the token trie is
+    /// built on the first call, a few hundred milliseconds for a large one).
+    pub fn grammars(&self) -> Result<&crate::constrain::Grammars> {
+        let built = self.grammars.get_or_init(|| {
+            let eos = self.eos_ids.first().copied().unwrap_or(0);
+            crate::constrain::Grammars::new(&self.inner, eos).map_err(|e| e.to_string())
+        });
+        built
+            .as_ref()
+            .map_err(|message| EngineError::Exception(message.clone()))
     }
 
     /// Token ids of `text`; `special` adds the tokenizer's own special tokens

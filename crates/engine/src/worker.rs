@@ -616,11 +616,13 @@ impl Scheduler<'_> {
         if request.events.send(Ok(prefilled)).is_err() {
             return;
         }
-        let options = request.options;
-        match self
-            .batch
-            .join(prefill, options.sampling.clone(), options.top_logprobs)
-        {
+        let mut options = request.options;
+        match self.batch.join(
+            prefill,
+            options.sampling.clone(),
+            options.top_logprobs,
+            options.constraint.take(),
+        ) {
             Ok((id, first)) => {
                 let text = SequenceText::new(
                     self.model,

@@ -32,7 +32,7 @@ fn a_sequence_leaving_a_batch_keeps_only_its_own_memory() {
         let prefill = Prefill::start(&model, prompt, None).expect("prefill");
         ids.push(
             batch
-                .join(prefill, SamplingParams::default(), 0)
+                .join(prefill, SamplingParams::default(), 0, None)
                 .expect("join")
                 .0,
         );

@@ -65,7 +65,7 @@ fn batched(
         while joined < prompts.len() && steps >= join_at[joined] {
             let prefill = Prefill::start(model, &prompts[joined], None).expect("prefill");
             let (id, first) = batch
-                .join(prefill, sampling[joined].clone(), 0)
+                .join(prefill, sampling[joined].clone(), 0, None)
                 .expect("join");
             out.insert(id, vec![(first.token, first.logprob)]);
             order.push(id);

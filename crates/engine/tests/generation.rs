@@ -120,3 +120,123 @@ fn deltas_never_split_a_character() {
     assert_eq!(text, decoded.trim_end_matches('\u{FFFD}'));
     assert!(deltas.iter().all(|d| !d.contains('\u{FFFD}')), "{deltas:?}");
 }
+
+/// Structured output inside batched decoding: two sequences constrained to
+/// different schemas (one greedy, one sampled) and one free sequence decode
+/// in one batch. Each constrained answer is JSON of its own schema and the
+/// same as when it runs alone, and the free one is untouched by its
+/// neighbours' masks.
+#[test]
+fn constrained_sequences_in_one_batch_follow_their_own_schemas() {
+    use orchard_engine::batch::{Batch, Prefill};
+    use orchard_engine::{ChatMessage, OnComplete, TemplateOptions};
+    use serde_json::{Value, json};
+
+    let model = model();
+    let tokenizer = model.tokenizer();
+    let chat = |text: &str| {
+        let options = TemplateOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        let prompt = tokenizer
+            .apply_chat_template(&[ChatMessage::text("user", text)], &options)
+            .expect("template");
+        tokenizer.encode(&prompt, false).expect("encode")
+    };
+    let cat = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 30}}, "required": ["name", "age"],
+        "additionalProperties": false});
+    let colors = json!({"type": "array", "items": {"enum": ["red", "green", "blue"]},
+        "minItems": 2, "maxItems": 3});
+    let grammars = tokenizer.grammars().expect("grammars");
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let sampled = SamplingParams {
+        temperature: 0.9,
+        seed: Some(7),
+        ..Default::default()
+    };
+    let sequences = [
+        (chat("Describe a cat in JSON."), greedy.clone(), Some(&cat)),
+        (chat("List some colors in JSON."), sampled, Some(&colors)),
+        (chat("Tell me about the sea."), greedy, None),
+    ];
+    let constraint = |schema: Option<&Value>| {
+        schema.map(|s| grammars.json_schema(s, OnComplete::End).expect("schema"))
+    };
+    let eos = tokenizer.eos_ids().to_vec();
+    let limit = 60;
+
+    // Alone: each sequence in its own batch.
+    let mut alone = Vec::new();
+    for (prompt, sampling, schema) in &sequences {
+        let mut batch = Batch::new(&model);
+        let prefill = Prefill::start(&model, prompt, None).expect("prefill");
+        let (_, first) = batch
+            .join(prefill, sampling.clone(), 0, constraint(*schema))
+            .expect("join");
+        let mut tokens = vec![first.token];
+        while !eos.contains(tokens.last().expect("token")) && tokens.len() < limit {
+            tokens.extend(batch.step().expect("step").iter().map(|(_, s)| s.token));
+        }
+        alone.push(tokens);
+    }
+
+    // Together.
+    let mut batch = Batch::new(&model);
+    let mut together: Vec<Vec<u32>> = Vec::new();
+    let mut ids = Vec::new();
+    for (prompt, sampling, schema) in &sequences {
+        let prefill = Prefill::start(&model, prompt, None).expect("prefill");
+        let (id, first) = batch
+            .join(prefill, sampling.clone(), 0, constraint(*schema))
+            .expect("join");
+        ids.push(id);
+        together.push(vec![first.token]);
+    }
+    let done =
+        |tokens: &Vec<u32>| eos.contains(tokens.last().expect("token")) || tokens.len() >= limit;
+    while !together.iter().all(done) {
+        for (id, sampled) in batch.step().expect("step") {
+            let index = ids.iter().position(|&i| i == id).expect("known");
+            if !done(&together[index]) {
+                together[index].push(sampled.token);
+            }
+        }
+    }
+    for (index, (tokens, alone)) in together.iter().zip(&alone).enumerate() {
+        assert_eq!(tokens, alone, "sequence {index} differs batched and alone");
+    }
+    let text = |tokens: &[u32]| {
+        let body: Vec<u32> = tokens
+            .iter()
+            .copied()
+            .filter(|t| !eos.contains(t))
+            .collect();
+        tokenizer.decode(&body).expect("decode")
+    };
+    let cat_answer: Value = serde_json::from_str(&text(&together[0])).expect("the cat is JSON");
+    assert!(
+        cat_answer["name"].is_string() && cat_answer["age"].is_u64(),
+        "{cat_answer}"
+    );
+    assert_eq!(
+        cat_answer.as_object().map(|o| o.len()),
+        Some(2),
+        "{cat_answer}"
+    );
+    let colors_answer: Value =
+        serde_json::from_str(&text(&together[1])).expect("the colors are JSON");
+    let listed = colors_answer.as_array().expect("a list");
+    assert!((2..=3).contains(&listed.len()), "{colors_answer}");
+    assert!(
+        listed
+            .iter()
+            .all(|c| ["red", "green", "blue"].contains(&c.as_str().unwrap_or("")))
+    );
+    // The free answer is prose, not bent into JSON by its neighbours.
+    assert!(!text(&together[2]).trim_start().starts_with(['{', '[']));
+}
