@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use orchard_engine::sampler::Sampled;
 use orchard_engine::{
-    ChatMessage, EngineError, Event, FinishReason, GenerateOptions, GenerationStats,
+    ChatMessage, EngineError, Event, FinishReason, GenerateOptions, GenerationStats, OnComplete,
     ReasoningBudget, SubmitError, TemplateOptions,
 };
 use serde_json::Value;
@@ -37,6 +37,8 @@ pub enum GenerationRequest {
         options: GenerateOptions,
         /// Report each token's log-probability.
         logprobs: bool,
+        /// Structured output: the answer follows this JSON schema.
+        json_output: Option<JsonOutput>,
     },
     /// Raw text continued as is (the completions API).
     Text {
@@ -44,6 +46,16 @@ pub enum GenerationRequest {
         options: GenerateOptions,
         logprobs: bool,
     },
+}
+
+/// Structured output: the answer is JSON that follows `schema`, each token
+/// kept inside it by a grammar (llguidance). Thinking templates are switched
+/// off for it, so the answer starts with the JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonOutput {
+    pub schema: Value,
+    /// The request field that carried it, named when the schema is refused.
+    pub param: &'static str,
 }
 
 /// A token's log-probability and the alternatives asked for.
@@ -262,9 +274,26 @@ pub async fn start(
                 single_tool_call,
                 mut options,
                 logprobs,
+                json_output,
             } => {
+                let enable_thinking = match &json_output {
+                    Some(_) => Some(false),
+                    None => enable_thinking,
+                };
                 let (tokens, parser) =
                     model.chat_prompt(messages, &tools, &tool_choice, enable_thinking)?;
+                if let Some(json) = json_output {
+                    let grammars = model.tokenizer().grammars().map_err(CoreError::Engine)?;
+                    let constraint = grammars
+                        .json_schema(&json.schema, OnComplete::End)
+                        .map_err(|e| match e {
+                            EngineError::InvalidParameter { message, .. } => {
+                                CoreError::invalid(json.param, message)
+                            }
+                            other => CoreError::Engine(other),
+                        })?;
+                    options.constraint = Some(constraint);
+                }
                 if let Some(budget) = reasoning_budget {
                     options.reasoning_budget = model.prompter.reasoning_budget(budget, &parser)?;
                 }

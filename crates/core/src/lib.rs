@@ -15,7 +15,9 @@ pub mod secrets;
 pub mod system;
 
 pub use error::CoreError;
-pub use generation::{Delta, Finish, Generation, GenerationRequest, Output, TokenLogprobs, start};
+pub use generation::{
+    Delta, Finish, Generation, GenerationRequest, JsonOutput, Output, TokenLogprobs, start,
+};
 pub use manager::{LoadedModel, ManagerOptions, ModelManager};
 
 // The engine's request and result types, for adapters that depend on core only.

@@ -183,6 +183,7 @@ async fn bad_requests_fail_before_queueing() {
         single_tool_call: false,
         options: GenerateOptions::default(),
         logprobs: false,
+        json_output: None,
     };
     let err = orchard_core::start(model, unknown_tool)
         .await

@@ -506,7 +506,10 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
     let (status, response) = server.call("/v1/responses", &request).await;
     assert_eq!(status, 200, "{response}");
     assert_eq!(response["status"], "incomplete", "{response}");
-    assert_eq!(response["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(
+        response["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
     let item = &response["output"][0];
     assert_eq!(item["type"], "reasoning", "{response}");
     assert_eq!(item["content"][0]["text"], reasoning.as_str());
@@ -538,7 +541,10 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
     assert_eq!(pieces, reasoning);
     let last = events.last().expect("events");
     assert_eq!(last["type"], "response.incomplete", "{text}");
-    assert_eq!(last["response"]["output"][0]["content"][0]["text"], reasoning.as_str());
+    assert_eq!(
+        last["response"]["output"][0]["content"][0]["text"],
+        reasoning.as_str()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

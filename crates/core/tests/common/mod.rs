@@ -55,6 +55,7 @@ pub fn chat(text: &str, max_tokens: usize) -> GenerationRequest {
             ..GenerateOptions::default()
         },
         logprobs: false,
+        json_output: None,
     }
 }
 

@@ -219,6 +219,7 @@ async fn handle_messages(
             single_tool_call,
             options,
             logprobs: false,
+            json_output: None,
         },
     )
     .await?;

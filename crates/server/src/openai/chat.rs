@@ -170,14 +170,7 @@ pub async fn chat_completions(
     }
     refuse_unknown(&request.other)?;
     check_n(request.n)?;
-    if let Some(format) = &request.response_format
-        && format.get("type").and_then(Value::as_str) != Some("text")
-    {
-        return Err(ApiError::unsupported(
-            "response_format",
-            "structured output (response_format other than text)",
-        ));
-    }
+    let json_output = super::json_output(request.response_format.as_ref(), "response_format")?;
     let top_logprobs = request.top_logprobs.unwrap_or(0);
     if top_logprobs > 20 {
         return Err(ApiError::invalid(
@@ -224,6 +217,7 @@ pub async fn chat_completions(
             single_tool_call: request.parallel_tool_calls == Some(false),
             options,
             logprobs,
+            json_output,
         },
     )
     .await?;

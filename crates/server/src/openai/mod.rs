@@ -176,6 +176,72 @@ pub(super) fn stream_error(error: CoreError) -> Event {
     Event::default().data(api.body().to_string())
 }
 
+/// Structured output from `response_format` (chat completions: the schema
+/// under `json_schema`) or `text.format` (responses: the schema beside
+/// `type`): None for plain text.
+pub(super) fn json_output(
+    format: Option<&Value>,
+    param: &'static str,
+) -> Result<Option<orchard_core::JsonOutput>, ApiError> {
+    let Some(format) = format.filter(|f| !f.is_null()) else {
+        return Ok(None);
+    };
+    let schema = match format.get("type").and_then(Value::as_str) {
+        Some("text") => return Ok(None),
+        Some("json_object") => json!({"type": "object"}),
+        Some("json_schema") => {
+            let holder = format.get("json_schema").unwrap_or(format);
+            let mut schema = match holder.get("schema") {
+                Some(schema @ (Value::Object(_) | Value::Bool(true))) => schema.clone(),
+                _ => {
+                    return Err(ApiError::invalid(
+                        param,
+                        "a json_schema format needs `schema`, a JSON Schema object",
+                    ));
+                }
+            };
+            if holder.get("strict") == Some(&Value::Bool(true)) {
+                close_objects(&mut schema);
+            }
+            schema
+        }
+        other => {
+            return Err(ApiError::invalid(
+                param,
+                format!("unknown format type {other:?}; use text, json_object or json_schema"),
+            ));
+        }
+    };
+    Ok(Some(orchard_core::JsonOutput { schema, param }))
+}
+
+/// Strict mode, as OpenAI defines it, allows no properties beyond those an
+/// object schema lists: `additionalProperties` is false wherever the schema
+/// leaves it unset (OpenAI refuses such schemas; Orchard fills it in).
+fn close_objects(schema: &mut Value) {
+    let Value::Object(map) = schema else {
+        if let Value::Array(items) = schema {
+            items.iter_mut().for_each(close_objects);
+        }
+        return;
+    };
+    let is_object =
+        map.contains_key("properties") || map.get("type").and_then(Value::as_str) == Some("object");
+    if is_object && !map.contains_key("additionalProperties") {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for key in ["items", "prefixItems", "anyOf", "oneOf", "allOf", "not"] {
+        if let Some(inner) = map.get_mut(key) {
+            close_objects(inner);
+        }
+    }
+    for key in ["properties", "$defs", "definitions"] {
+        if let Some(Value::Object(inner)) = map.get_mut(key) {
+            inner.values_mut().for_each(close_objects);
+        }
+    }
+}
+
 /// A profile's defaults for what the request leaves unset.
 fn profile_sampling(profile: &Profile, sampling: &mut types::Sampling) {
     sampling.temperature = sampling.temperature.or(profile.temperature);

@@ -111,15 +111,6 @@ fn refuse_unsupported(request: &ResponsesRequest) -> Result<(), ApiError> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     )?;
-    if let Some(format) = request.text.as_ref().and_then(|t| t.format.as_ref())
-        && !format.is_null()
-        && format.get("type").and_then(Value::as_str) != Some("text")
-    {
-        return Err(ApiError::unsupported(
-            "text.format",
-            "structured output (text.format other than text)",
-        ));
-    }
     match request.truncation.as_deref() {
         None | Some("disabled") => {}
         Some("auto") => {
@@ -162,6 +153,8 @@ pub async fn create(
     refuse_unsupported(&request)?;
     let reasoning = request.reasoning.unwrap_or_default();
     let enable_thinking = thinking(reasoning.effort.as_deref())?;
+    let format = request.text.as_ref().and_then(|t| t.format.clone());
+    let json_output = super::json_output(format.as_ref(), "text.format")?;
     let mut tools = Tools::read(request.tools.as_deref())?;
     let tool_choice = tools.choice(request.tool_choice.as_ref())?;
 
@@ -232,7 +225,7 @@ pub async fn create(
         },
         "store": store,
         "temperature": temperature.unwrap_or(1.0),
-        "text": {"format": {"type": "text"}},
+        "text": {"format": format.unwrap_or_else(|| json!({"type": "text"}))},
         "tool_choice": request.tool_choice.unwrap_or_else(|| json!("auto")),
         "tools": request.tools.unwrap_or_default(),
         "top_p": top_p.unwrap_or(1.0),
@@ -264,6 +257,7 @@ pub async fn create(
             single_tool_call: request.parallel_tool_calls == Some(false),
             options,
             logprobs: false,
+            json_output,
         },
     )
     .await;
