@@ -159,7 +159,7 @@ def test_errors_are_sdk_exceptions_with_the_right_status(client, server):
     assert bad.value.param == "n"
 
     with pytest.raises(openai.BadRequestError) as schema:
-        client.chat.completions.create(model=MODEL, messages=QUESTION, response_format={"type": "json_object"})
+        client.chat.completions.create(model=MODEL, messages=QUESTION, response_format={"type": "yaml"})
     assert schema.value.param == "response_format"
 
     stranger = openai.OpenAI(base_url=server.base_url + "/v1", api_key="orch-wrong", max_retries=0)

@@ -113,11 +113,11 @@ def test_tool_calls_stream_as_argument_deltas(client):
 def test_a_custom_tool_answers_with_its_free_form_input(client):
     note = {"type": "custom", "name": "take_note", "description": "Write a note down."}
     reply = client.responses.create(
-        model=MODEL, input="Note that the meeting is at noon.", tools=[note],
+        model=MODEL, input="Take a note: buy milk.", tools=[note],
         tool_choice={"type": "custom", "name": "take_note"}, max_output_tokens=40, temperature=0,
     )
     [call] = [item for item in reply.output if item.type == "custom_tool_call"]
-    assert call.name == "take_note" and isinstance(call.input, str) and call.input
+    assert call.name == "take_note" and "milk" in call.input, call
 
 
 def test_previous_response_id_continues_a_stored_response(client, server):
@@ -154,7 +154,7 @@ def test_bad_requests_are_400s_naming_the_field(client):
     cases = [
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,AA=="}]}]}, "input[0].content"),
         ({"input": "Hi", "reasoning": {"effort": "enormous"}}, "reasoning.effort"),
-        ({"input": "Hi", "text": {"format": {"type": "json_object"}}}, "text.format"),
+        ({"input": "Hi", "text": {"format": {"type": "yaml"}}}, "text.format"),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
         ({"input": "Hi", "tool_choice": "required"}, "tool_choice"),
         ({"input": "Hi", "conversation": "conv_1"}, "conversation"),

@@ -125,3 +125,34 @@ def test_a_schema_orchard_cannot_enforce_is_a_400_naming_it(client):
             text={"format": {"type": "json_schema", "name": "x", "schema": schema}},
         )
     assert error.value.body["param"] == "text.format"
+
+
+FORECAST = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "unit", "days"],
+    "additionalProperties": False,
+}
+
+
+def test_a_forced_tool_calls_arguments_follow_its_schema(client):
+    validator = jsonschema_rs.validator_for(FORECAST)
+    tool = {"type": "function", "function": {"name": "forecast", "description": "Weather forecast", "parameters": FORECAST}}
+    for question in ["Weather in Paris this week?", "Will it rain in Oslo tomorrow?"]:
+        reply = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": question}], tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "forecast"}}, max_tokens=60, temperature=0,
+        )
+        [call] = reply.choices[0].message.tool_calls
+        validator.validate(json.loads(call.function.arguments))
+
+    response = client.responses.create(
+        model=MODEL, input="Forecast for Rome, please.", max_output_tokens=60, temperature=0,
+        tools=[{"type": "function", "name": "forecast", "parameters": FORECAST}], tool_choice="required",
+    )
+    [call] = [item for item in response.output if item.type == "function_call"]
+    validator.validate(json.loads(call.arguments))

@@ -164,6 +164,34 @@ fn prompt_error(error: EngineError) -> CoreError {
     }
 }
 
+/// The function `tool_choice` forces: the one it names, or the only tool
+/// offered when some call is required.
+fn forced_function(tools: &[Value], tool_choice: &ToolChoice) -> Option<ToolChoice> {
+    match (tool_choice, tools) {
+        (ToolChoice::Required, [only]) => only
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .map(|name| ToolChoice::Function(name.to_string())),
+        (ToolChoice::Function(_), _) => Some(tool_choice.clone()),
+        _ => None,
+    }
+}
+
+/// The parameters schema of the call `tool_choice` forces, if it forces one
+/// whose tool has a schema.
+fn forced_parameters<'t>(tools: &'t [Value], tool_choice: &ToolChoice) -> Option<&'t Value> {
+    let Some(ToolChoice::Function(name)) = forced_function(tools, tool_choice) else {
+        return None;
+    };
+    tools
+        .iter()
+        .filter_map(|t| t.get("function"))
+        .find(|f| f.get("name").and_then(Value::as_str) == Some(name.as_str()))
+        .and_then(|f| f.get("parameters"))
+        .filter(|p| p.is_object())
+}
+
 impl Prompter {
     /// The prompt tokens of a conversation and the parser for the reply.
     pub fn chat_prompt(
@@ -173,18 +201,27 @@ impl Prompter {
         tool_choice: &ToolChoice,
         enable_thinking: Option<bool>,
     ) -> Result<(Vec<u32>, OutputParser), CoreError> {
+        self.render(messages, tools, tool_choice, enable_thinking, true)
+    }
+
+    /// As [`Self::chat_prompt`]; with `open_arguments` false a forced call's
+    /// opening stops where its arguments begin (they are then constrained).
+    fn render(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: &[Value],
+        tool_choice: &ToolChoice,
+        enable_thinking: Option<bool>,
+        open_arguments: bool,
+    ) -> Result<(Vec<u32>, OutputParser), CoreError> {
         let offered: &[Value] = if *tool_choice == ToolChoice::None {
             &[]
         } else {
             tools
         };
         // "Some tool, required" with one tool offered means that tool.
-        let single = match (tool_choice, offered) {
-            (ToolChoice::Required, [only]) => only
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .map(|name| ToolChoice::Function(name.to_string())),
+        let single = match tool_choice {
+            ToolChoice::Required => forced_function(offered, tool_choice),
             _ => None,
         };
         let tool_choice = single.as_ref().unwrap_or(tool_choice);
@@ -213,7 +250,9 @@ impl Prompter {
             .tokenizer
             .apply_chat_template(&messages, &options)
             .map_err(prompt_error)?;
-        let (opening, parser) = self.format.start_output(&text, offered, tool_choice);
+        let (opening, parser) =
+            self.format
+                .start_output_with(&text, offered, tool_choice, open_arguments);
         text.push_str(&opening);
         let tokens = self.tokenizer.encode(&text, false).map_err(prompt_error)?;
         Ok((tokens, parser))
@@ -280,8 +319,32 @@ pub async fn start(
                     Some(_) => Some(false),
                     None => enable_thinking,
                 };
-                let (tokens, parser) =
-                    model.chat_prompt(messages, &tools, &tool_choice, enable_thinking)?;
+                // A forced call's arguments follow its tool's schema; a
+                // schema the grammar cannot take leaves them free.
+                let arguments = match (&json_output, forced_parameters(&tools, &tool_choice)) {
+                    (None, Some(schema)) if tool_choice != ToolChoice::None => {
+                        let compiled = model
+                            .tokenizer()
+                            .grammars()
+                            .and_then(|g| g.json_schema(schema, OnComplete::Release));
+                        match compiled {
+                            Ok(constraint) => Some(constraint),
+                            Err(error) => {
+                                tracing::warn!(%error, "a forced tool call's arguments are not constrained");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let (tokens, parser) = model.prompter.render(
+                    messages,
+                    &tools,
+                    &tool_choice,
+                    enable_thinking,
+                    arguments.is_none(),
+                )?;
+                options.constraint = arguments;
                 if let Some(json) = json_output {
                     let grammars = model.tokenizer().grammars().map_err(CoreError::Engine)?;
                     let constraint = grammars

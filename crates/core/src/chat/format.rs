@@ -121,6 +121,19 @@ impl ChatFormat {
         tools: &[Value],
         choice: &ToolChoice,
     ) -> (String, OutputParser) {
+        self.start_output_with(prompt, tools, choice, true)
+    }
+
+    /// As [`Self::start_output`]; with `open_arguments` false a forced
+    /// call's opening ends where its arguments begin, for a caller that
+    /// constrains them to the tool's schema from their first brace.
+    pub fn start_output_with(
+        &self,
+        prompt: &str,
+        tools: &[Value],
+        choice: &ToolChoice,
+        open_arguments: bool,
+    ) -> (String, OutputParser) {
         let tools_offered = !tools.is_empty();
         let syntax = tools_offered.then_some(self.tool_syntax);
         let harmony = self.tool_syntax == ToolSyntax::Harmony;
@@ -139,7 +152,7 @@ impl ChatFormat {
             return (String::new(), parser);
         };
         let arguments = match choice {
-            ToolChoice::Function(function) => arguments_opening(tools, function),
+            ToolChoice::Function(function) if open_arguments => arguments_opening(tools, function),
             _ => String::new(),
         };
         let opening = match (self.tool_syntax, name.is_empty()) {
