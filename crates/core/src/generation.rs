@@ -300,6 +300,15 @@ pub async fn start(
     model: Arc<LoadedModel>,
     request: GenerationRequest,
 ) -> Result<Generation, CoreError> {
+    if model.embedding.is_some() {
+        return Err(CoreError::invalid(
+            "model",
+            format!(
+                "{} is an embedding model: it makes vectors, not text; send its inputs to /v1/embeddings",
+                model.id
+            ),
+        ));
+    }
     let prepare_model = Arc::clone(&model);
     let prepared = tokio::task::spawn_blocking(move || {
         let model = prepare_model;

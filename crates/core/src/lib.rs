@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod chat;
 pub mod doctor;
 pub mod downloads;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod logs;
@@ -22,5 +23,5 @@ pub use manager::{LoadedModel, ManagerOptions, ModelManager};
 
 // The engine's request and result types, for adapters that depend on core only.
 pub use orchard_engine::{
-    ChatMessage, EngineError, GenerateOptions, GenerationStats, SamplingParams,
+    ChatMessage, EmbeddingSpec, EngineError, GenerateOptions, GenerationStats, SamplingParams,
 };

@@ -103,6 +103,9 @@ pub struct LoadedModel {
     pub(crate) worker: ModelWorker,
     /// The tokenizer and chat format.
     pub prompter: Arc<Prompter>,
+    /// How an embedding model pools (its sentence-transformers files); None
+    /// for a model that generates text.
+    pub embedding: Option<orchard_engine::EmbeddingSpec>,
     pub loaded_at: Instant,
     /// When a request last started or ended, in ms since `loaded_at`.
     last_used_ms: AtomicU64,
@@ -619,6 +622,7 @@ impl ModelManager {
         let started = Instant::now();
         let id = entry.id.clone();
         let loaded = tokio::task::spawn_blocking(move || {
+            let embedding = orchard_engine::EmbeddingSpec::read(&entry.dir)?;
             let worker = ModelWorker::spawn(&entry.dir, options)?;
             let prompter = Arc::new(Prompter::new(worker.tokenizer()));
             Ok::<_, orchard_engine::EngineError>(LoadedModel {
@@ -626,6 +630,7 @@ impl ModelManager {
                 entry,
                 worker,
                 prompter,
+                embedding,
                 loaded_at: Instant::now(),
                 last_used_ms: AtomicU64::new(0),
                 active: AtomicUsize::new(0),

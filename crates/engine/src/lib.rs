@@ -13,6 +13,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod constrain;
+pub mod embed;
 pub mod error;
 mod ffi;
 pub mod generate;
@@ -28,6 +29,7 @@ pub mod weights;
 pub mod worker;
 
 pub use constrain::{Constraint, Grammars, OnComplete};
+pub use embed::{EmbeddingSpec, Pooling};
 pub use error::{EngineError, Result};
 pub use generate::{
     Counters, Event, FinishReason, GenerateOptions, Generation, GenerationStats, ReasoningBudget,

@@ -157,6 +157,19 @@ impl Model {
         self.forward_ids(&Array::from_slice(&ids, &[1, ids.len() as i32]), cache)
     }
 
+    /// The final hidden states of `ids` (batch, length): what embeddings pool.
+    pub fn hidden(&self, ids: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.network
+            .hidden(ids, cache)?
+            .ok_or_else(|| EngineError::InvalidParameter {
+                name: "model",
+                message: format!(
+                    "the {} architecture does not make embeddings in Orchard yet",
+                    self.config.model_type
+                ),
+            })
+    }
+
     /// Like [`Model::forward`], with the ids (1, len) already in an MLX array,
     /// which may still be lazy: the previous step's output.
     pub fn forward_ids(&self, ids: &Array, cache: &mut KvCache) -> Result<Array> {

@@ -153,6 +153,11 @@ impl Tokenizer {
             .map_err(|e| EngineError::Exception(format!("cannot decode tokens: {e}")))
     }
 
+    /// Token ids run from 0 to this, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Ids that end generation.
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos_ids

@@ -74,6 +74,12 @@ enum Job {
     },
     /// Makes the thread panic: how tests see what a crashed worker does.
     Crash,
+    /// Embeddings of `inputs`, run between two decode steps.
+    Embed {
+        inputs: Vec<Vec<u32>>,
+        spec: crate::embed::EmbeddingSpec,
+        reply: mpsc::Sender<Result<Vec<Vec<f32>>>>,
+    },
 }
 
 /// What a worker has done and holds, shared with its thread.
@@ -242,6 +248,27 @@ impl ModelWorker {
         !self.is_alive()
     }
 
+    /// Embeds `inputs` on the model's thread, between two decode steps (all
+    /// of them at once, in batches: a long list delays the sequences
+    /// generating meanwhile). The vectors arrive on the returned channel.
+    pub fn embed(
+        &self,
+        inputs: Vec<Vec<u32>>,
+        spec: crate::embed::EmbeddingSpec,
+    ) -> Result<Receiver<Result<Vec<Vec<f32>>>>, SubmitError> {
+        let jobs = self.jobs.as_ref().ok_or(SubmitError::Stopped)?;
+        let (reply, receiver) = mpsc::channel();
+        match jobs.try_send(Job::Embed {
+            inputs,
+            spec,
+            reply,
+        }) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(SubmitError::QueueFull(self.capacity)),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
+        }
+    }
+
     /// Queues a request; its events arrive on the returned channel, ending
     /// with `Event::Done` or an error.
     pub fn submit(
@@ -378,6 +405,13 @@ fn serve(
                     events,
                 }))),
                 Job::Crash => scheduler.queue.push_back(Queued::Crash),
+                Job::Embed {
+                    inputs,
+                    spec,
+                    reply,
+                } => {
+                    let _ = reply.send(model.embed(&inputs, spec));
+                }
             }
         }
         if scheduler.is_idle() {

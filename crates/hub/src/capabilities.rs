@@ -229,6 +229,8 @@ pub fn detect(files: &ModelFiles, supported: &[&str]) -> Capabilities {
         reasoning: template.thinking || tagged(&["reasoning", "thinking"]),
         embedding: matches!(pipeline, "feature-extraction" | "sentence-similarity")
             || tagged(&["sentence-transformers", "embeddings"])
+            // sentence-transformers' description of its modules (Qwen3-Embedding).
+            || has_file(&|f| f == "modules.json")
             || architectures.iter().any(|a| {
                 a.ends_with("model")
                     && !a.contains("causallm")

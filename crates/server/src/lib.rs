@@ -1,5 +1,5 @@
 //! Orchard's local HTTP port: the OpenAI API (`/v1/chat/completions`,
-//! `/v1/completions`, `/v1/responses`, `/v1/models`), the Anthropic Messages API
+//! `/v1/completions`, `/v1/responses`, `/v1/embeddings`, `/v1/models`), the Anthropic Messages API
 //! (`/v1/messages`), `/health` and `/metrics`, over the model manager; the
 //! management API the web UI uses (`/api`), and the web UI itself at `/`.
 //!
@@ -173,6 +173,7 @@ fn protected_routes() -> Routes {
         .get("/v1/models", openai::models)
         .post("/v1/chat/completions", openai::chat_completions)
         .post("/v1/completions", openai::completions)
+        .post("/v1/embeddings", openai::embeddings)
         .post("/v1/responses", openai::responses::create)
         .get("/v1/responses/{id}", openai::responses::get)
         .delete("/v1/responses/{id}", openai::responses::delete)

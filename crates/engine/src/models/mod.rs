@@ -37,6 +37,13 @@ pub trait LanguageModel: Send {
     /// (batch, length, vocab).
     fn forward(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array>;
 
+    /// The final hidden states (batch, length, hidden), after the last norm
+    /// and before the output projection: what embedding models pool. None
+    /// for an architecture Orchard does not embed with.
+    fn hidden(&self, _tokens: &Array, _cache: &mut KvCache) -> Result<Option<Array>> {
+        Ok(None)
+    }
+
     /// Number of transformer layers (one cache entry each).
     fn num_layers(&self) -> usize;
 

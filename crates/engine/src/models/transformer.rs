@@ -556,17 +556,27 @@ pub struct Model {
     context_length: usize,
 }
 
-impl LanguageModel for Model {
-    fn forward(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array> {
+impl Model {
+    fn normed_hidden(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array> {
         let mut h = self.embed_tokens.forward(tokens)?;
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers_mut()) {
             h = layer.forward(&h, layer_cache)?;
         }
-        let h = fast::rms_norm(&h, Some(&self.norm), self.eps)?;
+        Ok(fast::rms_norm(&h, Some(&self.norm), self.eps)?)
+    }
+}
+
+impl LanguageModel for Model {
+    fn forward(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array> {
+        let h = self.normed_hidden(tokens, cache)?;
         match &self.lm_head {
             Some(head) => head.forward(&h),
             None => self.embed_tokens.as_linear(&h),
         }
+    }
+
+    fn hidden(&self, tokens: &Array, cache: &mut KvCache) -> Result<Option<Array>> {
+        self.normed_hidden(tokens, cache).map(Some)
     }
 
     fn num_layers(&self) -> usize {

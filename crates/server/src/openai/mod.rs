@@ -1,16 +1,19 @@
 //! The OpenAI API: `/v1/models` here, `/v1/chat/completions` in `chat`,
 //! `/v1/completions` in `completions`, `/v1/responses` in `responses`,
+//! `/v1/embeddings` in `embeddings`,
 //! their wire types in `types`, and what
 //! both generation endpoints share (the reply's identity and metrics, usage,
 //! finish reasons, refusing unknown fields).
 
 mod chat;
 mod completions;
+mod embeddings;
 pub mod responses;
 mod types;
 
 pub use chat::chat_completions;
 pub use completions::completions;
+pub use embeddings::embeddings;
 
 use std::time::Instant;
 
@@ -55,6 +58,8 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
                 "owned_by": "orchard",
                 "loaded": loaded.contains(&entry.id),
                 "source": entry.source,
+                // Answers /v1/embeddings, not chat.
+                "embedding": is_embedding_model(&entry.dir),
             })
         })
         .collect();
@@ -72,6 +77,12 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
         }));
     }
     Json(json!({"object": "list", "data": data}))
+}
+
+/// Whether the model in `dir` is an embedding model (sentence-transformers
+/// files with a pooling module).
+fn is_embedding_model(dir: &std::path::Path) -> bool {
+    orchard_core::EmbeddingSpec::read(dir).is_ok_and(|spec| spec.is_some())
 }
 
 pub(super) fn refuse_unknown(other: &Map<String, Value>) -> Result<(), ApiError> {
