@@ -99,7 +99,7 @@ fi
 
 # --- Python tools: mlx-lm (the reference) and the openai/anthropic SDKs ----------------
 venv="$deps/venv"
-venv_key="$mlx_version $(hash_files scripts/requirements.txt)"
+venv_key="$mlx_version $(hash_files scripts/requirements.txt scripts/requirements-nodeps.txt)"
 if fresh venv "$venv_key" || [ ! -x "$venv/bin/python" ]; then
   # On macOS the plain mlx package brings Metal; on Linux the reference runs on the CPU.
   mlx_spec="mlx[cpu]==$mlx_version"
@@ -108,6 +108,7 @@ if fresh venv "$venv_key" || [ ! -x "$venv/bin/python" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "$mlx_spec" -r scripts/requirements.txt
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r scripts/requirements-nodeps.txt
   stamp venv "$venv_key"
 fi
 # The reference runs on the same BLAS as Orchard, so benchmarks compare engines.

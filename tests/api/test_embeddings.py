@@ -1,20 +1,28 @@
-"""/v1/embeddings with the official `openai` SDK against `orchard serve`: a
-tiny random Qwen3-Embedding-shaped model (mlx-lm's qwen3 class, the SmolLM2
-fixture's tokenizer, and sentence-transformers' modules.json and
-1_Pooling/config.json asking for last-token pooling and normalization),
-compared with the reference computed by mlx-lm on the same weights: its
-final hidden states, the last token's, L2-normalized."""
+"""/v1/embeddings with the official `openai` SDK against `orchard serve`:
+
+- a tiny random Qwen3-Embedding-shaped model (mlx-lm's qwen3 class, the
+  SmolLM2 fixture's tokenizer, and sentence-transformers' modules.json and
+  1_Pooling/config.json asking for last-token pooling and normalization),
+  compared with the reference computed by mlx-lm on the same weights: its
+  final hidden states, the last token's, L2-normalized;
+- tiny random BERT models made by mlx-embeddings' own BERT class, one
+  mean-pooled and normalized, one CLS-pooled, compared with what that class
+  computes."""
 
 import base64
+import importlib
+import importlib.util
 import json
 import shutil
 import struct
+import sys
+import types
 
 import mlx.core as mx
 import numpy as np
 import openai
 import pytest
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 from mlx_lm.models import qwen3
 from mlx_lm.utils import save_config, save_model
 from tokenizers import Tokenizer
@@ -78,9 +86,61 @@ def cosine(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+def mlx_embeddings_bert():
+    """mlx-embeddings' BERT module. The package's own __init__ imports
+    mlx-vlm (for its vision models), which is not installed: the module is
+    imported under a bare package instead."""
+    if "mlx_embeddings" not in sys.modules:
+        spec = importlib.util.find_spec("mlx_embeddings")
+        assert spec is not None, "mlx-embeddings is missing: run `make setup`"
+        package = types.ModuleType("mlx_embeddings")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["mlx_embeddings"] = package
+    return importlib.import_module("mlx_embeddings.models.bert")
+
+
+BERT_POOLING = {"Tiny-BERT-Mean": ("pooling_mode_mean_tokens", True), "Tiny-BERT-CLS": ("pooling_mode_cls_token", False)}
+
+
 @pytest.fixture(scope="module")
-def port(embedder):
-    with serve([embedder[0], FIXTURE]) as server:
+def berts(tmp_path_factory):
+    """Two folders with the same random BERT, pooled two ways, and the model."""
+    bert = mlx_embeddings_bert()
+    vocab = json.loads((FIXTURE / "config.json").read_text())["vocab_size"]
+    config = {
+        "model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 128, "max_position_embeddings": 128, "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12, "hidden_act": "gelu", "vocab_size": vocab,
+    }
+    mx.random.seed(5)
+    model = bert.Model(bert.ModelArgs.from_dict(config))
+    model.update(tree_map(lambda w: w * 0.5, model.parameters()))
+    model.set_dtype(mx.float32)
+    model.eval()  # MLX modules start in training mode, with dropout on
+    mx.eval(model.parameters())
+    root = tmp_path_factory.mktemp("berts")
+    folders = {}
+    for name, (mode, normalize) in BERT_POOLING.items():
+        folder = root / name
+        folder.mkdir()
+        mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+        (folder / "config.json").write_text(json.dumps(config))
+        for file in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(FIXTURE / file, folder / file)
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        if normalize:
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (folder / "modules.json").write_text(json.dumps(modules))
+        (folder / "1_Pooling").mkdir()
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 64, mode: True}))
+        folders[name] = folder
+    return folders, model
+
+
+@pytest.fixture(scope="module")
+def port(embedder, berts):
+    with serve([embedder[0], *berts[0].values(), FIXTURE]) as server:
         yield server
 
 
@@ -159,3 +219,21 @@ def test_models_mark_embedding_models_and_each_kind_refuses_the_other(client, po
         with pytest.raises(openai.BadRequestError) as error:
             client.embeddings.create(model=NAME, input=bad)
         assert error.value.body["param"] == "input", bad
+
+
+def test_bert_models_match_mlx_embeddings(client, embedder, berts):
+    _, model = berts
+    _, _, tokenizer = embedder
+    for name, (mode, normalize) in BERT_POOLING.items():
+        result = client.embeddings.create(model=name, input=TEXTS)
+        for text, item in zip(TEXTS, result.data):
+            ids = tokenizer.encode(text).ids
+            states = model(mx.array([ids])).last_hidden_state[0].astype(mx.float32)
+            expected = states.mean(axis=0) if mode == "pooling_mode_mean_tokens" else states[0]
+            if normalize:
+                expected = expected / mx.linalg.norm(expected)
+            assert cosine(item.embedding, np.array(expected)) >= 0.9999, (name, text)
+            # Without Normalize the vector keeps its length.
+            length = float(np.linalg.norm(item.embedding))
+            assert abs(length - float(mx.linalg.norm(expected))) < 1e-3 * max(1.0, length), (name, length)
+        assert cosine(result.data[0].embedding, result.data[1].embedding) < 0.99

@@ -2,11 +2,13 @@
 //! input, as sentence-transformers describes the model in its own files:
 //! `modules.json` lists the modules (Transformer, Pooling, Normalize) and
 //! `1_Pooling/config.json` says how to pool. Qwen3-Embedding is a qwen3
-//! decoder pooled on its last token and L2-normalized.
+//! decoder pooled on its last token and L2-normalized; BERT models are
+//! mostly mean-pooled (some on their first, CLS, token).
 //!
 //! Inputs run together, right-padded, in forward passes of at most
 //! [`EMBED_BATCH_TOKENS`] tokens: in a causal model a token never sees the
-//! padding after it, so each input's vectors are the ones it gets alone.
+//! padding after it, and a bidirectional one (BERT) masks it, so each
+//! input's vector is the one it gets alone.
 
 use std::path::Path;
 
@@ -129,8 +131,8 @@ impl Model {
             }
         }
         let ids = Array::from_slice(&ids, &[rows as i32, longest as i32]);
-        let mut cache = self.new_cache();
-        let hidden = self.hidden(&ids, &mut cache)?.as_dtype(Dtype::Float32)?;
+        let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
+        let hidden = self.encode(&ids, &lengths)?.as_dtype(Dtype::Float32)?;
         let pooled = match spec.pooling {
             Pooling::LastToken => {
                 let last: Vec<i32> = inputs.iter().map(|i| i.len() as i32 - 1).collect();

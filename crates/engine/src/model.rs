@@ -157,10 +157,11 @@ impl Model {
         self.forward_ids(&Array::from_slice(&ids, &[1, ids.len() as i32]), cache)
     }
 
-    /// The final hidden states of `ids` (batch, length): what embeddings pool.
-    pub fn hidden(&self, ids: &Array, cache: &mut KvCache) -> Result<Array> {
+    /// The final hidden states of `ids` (batch, length), rows of
+    /// `lengths[i]` tokens then padding: what embeddings pool.
+    pub fn encode(&self, ids: &Array, lengths: &[usize]) -> Result<Array> {
         self.network
-            .hidden(ids, cache)?
+            .encode(ids, lengths)?
             .ok_or_else(|| EngineError::InvalidParameter {
                 name: "model",
                 message: format!(

@@ -13,6 +13,7 @@
 //! 4. Add a parity test: a small random-weight model written by the test, loaded
 //!    by both Orchard and mlx-lm, with equal logits and greedy tokens.
 
+pub mod bert;
 pub mod gemma3_text;
 pub mod gpt_oss;
 pub mod llama;
@@ -44,6 +45,16 @@ pub trait LanguageModel: Send {
         Ok(None)
     }
 
+    /// The final hidden states of `tokens` (batch, length), whose rows hold
+    /// `lengths[i]` real tokens followed by padding: what embeddings pool.
+    /// A causal model never looks ahead, so padding at the end changes
+    /// nothing and the default runs [`LanguageModel::hidden`] on a fresh
+    /// cache; a bidirectional one (BERT) masks the padding.
+    fn encode(&self, tokens: &Array, _lengths: &[usize]) -> Result<Option<Array>> {
+        let mut cache = self.new_cache();
+        self.hidden(tokens, &mut cache)
+    }
+
     /// Number of transformer layers (one cache entry each).
     fn num_layers(&self) -> usize;
 
@@ -62,6 +73,7 @@ type Loader = fn(&ModelConfig, &mut Weights) -> Result<Box<dyn LanguageModel>>;
 /// Every supported `model_type` and how to build it. Mistral's dense models
 /// are Llama with other defaults, as in mlx-lm's `MODEL_REMAPPING`.
 pub const ARCHITECTURES: &[(&str, Loader)] = &[
+    ("bert", bert::load),
     ("gemma3_text", gemma3_text::load),
     ("gpt_oss", gpt_oss::load),
     ("llama", llama::load),
