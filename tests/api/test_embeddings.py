@@ -24,7 +24,7 @@ import openai
 import pytest
 from mlx.utils import tree_flatten, tree_map
 from mlx_lm.models import qwen3
-from mlx_lm.utils import save_config, save_model
+from mlx_lm.utils import save_config
 from tokenizers import Tokenizer
 
 from conftest import MODEL, ROOT, serve
@@ -55,7 +55,9 @@ def embedder(tmp_path_factory):
     model.update(tree_map(lambda w: w * 0.5, model.parameters()))
     model.set_dtype(mx.float32)
     mx.eval(model.parameters())
-    save_model(folder, model)
+    # As Hugging Face ships Qwen3-Embedding: the bare model, no `model.` prefix.
+    weights = {name.removeprefix("model."): w for name, w in tree_flatten(model.parameters())}
+    mx.save_safetensors(str(folder / "model.safetensors"), weights)
     save_config(config, folder / "config.json")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(FIXTURE / name, folder / name)

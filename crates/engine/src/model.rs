@@ -70,6 +70,11 @@ impl Model {
         let tokenizer = Tokenizer::load(dir)?;
         let upcast = device == DeviceKind::Cpu;
         let mut weights = Weights::load(dir, config.quantization.clone(), upcast)?;
+        // Hugging Face saves some decoders (Qwen3-Embedding) as the bare
+        // model, without the `model.` prefix mlx-lm's layout has.
+        if config.model_type != "bert" {
+            weights.add_prefix_where_missing("model.", "embed_tokens.weight");
+        }
         let dequantized = device == DeviceKind::Cpu
             && weights.is_quantized()
             && match options.cpu_fast_path {

@@ -253,6 +253,20 @@ impl Weights {
         Ok(())
     }
 
+    /// Puts `prefix` before every tensor's name when the folder has
+    /// `marker` bare and not under `prefix` (a bare model's checkpoint).
+    pub fn add_prefix_where_missing(&mut self, prefix: &str, marker: &str) {
+        if !self.tensors.contains_key(marker)
+            || self.tensors.contains_key(&format!("{prefix}{marker}"))
+        {
+            return;
+        }
+        self.tensors = std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(name, tensor)| (format!("{prefix}{name}"), tensor))
+            .collect();
+    }
+
     /// True when the folder has a tensor of that name.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
