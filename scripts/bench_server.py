@@ -86,7 +86,9 @@ def start(kind, args, home):
     return process, base, model
 
 
-def stream_once(base, model, question, max_tokens):
+def stream_once(base, model, question, max_tokens, extra=None):
+    """One streamed chat completion at temperature 0 (`extra` adds fields):
+    time to first token, decode tokens/s, completion tokens and the text."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": question}],
@@ -94,11 +96,13 @@ def stream_once(base, model, question, max_tokens):
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **(extra or {}),
     }
     sent = time.perf_counter()
     first = last = None
     chunks = 0
     usage = None
+    text = ""
     with requests.post(base + "/v1/chat/completions", json=body, stream=True, timeout=600) as response:
         response.raise_for_status()
         for line in response.iter_lines(decode_unicode=True):
@@ -113,9 +117,10 @@ def stream_once(base, model, question, max_tokens):
                     first = first or now
                     last = now
                     chunks += 1
+                    text += choice["delta"]["content"]
     tokens = usage["completion_tokens"] if usage else chunks
     decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else float("nan")
-    return {"ttft": first - sent, "decode_tps": decode, "tokens": tokens}
+    return {"ttft": first - sent, "decode_tps": decode, "tokens": tokens, "text": text}
 
 
 def measure(base, model, args):

@@ -21,12 +21,9 @@ import platform
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import requests
-
-from bench_server import ROOT, free_port, wait_ready
+from bench_server import ROOT, free_port, stream_once, wait_ready
 
 PROMPTS = [
     "Write down some numbers.",
@@ -36,34 +33,12 @@ PROMPTS = [
 
 
 def stream(base, model, prompt, max_tokens, schema):
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    """Completion tokens, decode tokens/s and text of one streamed answer."""
+    extra = None
     if schema is not None:
-        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "numbers", "schema": schema}}
-    first = last = None
-    usage = None
-    text = ""
-    with requests.post(base + "/v1/chat/completions", json=body, stream=True, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines(decode_unicode=True):
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices", []):
-                if choice.get("delta", {}).get("content"):
-                    now = time.perf_counter()
-                    first = first or now
-                    last = now
-                    text += choice["delta"]["content"]
-    tokens = usage["completion_tokens"]
-    return tokens, (tokens - 1) / (last - first), text
+        extra = {"response_format": {"type": "json_schema", "json_schema": {"name": "numbers", "schema": schema}}}
+    result = stream_once(base, model, prompt, max_tokens, extra)
+    return result["tokens"], result["decode_tps"], result["text"]
 
 
 def main():

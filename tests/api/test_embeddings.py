@@ -22,6 +22,7 @@ import mlx.core as mx
 import numpy as np
 import openai
 import pytest
+import requests
 from mlx.utils import tree_flatten, tree_map
 from mlx_lm.models import qwen3
 from mlx_lm.utils import save_config
@@ -202,6 +203,11 @@ def test_models_mark_embedding_models_and_each_kind_refuses_the_other(client, po
     models = {m.id: m for m in client.models.list().data}
     assert models[NAME].model_extra["embedding"] is True
     assert models[MODEL].model_extra["embedding"] is False
+    # The window's Library badges them too, from the same files.
+    library = requests.get(port.base_url + "/api/library", headers={"Authorization": f"Bearer {port.key}"}, timeout=60)
+    capabilities = {m["id"]: m["facts"]["capabilities"] for m in library.json()}
+    assert "embeddings" in capabilities[NAME] and "embeddings" in capabilities["Tiny-BERT-Mean"]
+    assert "embeddings" not in capabilities[MODEL]
 
     with pytest.raises(openai.BadRequestError) as chat:
         client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)

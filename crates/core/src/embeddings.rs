@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use orchard_engine::SubmitError;
-
 use crate::error::CoreError;
 use crate::manager::LoadedModel;
 
@@ -97,13 +95,10 @@ pub async fn embed(
     .await
     .map_err(|e| CoreError::Engine(orchard_engine::EngineError::Exception(e.to_string())))??;
     let prompt_tokens = tokenized.iter().map(Vec::len).sum();
-    let receiver = model.worker.embed(tokenized, spec).map_err(|e| match e {
-        SubmitError::QueueFull(waiting) => CoreError::Busy {
-            name: model.id.clone(),
-            waiting,
-        },
-        SubmitError::Stopped => CoreError::WorkerDied(model.id.clone()),
-    })?;
+    let receiver = model
+        .worker
+        .embed(tokenized, spec)
+        .map_err(|e| model.submit_error(e))?;
     model.touch();
     let died = model.id.clone();
     let mut vectors = tokio::task::spawn_blocking(move || receiver.recv())

@@ -129,6 +129,19 @@ impl Drop for Generation {
 }
 
 impl LoadedModel {
+    /// What a refused submission to the worker means for the caller.
+    pub(crate) fn submit_error(&self, error: SubmitError) -> CoreError {
+        match error {
+            SubmitError::QueueFull(waiting) => CoreError::Busy {
+                name: self.id.clone(),
+                waiting,
+            },
+            // The worker stops only when the model is dropped, and the
+            // caller holds it: a stopped worker is a dead thread.
+            SubmitError::Stopped => CoreError::WorkerDied(self.id.clone()),
+        }
+    }
+
     /// The prompt tokens of a conversation and the parser for the reply.
     pub fn chat_prompt(
         &self,
@@ -413,15 +426,10 @@ pub async fn start(
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = Some(Arc::clone(&cancel));
     let prompt_tokens = tokens.len();
-    let events = model.worker.submit(tokens, options).map_err(|e| match e {
-        SubmitError::QueueFull(waiting) => CoreError::Busy {
-            name: model.id.clone(),
-            waiting,
-        },
-        // The worker stops only when the model is dropped, and we hold it:
-        // a stopped worker is a dead thread.
-        SubmitError::Stopped => CoreError::WorkerDied(model.id.clone()),
-    })?;
+    let events = model
+        .worker
+        .submit(tokens, options)
+        .map_err(|e| model.submit_error(e))?;
     model.active.fetch_add(1, Ordering::Relaxed);
     model.touch();
     let (sender, receiver) = mpsc::channel(64);

@@ -168,16 +168,9 @@ async fn a_queued_stream_gets_keep_alive_comments() {
     let first = server.post("/v1/chat/completions", &chat("Tell me a long story.", 24));
     let running = tokio::spawn(async move { first.send().await.expect("send").text().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut second = chat("Hi", 2);
-    second["stream"] = json!(true);
     let text = server
-        .post("/v1/chat/completions", &second)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("body");
+        .stream_text("/v1/chat/completions", &chat("Hi", 2))
+        .await;
     running.await.expect("join").expect("first body");
     let first_data = text.find("data:").expect("events");
     assert!(

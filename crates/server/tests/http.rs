@@ -466,16 +466,7 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
     // Six tokens of reasoning leave no room for an answer.
     assert_eq!(message["content"], "", "{whole}");
 
-    let mut streamed = body.clone();
-    streamed["stream"] = json!(true);
-    let text = server
-        .post("/v1/chat/completions", &streamed)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let text = server.stream_text("/v1/chat/completions", &body).await;
     let pieces: String = text
         .split("\n\n")
         .filter_map(|e| e.strip_prefix("data: "))
@@ -518,16 +509,7 @@ async fn reasoning_goes_to_reasoning_content_and_thinking_blocks() {
         response["usage"]["output_tokens_details"]["reasoning_tokens"],
         6
     );
-    let mut streamed = request.clone();
-    streamed["stream"] = json!(true);
-    let text = server
-        .post("/v1/responses", &streamed)
-        .send()
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("text");
+    let text = server.stream_text("/v1/responses", &request).await;
     let events: Vec<Value> = text
         .split("\n\n")
         .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))

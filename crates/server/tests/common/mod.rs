@@ -83,6 +83,19 @@ impl Server {
             .json(body)
     }
 
+    /// POSTs `body` with `stream: true`; the whole event stream as text.
+    pub async fn stream_text(&self, path: &str, body: &Value) -> String {
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        self.post(path, &streamed)
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("the event stream")
+    }
+
     /// POSTs `body`; the status and the JSON answer.
     pub async fn call(&self, path: &str, body: &Value) -> (u16, Value) {
         error_of(self.post(path, body).send().await.expect("send")).await
