@@ -1,6 +1,8 @@
 //! `orchard bench`: prompt and decode speed and peak memory of a model, measured
 //! the way `mlx_lm.benchmark` measures them (random prompt tokens, end-of-sequence
-//! ignored, one warm-up run, then the average of the trials).
+//! ignored, one warm-up run, then the average of the trials). With `--server`,
+//! a prompt set against a running OpenAI-compatible server instead (see
+//! `bench_server`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +14,33 @@ use serde::Serialize;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// A model folder (config.json, safetensors weights, tokenizer).
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    model: Option<PathBuf>,
+    /// Instead of a model folder: a running OpenAI-compatible server
+    /// (`http://127.0.0.1:10240`), sent a prompt set as streamed chat
+    /// completions; prints time to first token, token gaps and latency
+    /// percentiles, throughput and (for Orchard) peak memory.
     #[arg(long)]
-    model: PathBuf,
+    server: Option<String>,
+    /// With --server: a JSON list of prompts (strings, or message lists);
+    /// a built-in set of 12 by default.
+    #[arg(long, requires = "server")]
+    prompts: Option<PathBuf>,
+    /// With --server: requests in flight at once.
+    #[arg(long, default_value_t = 1, requires = "server")]
+    concurrency: usize,
+    /// With --server: requests in all (the prompts are reused in turn).
+    #[arg(long, default_value_t = 12, requires = "server")]
+    requests: usize,
+    /// With --server: the most tokens each answer may have.
+    #[arg(long, default_value_t = 128, requires = "server")]
+    max_tokens: usize,
+    /// With --server: the model to ask for (default: the server's first loaded one).
+    #[arg(long, requires = "server")]
+    model_name: Option<String>,
+    /// With --server: its API key (default: $ORCHARD_API_KEY, then $OPENAI_API_KEY).
+    #[arg(long, requires = "server")]
+    api_key: Option<String>,
     /// Length of the (random) prompt.
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
@@ -42,6 +69,9 @@ struct BenchResult {
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
+    if let Some(server) = args.server.clone() {
+        return run_server(server, args);
+    }
     match bench(&args) {
         Ok(result) if args.json => match serde_json::to_string_pretty(&result) {
             Ok(text) => {
@@ -74,11 +104,62 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
+fn run_server(url: String, args: BenchArgs) -> ExitCode {
+    let api_key = args.api_key.clone().or_else(|| {
+        ["ORCHARD_API_KEY", "OPENAI_API_KEY"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|k| !k.is_empty()))
+    });
+    let bench = crate::bench_server::ServerBench {
+        url,
+        api_key,
+        model: args.model_name.clone(),
+        prompts: args.prompts.clone(),
+        concurrency: args.concurrency,
+        requests: args.requests,
+        max_tokens: args.max_tokens,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("orchard bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match runtime.block_on(crate::bench_server::run(bench)) {
+        Ok(report) => report,
+        Err(message) => {
+            eprintln!("orchard bench: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("orchard bench: cannot encode the result: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", crate::bench_server::table(&report));
+    }
+    if report.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn bench(args: &BenchArgs) -> Result<BenchResult, String> {
     if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.trials == 0 {
         return Err("--prompt-tokens, --gen-tokens and --trials must be at least 1".into());
     }
-    let model = Model::load(&args.model).map_err(|e| e.to_string())?;
+    let path = args.model.clone().ok_or("--model or --server is needed")?;
+    let model = Model::load(&path).map_err(|e| e.to_string())?;
     let vocab = model
         .config()
         .raw
@@ -101,7 +182,7 @@ fn bench(args: &BenchArgs) -> Result<BenchResult, String> {
     let mean =
         |f: fn(&GenerationStats) -> f64| stats.iter().map(f).sum::<f64>() / stats.len() as f64;
     Ok(BenchResult {
-        model: args.model.clone(),
+        model: path,
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
         trials: args.trials,

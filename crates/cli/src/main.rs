@@ -1,6 +1,7 @@
 //! `orchard`: the command-line face of Orchard.
 
 mod bench;
+mod bench_server;
 mod generate;
 mod import;
 mod keys;
@@ -37,7 +38,8 @@ enum Command {
     },
     /// Generate text from a prompt with a local model.
     Generate(generate::GenerateArgs),
-    /// Measure a model's prompt and decode speed and peak memory.
+    /// Measure a model's prompt and decode speed and peak memory, or (with
+    /// --server) a running server's latency and throughput.
     Bench(bench::BenchArgs),
     /// Convert a llama.cpp GGUF file into an MLX model folder.
     Import(import::ImportArgs),
