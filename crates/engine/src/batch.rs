@@ -196,7 +196,7 @@ impl<'m> Batch<'m> {
             sampler.sample(&mut host, &context, top_logprobs)
         };
         if let Some(constraint) = constraint.as_mut() {
-            constraint.commit(sampled.token)?;
+            constraint.commit(sampled.token);
         }
         context.push(sampled.token);
         let id = self.next_id;
@@ -304,7 +304,7 @@ impl<'m> Batch<'m> {
         row.feed = *last;
         if let Some(constraint) = row.constraint.as_mut() {
             for &token in tokens {
-                constraint.commit(token)?;
+                constraint.commit(token);
             }
         }
         self.add(row, cache)
@@ -375,7 +375,7 @@ impl<'m> Batch<'m> {
             };
             for (row, sampled) in self.rows.iter_mut().zip(sampled) {
                 if let Some(constraint) = row.constraint.as_mut() {
-                    constraint.commit(sampled.token)?;
+                    constraint.commit(sampled.token);
                 }
                 row.context.push(sampled.token);
                 row.feed = sampled.token;
@@ -427,10 +427,7 @@ fn masked(logits: Array, constraints: &mut [Option<Constraint>]) -> Result<Array
     let (rows, vocab) = (shape[0] as usize, shape[shape.len() - 1] as usize);
     let mut bias: Option<Vec<f32>> = None;
     for (row, constraint) in constraints.iter_mut().enumerate() {
-        let Some(row_bias) = constraint.as_mut().map(|c| c.bias(vocab)).transpose()? else {
-            continue;
-        };
-        let Some(row_bias) = row_bias else {
+        let Some(row_bias) = constraint.as_mut().and_then(|c| c.bias(vocab)) else {
             continue;
         };
         let all = bias.get_or_insert_with(|| vec![0.0; vocab * rows]);

@@ -130,6 +130,7 @@ impl Grammars {
             matcher,
             on_complete,
             released: false,
+            failure: None,
             vocab: self.vocab,
         })
     }
@@ -141,6 +142,7 @@ pub struct Constraint {
     matcher: Matcher,
     on_complete: OnComplete,
     released: bool,
+    failure: Option<String>,
     vocab: usize,
 }
 
@@ -149,6 +151,7 @@ impl fmt::Debug for Constraint {
         f.debug_struct("Constraint")
             .field("on_complete", &self.on_complete)
             .field("released", &self.released)
+            .field("failure", &self.failure)
             .finish()
     }
 }
@@ -157,20 +160,27 @@ impl Constraint {
     /// The next token's bias over `width` logits: 0 where the grammar allows
     /// the token, -inf elsewhere (and past the tokenizer's vocabulary). None
     /// once the constraint has let go.
-    pub fn bias(&mut self, width: usize) -> Result<Option<Vec<f32>>> {
+    ///
+    /// A parser that fails (it cannot: every token it sees was allowed by
+    /// its own mask) lets go rather than fail the step, which would end
+    /// every sequence in the batch; [`Constraint::failure`] keeps why.
+    pub fn bias(&mut self, width: usize) -> Option<Vec<f32>> {
         if self.released {
-            return Ok(None);
+            return None;
         }
-        let mask = self
-            .matcher
-            .compute_mask_or_eos()
-            .map_err(|e| grammar_error(&e))?;
+        let mask = match self.matcher.compute_mask_or_eos() {
+            Ok(mask) => mask,
+            Err(error) => {
+                self.let_go(&error);
+                return None;
+            }
+        };
         // A forced call's arguments are complete once the grammar could end.
         if self.on_complete == OnComplete::Release
             && (self.matcher.is_stopped() || self.matcher.is_accepting().unwrap_or(false))
         {
             self.released = true;
-            return Ok(None);
+            return None;
         }
         let mut bias = vec![f32::NEG_INFINITY; width];
         mask.iter_set_entries(|token| {
@@ -178,20 +188,27 @@ impl Constraint {
                 bias[token] = 0.0;
             }
         });
-        Ok(Some(bias))
+        Some(bias)
     }
 
-    /// Advances past `token`, sampled (or forced) next.
-    pub fn commit(&mut self, token: u32) -> Result<()> {
+    /// Advances past `token`, sampled (or forced) next. A token the
+    /// grammar refuses (only a forced one can be) makes the constraint let go.
+    pub fn commit(&mut self, token: u32) {
         if self.released || self.matcher.is_stopped() {
-            return Ok(());
+            return;
         }
-        self.matcher
-            .consume_token(token)
-            .map_err(|e| grammar_error(&e))
+        if let Err(error) = self.matcher.consume_token(token) {
+            self.let_go(&error);
+        }
     }
-}
 
-fn grammar_error(error: &dyn fmt::Display) -> EngineError {
-    EngineError::Exception(format!("structured output: {error}"))
+    /// Why the constraint let go before its grammar was complete, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn let_go(&mut self, error: &dyn fmt::Display) {
+        self.released = true;
+        self.failure = Some(format!("structured output stopped: {error}"));
+    }
 }

@@ -240,3 +240,28 @@ fn constrained_sequences_in_one_batch_follow_their_own_schemas() {
     // The free answer is prose, not bent into JSON by its neighbours.
     assert!(!text(&together[2]).trim_start().starts_with(['{', '[']));
 }
+
+/// A token the grammar refuses (only a forced one could be) makes the
+/// constraint let go, with the reason kept, instead of failing the step and
+/// with it every sequence in the batch.
+#[test]
+fn a_refused_token_lets_the_constraint_go_and_says_why() {
+    use orchard_engine::OnComplete;
+    let model = model();
+    let tokenizer = model.tokenizer();
+    let schema = serde_json::json!({"type": "object"});
+    let mut constraint = tokenizer
+        .grammars()
+        .expect("grammars")
+        .json_schema(&schema, OnComplete::End)
+        .expect("schema");
+    let vocab = tokenizer.vocab_size();
+    let bias = constraint.bias(vocab).expect("a mask");
+    let open = tokenizer.encode("{", false).expect("encode")[0] as usize;
+    let word = tokenizer.encode("Hello", false).expect("encode")[0];
+    assert_eq!(bias[open], 0.0, "an object starts with a brace");
+    assert_eq!(bias[word as usize], f32::NEG_INFINITY);
+    constraint.commit(word);
+    assert!(constraint.failure().is_some());
+    assert_eq!(constraint.bias(vocab), None);
+}
