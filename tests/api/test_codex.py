@@ -4,8 +4,8 @@
 in its config.toml so it reaches nothing but the port.
 
 Codex's default request (its long instructions, skills and about a dozen
-tools) is about 10k tokens with SmolLM2's tokenizer, over the fixture's
-8192-token context: that run must end on the context window, which Codex
+tools, about 40 KB) renders to 8,505 prompt tokens with SmolLM2's template,
+over the fixture's 8192-token context: that run must end on the context window, which Codex
 recognizes from `response.failed` with `context_length_exceeded`. With short
 instructions and fewer tools it answers, through a profile that sets
 temperature 0 (Codex sends no sampling parameters)."""

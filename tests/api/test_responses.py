@@ -170,6 +170,7 @@ def test_a_prompt_over_the_context_fails_as_context_length_exceeded(client):
     with pytest.raises(openai.BadRequestError) as error:
         client.responses.create(model=MODEL, input=long_input, max_output_tokens=4)
     assert error.value.body["code"] == "context_length_exceeded"
+    assert error.value.body["param"] == "input"
 
     events = list(client.responses.create(model=MODEL, input=long_input, max_output_tokens=4, stream=True))
     assert [e.type for e in events] == ["response.created", "response.in_progress", "response.failed"]

@@ -276,7 +276,14 @@ pub async fn create(
                 .keep_alive(KeepAlive::default())
                 .into_response());
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => {
+            let mut api: ApiError = error.into();
+            if api.code == Some("context_length_exceeded") {
+                // The conversation arrived as `input` here, not `messages`.
+                api.param = Some("input".into());
+            }
+            return Err(api);
+        }
     };
     if request.stream {
         let stream = sse::stream(generation, state.keep_alive, move |step| {
