@@ -86,8 +86,18 @@ fn is_embedding_model(dir: &std::path::Path) -> bool {
 }
 
 pub(super) fn refuse_unknown(other: &Map<String, Value>) -> Result<(), ApiError> {
+    refuse_unknown_except(other, &[])
+}
+
+/// As [`refuse_unknown`], with `also_ignored` accepted too (an endpoint's
+/// own harmless fields).
+pub(super) fn refuse_unknown_except(
+    other: &Map<String, Value>,
+    also_ignored: &[&str],
+) -> Result<(), ApiError> {
     for (key, value) in other {
-        if IGNORED_FIELDS.contains(&key.as_str()) || value.is_null() {
+        let key_str = key.as_str();
+        if IGNORED_FIELDS.contains(&key_str) || also_ignored.contains(&key_str) || value.is_null() {
             continue;
         }
         return Err(ApiError::unsupported(

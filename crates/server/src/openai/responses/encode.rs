@@ -230,10 +230,11 @@ impl Encoder {
             return;
         };
         open.text.push_str(text);
-        let (kind, id) = if reasoning {
-            ("response.reasoning_text.delta", open.id.clone())
+        let id = open.id.clone();
+        let kind = if reasoning {
+            "response.reasoning_text.delta"
         } else {
-            ("response.output_text.delta", open.id.clone())
+            "response.output_text.delta"
         };
         let mut data =
             json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text});

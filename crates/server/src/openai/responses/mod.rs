@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::types::Sampling;
-use super::{Reply, refuse_unknown};
+use super::{Reply, refuse_unknown_except};
 use crate::AppState;
 use crate::error::{ApiError, parse_body};
 use crate::sse::{self, Step};
@@ -103,14 +103,7 @@ fn thinking(effort: Option<&str>) -> Result<Option<bool>, ApiError> {
 
 /// The request's parameters Orchard cannot honour, refused by name.
 fn refuse_unsupported(request: &ResponsesRequest) -> Result<(), ApiError> {
-    refuse_unknown(
-        &request
-            .other
-            .iter()
-            .filter(|(key, _)| !IGNORED_FIELDS.contains(&key.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )?;
+    refuse_unknown_except(&request.other, &IGNORED_FIELDS)?;
     match request.truncation.as_deref() {
         None | Some("disabled") => {}
         Some("auto") => {
