@@ -423,20 +423,26 @@ fn last_logits(logits: &Array) -> Result<Array> {
 /// -inf where its grammar forbids the token. Unchanged when no row has a
 /// constraint still holding.
 fn masked(logits: Array, constraints: &mut [Option<Constraint>]) -> Result<Array> {
-    let shape = logits.shape().to_vec();
-    let (rows, vocab) = (shape[0] as usize, shape[shape.len() - 1] as usize);
-    let mut bias: Option<Vec<f32>> = None;
-    for (row, constraint) in constraints.iter_mut().enumerate() {
-        let Some(row_bias) = constraint.as_mut().and_then(|c| c.bias(vocab)) else {
-            continue;
-        };
-        let all = bias.get_or_insert_with(|| vec![0.0; vocab * rows]);
-        all[row * vocab..(row + 1) * vocab].copy_from_slice(&row_bias);
+    let shape = logits.shape();
+    let vocab = shape[shape.len() - 1];
+    // Only constrained rows' masks come from the host; the others add a row
+    // of zeros made on the device.
+    let zeros = Array::zeros::<f32>(&[1, vocab])?;
+    let mut constrained = false;
+    let rows: Vec<Array> = constraints
+        .iter_mut()
+        .map(|c| match c.as_mut().and_then(|c| c.bias(vocab as usize)) {
+            Some(bias) => {
+                constrained = true;
+                Array::from_slice(&bias, &[1, vocab])
+            }
+            None => zeros.clone(),
+        })
+        .collect();
+    if !constrained {
+        return Ok(logits);
     }
-    match bias {
-        None => Ok(logits),
-        Some(bias) => Ok(logits.add(Array::from_slice(&bias, &shape))?),
-    }
+    Ok(logits.add(ops::concatenate(&rows, 0)?)?)
 }
 
 /// Each row's most likely next token and its log-probability from its
