@@ -77,13 +77,20 @@ def test_every_answer_parses_and_follows_its_schema_streamed_or_not(client, name
 
 
 def test_json_object_mode_and_sampled_answers_parse(client):
+    finished = 0
     for seed in range(3):
         reply = client.chat.completions.create(
             model=MODEL, messages=ask("a person"), response_format={"type": "json_object"},
             max_tokens=200, temperature=0.8, seed=seed,
         )
+        content = reply.choices[0].message.content
+        # Even an answer cut by max_tokens is an object being written.
+        assert content.startswith("{"), content
         if reply.choices[0].finish_reason == "stop":
-            assert isinstance(json.loads(reply.choices[0].message.content), dict)
+            assert isinstance(json.loads(content), dict)
+            finished += 1
+    # Sampled answers may run long; not all three (seeds 0 to 2 here: one ends).
+    assert finished >= 1
 
 
 class Cat(pydantic.BaseModel):
