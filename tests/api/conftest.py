@@ -27,6 +27,21 @@ class Server:
         self.output = output
 
 
+def sse_data(response):
+    """The data of each `data:` line of a streamed `requests` response, in order.
+
+    Lines end only at CR, LF or CRLF, as the event-stream format says. A JSON
+    payload may hold U+2028 or U+0085 unescaped, which `str.splitlines` (and so
+    `iter_lines(decode_unicode=True)`) would take for line breaks."""
+    pending = b""
+    for chunk in response.iter_content(chunk_size=None):
+        *lines, pending = re.split(rb"\r\n|\r|\n", pending + chunk)
+        for line in lines:
+            if line.startswith(b"data:"):
+                data = line[len(b"data:"):].decode("utf-8")
+                yield data[1:] if data.startswith(" ") else data
+
+
 @pytest.fixture(scope="session")
 def server():
     binary = os.environ.get("ORCHARD_BIN", str(ROOT / "target" / "debug" / "orchard"))

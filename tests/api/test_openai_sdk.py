@@ -5,7 +5,7 @@ import json
 import openai
 import pytest
 
-from conftest import MODEL
+from conftest import MODEL, sse_data
 
 WEATHER = {
     "type": "function",
@@ -195,12 +195,12 @@ def test_sigterm_lets_a_stream_in_flight_finish(tmp_path):
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Count to twenty."}],
                 "max_tokens": 20, "temperature": 0, "stream": True}
         with requests.post(base + "/v1/chat/completions", json=body, stream=True, timeout=300) as response:
-            lines = response.iter_lines(decode_unicode=True)
-            first = next(line for line in lines if line.startswith("data: "))
+            events = sse_data(response)
+            first = next(events)
             assert first
             process.send_signal(signal.SIGTERM)
-            rest = [line for line in lines if line.startswith("data: ")]
-        assert rest[-1] == "data: [DONE]"
+            rest = list(events)
+        assert rest[-1] == "[DONE]"
         assert process.wait(timeout=60) == 0
         output = process.stdout.read()
         assert "Shutting down" in output and "Stopped." in output, output

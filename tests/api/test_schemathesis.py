@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import MODEL, ROOT
+from conftest import MODEL, ROOT, sse_data
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 MODEL_DIR = ROOT / ".deps" / "models" / MODEL
@@ -155,13 +155,12 @@ def test_download_events_follow_the_document(server):
         assert stream.status_code == 200, stream.text
         assert stream.headers["content-type"].startswith("text/event-stream")
         seen = []
-        for line in stream.iter_lines(decode_unicode=True):
-            if line.startswith("data:"):
-                event = json.loads(line[len("data:"):])
-                validator.validate(event)
-                seen.append(event["repo"])
-                if repo in seen:
-                    break
+        for data in sse_data(stream):
+            event = json.loads(data)
+            validator.validate(event)
+            seen.append(event["repo"])
+            if repo in seen:
+                break
     assert repo in seen, seen
 
 
@@ -185,14 +184,13 @@ def test_server_events_follow_the_document(server):
         assert stream.status_code == 200, stream.text
         assert stream.headers["content-type"].startswith("text/event-stream")
         events, arrived = [], []
-        for line in stream.iter_lines(decode_unicode=True):
-            if line.startswith("data:"):
-                event = json.loads(line[len("data:"):])
-                validator.validate(event)
-                events.append(event)
-                arrived.append(time.monotonic())
-                if len(events) == 2:
-                    break
+        for data in sse_data(stream):
+            event = json.loads(data)
+            validator.validate(event)
+            events.append(event)
+            arrived.append(time.monotonic())
+            if len(events) == 2:
+                break
     tiles = [[t for t in e["servers"] if t["model"] == MODEL] for e in events]
     assert all(len(found) == 1 and found[0]["state"] == "running" for found in tiles), events
     # The first event comes at once, the next about a second later.

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from conftest import MODEL
+from conftest import MODEL, sse_data
 
 CLIENTS = 8
 SECONDS = float(os.environ.get("ORCHARD_SOAK_SECONDS", "120"))
@@ -54,12 +54,10 @@ def test_eight_streaming_clients(server):
                     if response.status_code != 200:
                         raise AssertionError(f"status {response.status_code}: {response.text}")
                     last = None
-                    for line in response.iter_lines(decode_unicode=True):
-                        if line.startswith("data: "):
-                            last = line[len("data: "):]
-                            if last != "[DONE]":
-                                chunk = json.loads(last)
-                                assert "error" not in chunk, chunk
+                    for last in sse_data(response):
+                        if last != "[DONE]":
+                            chunk = json.loads(last)
+                            assert "error" not in chunk, chunk
                     if last != "[DONE]":
                         raise AssertionError(f"stream ended with {last!r}")
                 with lock:
