@@ -1,10 +1,11 @@
 //! Orchard's state in one SQLite file (`orchard.db` in the data directory):
-//! settings, API keys, registered model folders, downloads, profiles and stored responses. Schema changes are numbered files in `migrations/`
+//! settings, API keys, registered model folders, downloads, profiles, stored responses and MCP servers. Schema changes are numbered files in `migrations/`
 //! that are only ever added; [`Store::open`] applies the ones a file lacks.
 
 mod api_keys;
 mod downloads;
 mod local_models;
+mod mcp;
 mod model_usage;
 mod profiles;
 mod responses;
@@ -18,6 +19,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub use api_keys::{ApiKeyInfo, NewApiKey};
 pub use downloads::{DOWNLOAD_STATES, DownloadRecord};
 pub use local_models::LocalModel;
+pub use mcp::{McpCall, McpServerRecord};
 pub use responses::StoredResponse;
 pub use settings::{MAX_IDLE_TTL_MINUTES, Settings};
 
@@ -29,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_model_usage.sql"),
     include_str!("../migrations/0005_profiles.sql"),
     include_str!("../migrations/0006_responses.sql"),
+    include_str!("../migrations/0007_mcp.sql"),
 ];
 
 /// How long a statement waits for another connection's write lock. Writes here

@@ -48,6 +48,12 @@ pub struct Settings {
     /// Days a stored response (`/v1/responses` with `store`) is kept for
     /// `previous_response_id`.
     pub responses_retention_days: u64,
+    /// The longest an MCP tool call (or prompt or resource read) may take
+    /// before it is cancelled. Tool calls are never retried.
+    pub mcp_call_timeout_seconds: u64,
+    /// At most this many tools are listed on `/mcp` (0: all); the others
+    /// are found through its `orchard__search_tools` tool.
+    pub mcp_max_tools: usize,
 }
 
 /// The longest idle time-to-live, in minutes.
@@ -71,6 +77,8 @@ impl Default for Settings {
             cpu_fast_path: "auto".into(),
             max_sequences: 32,
             responses_retention_days: 30,
+            mcp_call_timeout_seconds: 60,
+            mcp_max_tools: 0,
         }
     }
 }
@@ -115,6 +123,12 @@ impl Settings {
         }
         if !(1..=3650).contains(&self.responses_retention_days) {
             return fail("responses_retention_days must be between 1 and 3650");
+        }
+        if !(1..=3600).contains(&self.mcp_call_timeout_seconds) {
+            return fail("mcp_call_timeout_seconds must be between 1 and 3600");
+        }
+        if self.mcp_max_tools > 10_000 {
+            return fail("mcp_max_tools must be at most 10000; 0 lists every tool");
         }
         if self.max_request_bytes < 1024 {
             return fail("max_request_bytes must be at least 1024");
