@@ -5,6 +5,7 @@ mod bench_server;
 mod generate;
 mod import;
 mod keys;
+mod mcp;
 mod models;
 mod serve;
 
@@ -51,6 +52,9 @@ enum Command {
     /// List and delete the models in the Hugging Face cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Configure MCP servers, call their tools, and serve them as one.
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,13 @@ fn main() -> ExitCode {
         Some(Command::Import(args)) => import::run(args),
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Keys(command)) => keys::run(command),
+        Some(Command::Mcp(command)) => {
+            // Logs go to stderr (stdout may be the MCP session); RUST_LOG turns them on.
+            if std::env::var_os("RUST_LOG").is_some() {
+                orchard_core::logs::init();
+            }
+            mcp::run(command)
+        }
         Some(Command::Models(command)) => {
             // Quiet by default (progress has its own lines); RUST_LOG turns logs on.
             if std::env::var_os("RUST_LOG").is_some() {

@@ -90,9 +90,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let _ = std::io::stdout().flush();
 
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let mcp = launched.orchard.mcp().clone();
     let shutdown = async move {
         shutdown_signal().await;
         let _ = signalled_tx.send(());
+        // MCP sessions end and MCP servers stop, so no stream holds the port open.
+        mcp.shutdown().await;
     };
     let grace = Duration::from_secs(launched.settings.shutdown_grace_seconds);
     let mut server = tokio::spawn(orchard_server::serve(

@@ -9,6 +9,7 @@ pub mod error;
 pub mod generation;
 pub mod logs;
 pub mod manager;
+pub mod mcp;
 pub mod ops;
 pub mod paths;
 pub mod profiles;

@@ -6,7 +6,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
     GetPromptResponse, Implementation, InitializeResult, ListPromptsResult, ListResourcesResult,
     ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig, Tool,
+    ResultType, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -18,6 +18,11 @@ use crate::hub::{Catalog, Hub, McpError};
 pub const SEARCH_TOOL: &str = "orchard__search_tools";
 /// How many matches the search returns.
 const SEARCH_RESULTS: usize = 10;
+
+/// Who is calling through the port (an API key's id): the HTTP layer puts
+/// it in the request's extensions, the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Option<String>);
 
 /// The aggregating MCP server. Cheap to clone: each session gets one.
 #[derive(Debug, Clone)]
@@ -163,12 +168,27 @@ impl ServerHandler for Aggregator {
         if request.name == SEARCH_TOOL {
             return Ok(self.search(request.arguments.as_ref()).await.into());
         }
+        let caller = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .and_then(|caller| caller.0.clone());
         match self
             .hub
-            .call_tool(&request.name, request.arguments, context.ct.clone())
+            .call_tool(
+                &request.name,
+                request.arguments,
+                context.ct.clone(),
+                caller.as_deref(),
+            )
             .await
         {
-            Ok(result) => Ok(result.into()),
+            Ok(mut result) => {
+                // A server on an older protocol leaves the result type out;
+                // a client on the current one needs it.
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(result.into())
+            }
             Err(McpError::NotFound(message)) => Err(ErrorData::invalid_params(message, None)),
             // The server is down or slow: the caller (often a model) reads why.
             Err(error) => {
@@ -194,7 +214,10 @@ impl ServerHandler for Aggregator {
         self.hub
             .get_prompt(&request.name, request.arguments, context.ct.clone())
             .await
-            .map(Into::into)
+            .map(|mut result| {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                result.into()
+            })
             .map_err(protocol_error)
     }
 
@@ -219,7 +242,10 @@ impl ServerHandler for Aggregator {
             .read_resource(&request.uri, context.ct.clone())
             .await
         {
-            Ok(result) => Ok(result.into()),
+            Ok(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(result.into())
+            }
             Err(McpError::NotFound(message)) => Err(ErrorData::resource_not_found(
                 message,
                 Some(json!({"uri": request.uri})),

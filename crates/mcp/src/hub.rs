@@ -70,13 +70,22 @@ pub enum McpError {
     Cancelled,
 }
 
+/// Where the hub's servers come from (Orchard's database): read again
+/// whenever [`SpecSource::revision`] changes, so a server added by another
+/// process is picked up without a restart.
+pub trait SpecSource: Send + Sync + std::fmt::Debug + 'static {
+    /// A number that changes whenever the servers do.
+    fn revision(&self) -> Result<i64, String>;
+    /// The configured servers, secrets included.
+    fn specs(&self) -> Result<Vec<ServerSpec>, String>;
+}
+
 /// A supervised set of servers. Clones share it.
 #[derive(Debug, Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     options: HubOptions,
     backends: Mutex<BTreeMap<String, Arc<Backend>>>,
@@ -84,6 +93,69 @@ struct Inner {
     catalog: tokio::sync::Mutex<Option<Arc<Catalog>>>,
     /// Bumped whenever a backend's lists may have changed.
     generation: Arc<AtomicU64>,
+    source: Option<Arc<dyn SpecSource>>,
+    /// The source's revision the backends were last synced to.
+    synced: tokio::sync::Mutex<Option<i64>>,
+    /// Cancelled by [`Hub::shutdown`]: ends the sessions of MCP clients.
+    closing: CancellationToken,
+    /// Calls, errors and latency per (server, tool).
+    stats: Mutex<BTreeMap<(String, String), ToolStats>>,
+    /// Where each tool call is reported (Orchard's audit log).
+    audit: Mutex<Option<AuditSink>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("options", &self.options)
+            .field("servers", &lock(&self.backends).keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Receives a record of every tool call.
+pub type AuditSink = Arc<dyn Fn(&CallRecord) + Send + Sync>;
+
+/// One tool call, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub server: String,
+    pub tool: String,
+    /// Who asked (an API key's id), when known.
+    pub caller: Option<String>,
+    pub duration: Duration,
+    /// `ok`, `tool_error`, `error`, `timeout`, `cancelled` or `not_found`.
+    pub outcome: &'static str,
+}
+
+/// Upper bounds, in seconds, of the tool-call latency buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// A tool's calls so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolStats {
+    pub calls: u64,
+    /// Calls that failed: the tool's own errors, timeouts, a server down.
+    pub errors: u64,
+    /// Calls at or under each of [`LATENCY_BUCKETS`].
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub seconds: f64,
+}
+
+impl ToolStats {
+    fn observe(&mut self, elapsed: Duration, failed: bool) {
+        let seconds = elapsed.as_secs_f64();
+        self.calls += 1;
+        self.errors += u64::from(failed);
+        self.seconds += seconds;
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(self.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+    }
 }
 
 /// Every enabled server's tools, prompts and resources under their
@@ -256,13 +328,30 @@ impl ClientHandler for Watcher {
 }
 
 impl Hub {
+    /// A hub of the built-in server only (when `options.builtin`), until
+    /// [`Hub::sync`] gives it more.
     pub fn new(options: HubOptions) -> Hub {
+        Hub::build(options, None)
+    }
+
+    /// A hub whose servers are read from `source`, and read again when it
+    /// changes.
+    pub fn with_source(options: HubOptions, source: Arc<dyn SpecSource>) -> Hub {
+        Hub::build(options, Some(source))
+    }
+
+    fn build(options: HubOptions, source: Option<Arc<dyn SpecSource>>) -> Hub {
         let hub = Hub {
             inner: Arc::new(Inner {
                 options,
                 backends: Mutex::new(BTreeMap::new()),
                 catalog: tokio::sync::Mutex::new(None),
                 generation: Arc::new(AtomicU64::new(1)),
+                source,
+                synced: tokio::sync::Mutex::new(None),
+                closing: CancellationToken::new(),
+                stats: Mutex::new(BTreeMap::new()),
+                audit: Mutex::new(None),
             }),
         };
         if hub.inner.options.builtin {
@@ -344,6 +433,33 @@ impl Hub {
         }
     }
 
+    /// Brings the servers up to date with the source, when it changed.
+    async fn refresh(&self) {
+        let Some(source) = &self.inner.source else {
+            return;
+        };
+        let mut synced = self.inner.synced.lock().await;
+        let revision = match source.revision() {
+            Ok(revision) => revision,
+            Err(error) => {
+                tracing::warn!(target: "orchard::mcp", "cannot read the MCP servers: {error}");
+                return;
+            }
+        };
+        if *synced == Some(revision) {
+            return;
+        }
+        match source.specs() {
+            Ok(specs) => {
+                self.sync(specs).await;
+                *synced = Some(revision);
+            }
+            Err(error) => {
+                tracing::warn!(target: "orchard::mcp", "cannot read the MCP servers: {error}");
+            }
+        }
+    }
+
     fn backend(&self, name: &str) -> Option<Arc<Backend>> {
         lock(&self.inner.backends).get(name).cloned()
     }
@@ -356,6 +472,7 @@ impl Hub {
     /// server has reported a change. Servers that cannot be reached are left
     /// out and named in [`Catalog::unavailable`].
     pub async fn catalog(&self) -> Arc<Catalog> {
+        self.refresh().await;
         let mut cached = self.inner.catalog.lock().await;
         let generation = self.inner.generation.load(Ordering::SeqCst);
         if let Some(catalog) = cached.as_ref()
@@ -438,6 +555,7 @@ impl Hub {
         name: &str,
         arguments: Option<JsonObject>,
         cancel: CancellationToken,
+        caller: Option<&str>,
     ) -> Result<CallToolResult, McpError> {
         let catalog = self.catalog().await;
         let (server, tool) = catalog.tool_route(name).ok_or_else(|| {
@@ -445,7 +563,7 @@ impl Hub {
                 "no tool named {name:?}: list the tools to see the names offered"
             ))
         })?;
-        self.call_server_tool(server, tool, arguments, cancel).await
+        self.call_as(server, tool, arguments, cancel, caller).await
     }
 
     /// Calls `tool` on `server` by their own names.
@@ -456,9 +574,65 @@ impl Hub {
         arguments: Option<JsonObject>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, McpError> {
+        self.call_as(server, tool, arguments, cancel, None).await
+    }
+
+    /// [`Hub::call_server_tool`] on behalf of `caller` (the API key's id),
+    /// as the audit log records it.
+    pub async fn call_as(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: Option<JsonObject>,
+        cancel: CancellationToken,
+        caller: Option<&str>,
+    ) -> Result<CallToolResult, McpError> {
+        let started = Instant::now();
+        let result = self.call_unrecorded(server, tool, arguments, cancel).await;
+        let elapsed = started.elapsed();
+        let outcome = match &result {
+            Ok(r) if r.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(McpError::Timeout(_)) => "timeout",
+            Err(McpError::Cancelled) => "cancelled",
+            Err(McpError::NotFound(_)) => "not_found",
+            Err(_) => "error",
+        };
+        if !matches!(&result, Err(McpError::NotFound(_))) {
+            lock(&self.inner.stats)
+                .entry((server.to_string(), tool.to_string()))
+                .or_default()
+                .observe(elapsed, outcome != "ok");
+        }
+        let audit = lock(&self.inner.audit).clone();
+        if let Some(audit) = audit {
+            audit(&CallRecord {
+                server: server.to_string(),
+                tool: tool.to_string(),
+                caller: caller.map(str::to_string),
+                duration: elapsed,
+                outcome,
+            });
+        }
+        result
+    }
+
+    async fn call_unrecorded(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: Option<JsonObject>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, McpError> {
+        self.refresh().await;
         let backend = self
             .backend(server)
             .ok_or_else(|| McpError::NotFound(format!("no MCP server named {server:?}")))?;
+        if !backend.spec.enabled {
+            return Err(McpError::Unavailable(format!(
+                "MCP server {server} is disabled; enable it to use its tools"
+            )));
+        }
         if !backend.spec.offers(tool) {
             return Err(McpError::NotFound(format!(
                 "{server} does not offer a tool named {tool:?} (its allow and deny patterns leave it out)"
@@ -530,6 +704,7 @@ impl Hub {
     /// Every server's state. With `probe`, servers not yet started are
     /// started and every connected one is pinged, so the answer is current.
     pub async fn status(&self, probe: bool) -> Vec<ServerStatus> {
+        self.refresh().await;
         let backends = self.backends();
         if probe {
             let options = &self.inner.options;
@@ -552,8 +727,31 @@ impl Hub {
         futures_util::future::join_all(backends.iter().map(|b| b.ping(options))).await;
     }
 
-    /// Stops every server (children are killed, connections closed).
+    /// Sends a record of every tool call to `sink` from now on.
+    pub fn set_audit(&self, sink: AuditSink) {
+        *lock(&self.inner.audit) = Some(sink);
+    }
+
+    /// Calls, errors and latency per (server, tool), for `/metrics`.
+    pub fn tool_stats(&self) -> BTreeMap<(String, String), ToolStats> {
+        lock(&self.inner.stats).clone()
+    }
+
+    /// Every server's state as last seen, without asking anything (for
+    /// `/metrics`, which must answer at once).
+    pub fn last_status(&self) -> Vec<ServerStatus> {
+        self.backends().iter().map(|b| b.status()).collect()
+    }
+
+    /// Cancelled when the hub shuts down; sessions served over it end then.
+    pub fn closing(&self) -> CancellationToken {
+        self.inner.closing.clone()
+    }
+
+    /// Ends client sessions and stops every server (children are stopped,
+    /// connections closed).
     pub async fn shutdown(&self) {
+        self.inner.closing.cancel();
         for backend in self.backends() {
             backend.disconnect().await;
         }
@@ -657,6 +855,13 @@ impl Backend {
         health.last_error = Some(error);
         health.up = false;
         McpError::Unavailable(message)
+    }
+
+    /// The server answered: its breaker closes and it counts as up.
+    fn succeeded(&self) {
+        let mut health = lock(&self.health);
+        health.breaker.success();
+        health.up = true;
     }
 
     fn mark_down(&self, why: &str) {
@@ -796,7 +1001,7 @@ impl Backend {
                 return Err(self.failed("listing its tools timed out".into()));
             }
         };
-        lock(&self.health).breaker.success();
+        self.succeeded();
         *lock(&self.lists) = Some(lists.clone());
         Ok(lists)
     }
@@ -822,12 +1027,12 @@ impl Backend {
         };
         match outcome {
             Ok(Ok(value)) => {
-                lock(&self.health).breaker.success();
+                self.succeeded();
                 Ok(value)
             }
             Ok(Err(rmcp::ServiceError::McpError(error))) => {
                 // The server answered: it is alive, the request was wrong.
-                lock(&self.health).breaker.success();
+                self.succeeded();
                 Err(McpError::Server(format!("{what}: {}", error.message)))
             }
             Ok(Err(error)) => {
@@ -879,7 +1084,7 @@ impl Backend {
         )
         .await;
         match answered {
-            Ok(Ok(_)) => lock(&self.health).breaker.success(),
+            Ok(Ok(_)) => self.succeeded(),
             Ok(Err(error)) => {
                 self.failed(format!("it did not answer a ping: {error}"));
                 self.disconnect().await;
@@ -956,6 +1161,7 @@ mod tests {
                 "orchard-tools__calculate",
                 Some(args),
                 CancellationToken::new(),
+                None,
             )
             .await
             .expect("call");
@@ -966,7 +1172,7 @@ mod tests {
             .collect();
         assert_eq!(text, "1024");
         let missing = hub
-            .call_tool("nobody__nothing", None, CancellationToken::new())
+            .call_tool("nobody__nothing", None, CancellationToken::new(), None)
             .await;
         assert!(matches!(missing, Err(McpError::NotFound(_))), "{missing:?}");
     }

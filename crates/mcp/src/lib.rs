@@ -13,4 +13,6 @@ pub mod program;
 
 pub use aggregator::Aggregator;
 pub use config::{ServerSpec, Transport};
-pub use hub::{Catalog, Hub, HubOptions, McpError, ServerStatus};
+pub use hub::{
+    AuditSink, CallRecord, Catalog, Hub, HubOptions, McpError, ServerStatus, SpecSource, ToolStats,
+};

@@ -38,9 +38,11 @@ impl AuthConfig {
     }
 }
 
-/// Proof that the request carried a valid key (or that none is needed).
-#[derive(Debug, Clone, Copy)]
-pub struct Authorized;
+/// Proof that the request carried a valid key (or that none is needed), with
+/// the stored key's id (`key_12`); `None` for a key given on the command line
+/// or when no key is needed.
+#[derive(Debug, Clone)]
+pub struct Authorized(pub Option<String>);
 
 impl FromRequestParts<AppState> for Authorized {
     type Rejection = Response;
@@ -51,7 +53,7 @@ impl FromRequestParts<AppState> for Authorized {
     ) -> Result<Self, Self::Rejection> {
         let auth = &state.auth;
         if !auth.required {
-            return Ok(Authorized);
+            return Ok(Authorized(None));
         }
         let flavor = Flavor::for_path(parts.uri.path());
         let reject = |message: &str| {
@@ -82,10 +84,10 @@ impl FromRequestParts<AppState> for Authorized {
         };
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         if auth.extra_key_hashes.contains(&digest) {
-            return Ok(Authorized);
+            return Ok(Authorized(None));
         }
         match state.store.verify_api_key(key) {
-            Ok(Some(_)) => Ok(Authorized),
+            Ok(Some(id)) => Ok(Authorized(Some(format!("key_{id}")))),
             Ok(None) => Err(reject("the API key is not valid or has been revoked")),
             Err(e) => Err(ApiError::internal(e).with_flavor(flavor).into_response()),
         }
@@ -93,10 +95,16 @@ impl FromRequestParts<AppState> for Authorized {
 }
 
 /// The layer over protected routes: the request goes on only with a valid key.
+/// The key's id goes with it (for the MCP audit log).
 pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    if let Err(rejection) = Authorized::from_request_parts(&mut parts, &state).await {
-        return rejection;
+    match Authorized::from_request_parts(&mut parts, &state).await {
+        Err(rejection) => return rejection,
+        Ok(Authorized(key)) => {
+            parts
+                .extensions
+                .insert(orchard_mcp::aggregator::Caller(key));
+        }
     }
     next.run(Request::from_parts(parts, body)).await
 }

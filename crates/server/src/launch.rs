@@ -201,6 +201,7 @@ impl Prepared {
             max_request_bytes: settings.max_request_bytes,
             extra_hosts,
             extra_origins: settings.allowed_origins.clone(),
+            mcp_max_tools: settings.mcp_max_tools,
             ..ServerConfig::default()
         };
         let manager = orchard.manager().clone();

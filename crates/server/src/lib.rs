@@ -1,7 +1,8 @@
 //! Orchard's local HTTP port: the OpenAI API (`/v1/chat/completions`,
 //! `/v1/completions`, `/v1/responses`, `/v1/embeddings`, `/v1/models`), the Anthropic Messages API
 //! (`/v1/messages`), `/health` and `/metrics`, over the model manager; the
-//! management API the web UI uses (`/api`), and the web UI itself at `/`.
+//! management API the web UI uses (`/api`), the aggregated MCP servers
+//! (`/mcp`), and the web UI itself at `/`.
 //!
 //! [`router`] builds the app from an [`AppState`]; [`serve`] runs it on a
 //! listener until a shutdown future resolves, so tests bind `127.0.0.1:0`.
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod error;
 mod guard;
 pub mod launch;
+mod mcp;
 pub mod metrics;
 mod openai;
 mod sse;
@@ -63,6 +65,9 @@ pub struct ServerConfig {
     pub extra_hosts: Vec<String>,
     /// The longest silence on an event stream before a keep-alive comment.
     pub keep_alive: std::time::Duration,
+    /// At most this many tools are listed on `/mcp` (0: all), the rest found
+    /// through its search tool.
+    pub mcp_max_tools: usize,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +78,7 @@ impl Default for ServerConfig {
             extra_origins: Vec::new(),
             extra_hosts: Vec::new(),
             keep_alive: sse::KEEP_ALIVE,
+            mcp_max_tools: 0,
         }
     }
 }
@@ -94,6 +100,8 @@ pub struct AppState {
     pub started: Instant,
     /// The longest silence on an event stream.
     pub keep_alive: std::time::Duration,
+    /// `/mcp`: the aggregated MCP servers.
+    pub mcp: mcp::McpService,
 }
 
 /// One route as the router holds it.
@@ -178,7 +186,10 @@ fn protected_routes() -> Routes {
         .get("/v1/responses/{id}", openai::responses::get)
         .delete("/v1/responses/{id}", openai::responses::delete)
         .post("/v1/messages", anthropic::messages)
-        .post("/v1/messages/count_tokens", anthropic::count_tokens);
+        .post("/v1/messages/count_tokens", anthropic::count_tokens)
+        .post("/mcp", mcp::handle)
+        .get("/mcp", mcp::handle)
+        .delete("/mcp", mcp::handle);
     routes = api::routes(routes);
     for route in &mut routes.list {
         route.protected = true;
@@ -206,7 +217,9 @@ pub fn router(manager: ModelManager, store: Store, config: ServerConfig) -> Rout
 
 /// The app over `orchard`'s manager and store.
 pub fn router_for(orchard: Orchard, config: ServerConfig) -> Router {
+    let mcp = mcp::service(orchard.mcp(), config.mcp_max_tools, config.keep_alive);
     let state = AppState {
+        mcp,
         manager: orchard.manager().clone(),
         store: orchard.store().clone(),
         orchard,
@@ -276,12 +289,14 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics.render(&state.manager);
+    metrics::render_mcp(&mut text, state.orchard.mcp());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&state.manager),
+        text,
     )
         .into_response()
 }

@@ -51,6 +51,73 @@ impl Histogram {
     }
 }
 
+/// The MCP servers' figures: calls, errors and latency per tool, and each
+/// server's breaker and state.
+pub fn render_mcp(out: &mut String, hub: &orchard_mcp::Hub) {
+    let stats = hub.tool_stats();
+    out.push_str("# HELP orchard_mcp_tool_calls_total MCP tool calls by server and tool.\n# TYPE orchard_mcp_tool_calls_total counter\n");
+    for ((server, tool), s) in &stats {
+        let _ = writeln!(
+            out,
+            "orchard_mcp_tool_calls_total{{server=\"{}\",tool=\"{}\"}} {}",
+            escape(server),
+            escape(tool),
+            s.calls
+        );
+    }
+    out.push_str("# HELP orchard_mcp_tool_errors_total MCP tool calls that failed (the tool's error, a timeout, a server down).\n# TYPE orchard_mcp_tool_errors_total counter\n");
+    for ((server, tool), s) in &stats {
+        let _ = writeln!(
+            out,
+            "orchard_mcp_tool_errors_total{{server=\"{}\",tool=\"{}\"}} {}",
+            escape(server),
+            escape(tool),
+            s.errors
+        );
+    }
+    out.push_str("# HELP orchard_mcp_tool_duration_seconds MCP tool call latency.\n# TYPE orchard_mcp_tool_duration_seconds histogram\n");
+    for ((server, tool), s) in &stats {
+        let labels = format!("server=\"{}\",tool=\"{}\"", escape(server), escape(tool));
+        for (bound, count) in orchard_mcp::hub::LATENCY_BUCKETS
+            .iter()
+            .zip(s.buckets.iter())
+        {
+            let _ = writeln!(
+                out,
+                "orchard_mcp_tool_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "orchard_mcp_tool_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\norchard_mcp_tool_duration_seconds_sum{{{labels}}} {}\norchard_mcp_tool_duration_seconds_count{{{labels}}} {}",
+            s.calls, s.seconds, s.calls
+        );
+    }
+    out.push_str("# HELP orchard_mcp_server_up 1 when the MCP server is connected (or built in), else 0.\n# TYPE orchard_mcp_server_up gauge\n");
+    let status = hub.last_status();
+    for server in &status {
+        let _ = writeln!(
+            out,
+            "orchard_mcp_server_up{{server=\"{}\"}} {}",
+            escape(&server.name),
+            u8::from(server.state == "up")
+        );
+    }
+    out.push_str("# HELP orchard_mcp_breaker_state The MCP server's circuit breaker: 0 closed, 1 half-open, 2 open.\n# TYPE orchard_mcp_breaker_state gauge\n");
+    for server in &status {
+        let value = match server.breaker {
+            "open" => 2,
+            "half-open" => 1,
+            _ => 0,
+        };
+        let _ = writeln!(
+            out,
+            "orchard_mcp_breaker_state{{server=\"{}\"}} {value}",
+            escape(&server.name)
+        );
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     /// (endpoint, status) -> requests.

@@ -162,6 +162,8 @@ struct Inner {
     starts: servers::Starts,
     /// The machine's figures for the Servers screen.
     sampler: servers::Sampler,
+    /// The user's MCP servers and the built-in one, as one hub.
+    mcp: orchard_mcp::Hub,
 }
 
 /// How to build an [`Orchard`]; [`Orchard::from_env`] fills it from the user's setup.
@@ -183,6 +185,13 @@ impl Orchard {
             .clone()
             .map(|root| DownloadManager::new(parts.store.clone(), hub.clone(), root));
         let started = parts.store.settings().unwrap_or_default();
+        let mcp = crate::mcp::McpServers::new(parts.store.clone(), parts.secrets.clone()).hub(
+            orchard_mcp::HubOptions {
+                call_timeout: std::time::Duration::from_secs(started.mcp_call_timeout_seconds),
+                ..orchard_mcp::HubOptions::default()
+            },
+        );
+        mcp.set_audit(crate::mcp::audit_log(parts.store.clone()));
         let orchard = Orchard {
             inner: Arc::new(Inner {
                 started,
@@ -194,6 +203,7 @@ impl Orchard {
                 cache: parts.cache_root.map(HubCache::new),
                 downloads,
                 secrets: parts.secrets,
+                mcp,
             }),
         };
         // Profile names are model names from the start.
@@ -238,6 +248,11 @@ impl Orchard {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The MCP servers (the user's and the built-in one), supervised.
+    pub fn mcp(&self) -> &orchard_mcp::Hub {
+        &self.inner.mcp
     }
 
     /// The download manager, or why there is none.
