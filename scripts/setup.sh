@@ -228,4 +228,19 @@ if fresh codex "$codex_version" || [ ! -x "$codex_dir/node_modules/.bin/codex" ]
   stamp codex "$codex_version"
 fi
 
+# --- MCP servers and the conformance suite, for the tests of /mcp ---------------------------
+# Real servers from npm (the protocol's reference "everything" server) next to
+# PyPI's mcp-server-time (in the venv), and the official conformance runner.
+mcp_npm="@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/conformance@0.1.16"
+mcp_dir="$deps/mcp"
+if fresh mcp "$mcp_npm" || [ ! -e "$mcp_dir/node_modules/.bin/mcp-server-everything" ]; then
+  step "MCP: $mcp_npm -> .deps/mcp"
+  rm -rf "$mcp_dir"
+  mkdir -p "$mcp_dir"
+  printf '{"private": true}\n' > "$mcp_dir/package.json"
+  # shellcheck disable=SC2086
+  npm install --prefix "$mcp_dir" --no-audit --no-fund --loglevel=error $mcp_npm
+  stamp mcp "$mcp_npm"
+fi
+
 echo "setup: ready (MLX $mlx_version, $backend backend)"

@@ -20,11 +20,12 @@ MODEL = "SmolLM2-135M-Instruct-4bit"
 
 
 class Server:
-    def __init__(self, process, base_url, key, output):
+    def __init__(self, process, base_url, key, output, home=None):
         self.process = process
         self.base_url = base_url
         self.key = key
         self.output = output
+        self.home = home
 
 
 def sse_data(response):
@@ -92,12 +93,13 @@ import contextlib  # noqa: E402
 
 
 @contextlib.contextmanager
-def serve(models):
+def serve(models, home=None):
     """Runs `orchard serve` on the folders in `models` with its own key and
-    home, as the `server` fixture does, and stops it on leaving."""
+    home (a new one unless given), as the `server` fixture does, and stops it
+    on leaving."""
     binary = os.environ.get("ORCHARD_BIN", str(ROOT / "target" / "debug" / "orchard"))
     key = "orch-test-" + secrets.token_hex(16)
-    home = tempfile.mkdtemp(prefix="orchard-api-test-")
+    home = home or tempfile.mkdtemp(prefix="orchard-api-test-")
     env = dict(os.environ, ORCHARD_HOME=home, HF_HUB_CACHE=os.path.join(home, "hub"), RUST_LOG="warn")
     args = [binary, "serve", "--port", "0", "--api-key", key]
     for model in models:
@@ -115,7 +117,7 @@ def serve(models):
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
     reader.start()
     try:
-        yield Server(process, base_url, key, output)
+        yield Server(process, base_url, key, output, home)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
