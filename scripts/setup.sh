@@ -230,8 +230,15 @@ fi
 
 # --- MCP servers and the conformance suite, for the tests of /mcp ---------------------------
 # Real servers from npm (the protocol's reference "everything" server) next to
-# PyPI's mcp-server-time (in the venv), and the official conformance runner.
-mcp_npm="@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/conformance@0.1.16"
+# PyPI's mcp-server-time (in the venv), and the official conformance runner,
+# which needs Node 22 (fs.globSync): npm's per-platform node package brings one
+# for it alone, whatever Node the machine has.
+case "$(uname -m)" in
+  x86_64|amd64) node_arch=x64 ;;
+  *) node_arch=arm64 ;;
+esac
+node_platform="$(printf '%s' "$os" | tr '[:upper:]' '[:lower:]')-$node_arch"
+mcp_npm="@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/conformance@0.1.16 node-$node_platform@22.23.5"
 mcp_dir="$deps/mcp"
 if fresh mcp "$mcp_npm" || [ ! -e "$mcp_dir/node_modules/.bin/mcp-server-everything" ]; then
   step "MCP: $mcp_npm -> .deps/mcp"

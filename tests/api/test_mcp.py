@@ -2,10 +2,11 @@
 talks to /mcp, which aggregates PyPI's mcp-server-time and npm's reference
 "everything" server (stdio children), a server written here with the SDK's
 MCPServer (streamable HTTP), and the built-in orchard-tools. Also the
-breaker, the call timeout, imports, the audit log and `orchard mcp serve
---stdio`."""
+breaker, the call timeout, imports, the audit log, `orchard mcp serve
+--stdio`, and the official conformance suite."""
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -14,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import httpx2
@@ -309,3 +311,51 @@ def test_the_cli_calls_a_tool_and_serves_the_aggregate_over_stdio(tmp_path):
             assert text_of(weather).startswith("DEMO DATA"), weather
 
     asyncio.run(run())
+
+
+def test_the_conformance_suite_passes_all_but_its_baseline(tmp_path):
+    """The official conformance runner against /mcp (keys off: it sends none).
+    It fails on a scenario that fails and is not in the baseline, and on one
+    in the baseline that passes, so the baseline stays exact."""
+    nodes = sorted((ROOT / ".deps" / "mcp" / "node_modules").glob("node-*/bin/node"))
+    assert nodes, "Node 22 for the conformance runner is missing: run `make setup`"
+    runner = ROOT / ".deps" / "mcp" / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+    baseline = pathlib.Path(__file__).with_name("mcp_conformance_baseline.yml")
+    with serve_without_keys(tmp_path) as base_url:
+        done = subprocess.run(
+            [str(nodes[0]), str(runner), "server", "--url", base_url + "/mcp", "--expected-failures", str(baseline)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    summary = done.stdout[done.stdout.find("=== SUMMARY ===") :]
+    assert done.returncode == 0, summary + done.stderr[-2000:]
+    assert "Baseline check passed" in done.stdout, summary
+    for scenario in ["server-initialize", "ping", "tools-list", "dns-rebinding-protection"]:
+        assert f"✓ {scenario}:" in summary, summary
+
+
+@contextlib.contextmanager
+def serve_without_keys(home):
+    env = dict(os.environ, ORCHARD_HOME=str(home), HF_HUB_CACHE=str(home / "hub"), RUST_LOG="warn")
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    model = ROOT / ".deps" / "models" / MODEL
+    process = subprocess.Popen(
+        [BINARY, "serve", "--port", "0", "--no-auth", "--model", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        for line in process.stdout:
+            match = re.search(r"serving on (http://\S+)/v1", line)
+            if match:
+                break
+        else:
+            raise AssertionError("orchard serve did not start")
+        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+        yield match.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
