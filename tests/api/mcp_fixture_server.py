@@ -1,16 +1,19 @@
 """A small MCP server for the tests of Orchard's MCP port, written with the
-official SDK's MCPServer (FastMCP before mcp 2) and served over streamable
-HTTP: two tools, a resource and a prompt, and `hang`, a tool that never
-answers. Each call of `hang` adds a line to the file named by --hang-log, so
-a test can count how many times Orchard sent it."""
+official SDK's MCPServer (FastMCP before mcp 2), served over streamable HTTP
+(--port) or stdio: two tools, a resource and a prompt; `hang`, a tool that
+never answers, which writes "called" to the file named by --hang-log when it
+starts and "cancelled" when the client cancels it, so a test can tell how
+often Orchard sent it and that it was told to stop; and `crash`, which ends
+the process."""
 
 import argparse
 import asyncio
+import os
 
 from mcp.server.mcpserver import MCPServer
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--port", type=int, required=True)
+parser.add_argument("--port", type=int, help="serve streamable HTTP on this port (stdio without it)")
 parser.add_argument("--hang-log", required=True)
 args = parser.parse_args()
 
@@ -34,8 +37,20 @@ async def hang() -> str:
     """Never answers (for timeout tests)."""
     with open(args.hang_log, "a", encoding="utf-8") as log:
         log.write("called\n")
-    await asyncio.sleep(3600)
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        # notifications/cancelled arrived for this call.
+        with open(args.hang_log, "a", encoding="utf-8") as log:
+            log.write("cancelled\n")
+        raise
     return "too late"
+
+
+@app.tool()
+def crash() -> str:
+    """Ends this server's process at once (for restart tests)."""
+    os._exit(3)
 
 
 @app.resource("fixture://greeting")
@@ -50,4 +65,7 @@ def review(code: str) -> str:
     return f"Please review this code:\n{code}"
 
 
-app.run("streamable-http", host="127.0.0.1", port=args.port)
+if args.port is None:
+    app.run("stdio")
+else:
+    app.run("streamable-http", host="127.0.0.1", port=args.port)

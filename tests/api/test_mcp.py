@@ -94,6 +94,7 @@ def claude_desktop_file(fixture):
             },
             "everything": {"command": str(EVERYTHING), "args": ["stdio"]},
             "fixture": {"url": fixture.url, "headers": {"Authorization": "Bearer fixture-secret"}},
+            "local": {"command": sys.executable, "args": [str(FIXTURE), "--hang-log", str(fixture.hang_log)]},
         }
     }
 
@@ -128,7 +129,7 @@ def mcp_server(tmp_path_factory):
     with serve([ROOT / ".deps" / "models" / MODEL], home=str(home)) as server:
         # Imported while the server runs: its hub must pick the servers up.
         done = orchard(home, "mcp", "import", str(config))
-        assert "3 servers imported" in done.stdout, done.stdout
+        assert "4 servers imported" in done.stdout, done.stdout
         server.fixture = fixture
         yield server
     if fixture.process.poll() is None:
@@ -217,7 +218,10 @@ def test_a_hanging_tool_times_out_once_and_is_not_retried(mcp_server):
     assert f"did not answer within {CALL_TIMEOUT} s" in text_of(result), text_of(result)
     assert CALL_TIMEOUT - 0.5 < took < CALL_TIMEOUT + 20, took
     time.sleep(1)
-    assert mcp_server.fixture.hang_log.read_text().count("called") == 1
+    log = mcp_server.fixture.hang_log.read_text()
+    assert log.count("called") == 1, log
+    # The server was told to stop the call.
+    assert "cancelled" in log, log
 
 
 def test_a_killed_backend_opens_its_breaker_and_comes_back_after_a_restart(mcp_server):
@@ -264,6 +268,23 @@ def test_a_killed_backend_opens_its_breaker_and_comes_back_after_a_restart(mcp_s
     asyncio.run(run())
 
 
+def test_a_stdio_server_whose_process_ends_is_started_again_on_the_next_call(mcp_server):
+    async def run():
+        async with client(mcp_server) as c:
+            assert text_of(await c.call_tool("local__add", {"a": 1, "b": 2})) == "3"
+            crashed = await c.call_tool("local__crash", {})
+            assert crashed.is_error, crashed
+            again = await c.call_tool("local__add", {"a": 2, "b": 2})
+            assert (again.is_error, text_of(again)) == (False, "4"), text_of(again)
+
+    asyncio.run(run())
+    metrics = requests.get(
+        mcp_server.base_url + "/metrics", headers={"Authorization": f"Bearer {mcp_server.key}"}, timeout=30
+    ).text
+    assert 'orchard_mcp_server_up{server="local"} 1' in metrics, metrics
+    assert 'orchard_mcp_tool_errors_total{server="local",tool="crash"} 1' in metrics, metrics
+
+
 def test_claude_desktop_and_vs_code_files_import_as_the_same_servers(tmp_path):
     fixture = Fixture(tmp_path)
     claude = claude_desktop_file(fixture)
@@ -282,7 +303,7 @@ def test_claude_desktop_and_vs_code_files_import_as_the_same_servers(tmp_path):
         orchard(home, "mcp", "import", str(tmp_path / name))
         listed.append(json.loads(orchard(home, "mcp", "list", "--json", "--no-probe").stdout))
     assert listed[0] == listed[1]
-    assert [s["name"] for s in listed[0]] == ["everything", "fixture", "orchard-tools", "time"]
+    assert [s["name"] for s in listed[0]] == ["everything", "fixture", "local", "orchard-tools", "time"]
     # The header's value is a secret: not in the database.
     db = (tmp_path / "claude-json" / "orchard.db").read_bytes()
     assert b"fixture-secret" not in db

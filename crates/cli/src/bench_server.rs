@@ -101,7 +101,7 @@ fn read_prompts(file: Option<&PathBuf>) -> Result<Vec<Value>, String> {
 }
 
 /// The nearest-rank percentiles of `values` (in seconds), in milliseconds.
-fn percentiles(mut values: Vec<f64>) -> Option<Percentiles> {
+pub(crate) fn percentiles(mut values: Vec<f64>) -> Option<Percentiles> {
     if values.is_empty() {
         return None;
     }

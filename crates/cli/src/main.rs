@@ -6,6 +6,7 @@ mod generate;
 mod import;
 mod keys;
 mod mcp;
+mod mcp_bench;
 mod models;
 mod serve;
 

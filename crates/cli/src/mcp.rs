@@ -81,6 +81,20 @@ pub enum McpCommand {
         #[arg(default_value = "{}")]
         arguments: String,
     },
+    /// Measure what Orchard's MCP port adds to a tool call: tools/call on a
+    /// loopback echo server, directly and through /mcp, at 1, 8 and 32
+    /// concurrent clients (all in this process).
+    Bench {
+        /// Seconds per path and concurrency level.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        clients: Vec<usize>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the aggregated servers as one MCP server.
     Serve {
         /// On stdin and stdout (for clients that start Orchard themselves,
@@ -125,8 +139,30 @@ fn servers() -> Result<McpServers, String> {
 }
 
 async fn mcp(command: McpCommand) -> Result<ExitCode, String> {
-    let servers = servers()?;
     match command {
+        McpCommand::Bench {
+            seconds,
+            clients,
+            json,
+        } => {
+            if clients.is_empty() || clients.contains(&0) || !(0.1..=600.0).contains(&seconds) {
+                return Err("--clients takes counts of 1 or more, --seconds 0.1 to 600".into());
+            }
+            let levels = crate::mcp_bench::run(&clients, seconds).await?;
+            if json {
+                println!("{}", to_json(&levels)?);
+            } else {
+                print!("{}", crate::mcp_bench::table(&levels));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        command => configured(command, servers()?).await,
+    }
+}
+
+async fn configured(command: McpCommand, servers: McpServers) -> Result<ExitCode, String> {
+    match command {
+        McpCommand::Bench { .. } => Err("the benchmark uses no configured server".into()),
         McpCommand::List { json, no_probe } => {
             let hub = servers.hub(HubOptions::default());
             let status = hub.status(!no_probe).await;

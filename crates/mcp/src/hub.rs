@@ -23,6 +23,11 @@ use crate::config::{ServerSpec, Transport};
 use crate::names::Namer;
 use crate::{builtin, program};
 
+/// How often the call path reads the configured servers again, at most.
+const REFRESH_EVERY: Duration = Duration::from_millis(250);
+/// Requests in flight to one streamable-HTTP server at once.
+const HTTP_CONCURRENCY: usize = 64;
+
 /// Consecutive failures that open a server's breaker.
 const FAILURES_TO_OPEN: u32 = 3;
 /// How long a breaker first stays open; doubled on each failed trial.
@@ -96,6 +101,8 @@ struct Inner {
     source: Option<Arc<dyn SpecSource>>,
     /// The source's revision the backends were last synced to.
     synced: tokio::sync::Mutex<Option<i64>>,
+    /// When the source was last read.
+    checked: Mutex<Option<Instant>>,
     /// Cancelled by [`Hub::shutdown`]: ends the sessions of MCP clients.
     closing: CancellationToken,
     /// Calls, errors and latency per (server, tool).
@@ -349,6 +356,7 @@ impl Hub {
                 generation: Arc::new(AtomicU64::new(1)),
                 source,
                 synced: tokio::sync::Mutex::new(None),
+                checked: Mutex::new(None),
                 closing: CancellationToken::new(),
                 stats: Mutex::new(BTreeMap::new()),
                 audit: Mutex::new(None),
@@ -434,10 +442,19 @@ impl Hub {
     }
 
     /// Brings the servers up to date with the source, when it changed.
-    async fn refresh(&self) {
+    /// With `throttle` (the path of every call), the source is read at most
+    /// every [`REFRESH_EVERY`]; lists and status always read it.
+    async fn refresh(&self, throttle: bool) {
         let Some(source) = &self.inner.source else {
             return;
         };
+        {
+            let mut checked = lock(&self.inner.checked);
+            if throttle && checked.is_some_and(|at| at.elapsed() < REFRESH_EVERY) {
+                return;
+            }
+            *checked = Some(Instant::now());
+        }
         let mut synced = self.inner.synced.lock().await;
         let revision = match source.revision() {
             Ok(revision) => revision,
@@ -472,12 +489,18 @@ impl Hub {
     /// server has reported a change. Servers that cannot be reached are left
     /// out and named in [`Catalog::unavailable`].
     pub async fn catalog(&self) -> Arc<Catalog> {
-        self.refresh().await;
+        self.refresh(false).await;
+        self.build_catalog(true).await
+    }
+
+    /// The cached catalog while nothing changed; with `retry_unavailable`,
+    /// servers that could not be listed last time are tried again.
+    async fn build_catalog(&self, retry_unavailable: bool) -> Arc<Catalog> {
         let mut cached = self.inner.catalog.lock().await;
         let generation = self.inner.generation.load(Ordering::SeqCst);
         if let Some(catalog) = cached.as_ref()
             && catalog.generation == generation
-            && catalog.unavailable.is_empty()
+            && (!retry_unavailable || catalog.unavailable.is_empty())
         {
             return catalog.clone();
         }
@@ -557,7 +580,13 @@ impl Hub {
         cancel: CancellationToken,
         caller: Option<&str>,
     ) -> Result<CallToolResult, McpError> {
-        let catalog = self.catalog().await;
+        // A server that is down is not asked again on every call to the
+        // others: only when the name is not in the lists already known.
+        self.refresh(true).await;
+        let mut catalog = self.build_catalog(false).await;
+        if catalog.tool_route(name).is_none() && !catalog.unavailable.is_empty() {
+            catalog = self.build_catalog(true).await;
+        }
         let (server, tool) = catalog.tool_route(name).ok_or_else(|| {
             McpError::NotFound(format!(
                 "no tool named {name:?}: list the tools to see the names offered"
@@ -624,7 +653,7 @@ impl Hub {
         arguments: Option<JsonObject>,
         cancel: CancellationToken,
     ) -> Result<CallToolResult, McpError> {
-        self.refresh().await;
+        self.refresh(true).await;
         let backend = self
             .backend(server)
             .ok_or_else(|| McpError::NotFound(format!("no MCP server named {server:?}")))?;
@@ -704,7 +733,7 @@ impl Hub {
     /// Every server's state. With `probe`, servers not yet started are
     /// started and every connected one is pinged, so the answer is current.
     pub async fn status(&self, probe: bool) -> Vec<ServerStatus> {
-        self.refresh().await;
+        self.refresh(false).await;
         let backends = self.backends();
         if probe {
             let options = &self.inner.options;
@@ -923,7 +952,10 @@ impl Backend {
                         .ok_or_else(|| format!("the value of header {name:?} is not valid"))?;
                     custom.insert(header, value);
                 }
-                let config = config.custom_headers(custom);
+                let mut config = config
+                    .custom_headers(custom)
+                    .max_concurrent_requests(HTTP_CONCURRENCY);
+                config.channel_buffer_capacity = HTTP_CONCURRENCY;
                 let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
                 watcher
                     .serve(transport)
@@ -1037,9 +1069,13 @@ impl Backend {
             }
             Ok(Err(error)) => {
                 let failure = self.failed(format!("{what}: {error}"));
-                let mut link = self.link.lock().await;
-                if link.as_ref().is_some_and(|s| s.is_closed()) {
-                    *link = None;
+                if matches!(
+                    error,
+                    rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)
+                ) {
+                    // The connection is gone (a child that exited, a server
+                    // that went away): the next call starts a new one.
+                    self.disconnect().await;
                 }
                 Err(failure)
             }

@@ -38,6 +38,9 @@ pub fn service(
     config.allowed_hosts = Vec::new();
     config.cancellation_token = hub.closing().child_token();
     config.sse_keep_alive = Some(keep_alive);
+    // A plain JSON answer where the handler sends nothing before it: no
+    // event stream to set up for the usual request and response.
+    config.json_response = true;
     let hub = hub.clone();
     McpService(StreamableHttpService::new(
         move || Ok(Aggregator::new(hub.clone(), max_tools)),
