@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import os
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, help="serve streamable HTTP on this port (stdio without it)")
@@ -45,6 +45,18 @@ async def hang() -> str:
             log.write("cancelled\n")
         raise
     return "too late"
+
+
+@app.tool()
+async def grow(ctx: Context) -> str:
+    """Adds a tool named `grown` and tells the client the list changed."""
+    app.add_tool(lambda: "I am new", name="grown", description="Added by grow.")
+    try:
+        await ctx.session.send_tool_list_changed()
+    except Exception:  # no session on the stateless protocol: subscribers only
+        pass
+    await ctx.notify_tools_changed()
+    return "grown"
 
 
 @app.tool()

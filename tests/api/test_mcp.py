@@ -285,6 +285,25 @@ def test_a_stdio_server_whose_process_ends_is_started_again_on_the_next_call(mcp
     assert 'orchard_mcp_tool_errors_total{server="local",tool="crash"} 1' in metrics, metrics
 
 
+@pytest.mark.parametrize("server", ["local", "fixture"])
+def test_a_server_that_says_its_tools_changed_is_listed_again(mcp_server, server):
+    async def run():
+        async with client(mcp_server) as c:
+            before = [t.name for t in (await c.list_tools()).tools]
+            assert f"{server}__grown" not in before
+            assert text_of(await c.call_tool(f"{server}__grow", {})) == "grown"
+            deadline = time.monotonic() + 10
+            while True:
+                after = [t.name for t in (await c.list_tools()).tools]
+                if f"{server}__grown" in after or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert f"{server}__grown" in after, after
+            assert text_of(await c.call_tool(f"{server}__grown", {})) == "I am new"
+
+    asyncio.run(run())
+
+
 def test_claude_desktop_and_vs_code_files_import_as_the_same_servers(tmp_path):
     fixture = Fixture(tmp_path)
     claude = claude_desktop_file(fixture)

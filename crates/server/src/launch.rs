@@ -72,6 +72,9 @@ pub enum LaunchError {
     Model(#[from] orchard_core::CoreError),
 }
 
+/// How often running MCP servers are pinged.
+const MCP_HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Prepares a server and binds its port; `on_loading` is told each model
 /// name before it loads.
 pub async fn launch(
@@ -206,6 +209,18 @@ impl Prepared {
         };
         let manager = orchard.manager().clone();
         let app = crate::router_for(orchard.clone(), config);
+        // The MCP servers that are running are pinged now and then: one that
+        // stopped answering is dropped and started again on its next use.
+        let mcp = orchard.mcp().clone();
+        let closing = mcp.closing();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(MCP_HEALTH_EVERY) => mcp.check_health().await,
+                    _ = closing.cancelled() => break,
+                }
+            }
+        });
         Ok(Launched {
             listener,
             app,
