@@ -212,6 +212,8 @@ pub struct ServerStatus {
 #[derive(Debug)]
 struct Backend {
     spec: ServerSpec,
+    /// `orchard-tools`, answered in this process: no connection.
+    builtin: bool,
     /// The live connection (none for the built-in server).
     link: tokio::sync::Mutex<Option<RunningService<RoleClient, Watcher>>>,
     health: Mutex<Health>,
@@ -366,7 +368,7 @@ impl Hub {
             let spec = ServerSpec {
                 name: builtin::NAME.to_string(),
                 transport: Transport::Stdio {
-                    command: "(built in)".into(),
+                    command: builtin::NAME.into(),
                     args: Vec::new(),
                     env: BTreeMap::new(),
                     cwd: None,
@@ -375,26 +377,14 @@ impl Hub {
                 allow: Vec::new(),
                 deny: Vec::new(),
             };
-            hub.insert(spec);
+            let backend = Backend::new(spec, true, &hub.inner.generation);
+            lock(&hub.inner.backends).insert(builtin::NAME.to_string(), backend);
         }
         hub
     }
 
     pub fn options(&self) -> &HubOptions {
         &self.inner.options
-    }
-
-    fn insert(&self, spec: ServerSpec) {
-        let backend = Arc::new(Backend {
-            spec: spec.clone(),
-            link: tokio::sync::Mutex::new(None),
-            health: Mutex::new(Health::default()),
-            lists: Mutex::new(None),
-            stale: Arc::new(AtomicBool::new(false)),
-            generation: self.inner.generation.clone(),
-        });
-        lock(&self.inner.backends).insert(spec.name, backend);
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Makes the hub serve exactly `specs` (besides the built-in server):
@@ -421,16 +411,9 @@ impl Hub {
                 if name == builtin::NAME && self.inner.options.builtin {
                     continue;
                 }
-                backends.entry(name).or_insert_with(|| {
-                    Arc::new(Backend {
-                        spec,
-                        link: tokio::sync::Mutex::new(None),
-                        health: Mutex::new(Health::default()),
-                        lists: Mutex::new(None),
-                        stale: Arc::new(AtomicBool::new(false)),
-                        generation: self.inner.generation.clone(),
-                    })
-                });
+                backends
+                    .entry(name)
+                    .or_insert_with(|| Backend::new(spec, false, &self.inner.generation));
             }
         }
         if !stopped.is_empty() {
@@ -667,7 +650,7 @@ impl Hub {
                 "{server} does not offer a tool named {tool:?} (its allow and deny patterns leave it out)"
             )));
         }
-        if backend.spec.name == builtin::NAME && self.inner.options.builtin {
+        if backend.builtin {
             return builtin::call(tool, &arguments.unwrap_or_default())
                 .ok_or_else(|| McpError::NotFound(format!("{server} has no tool named {tool:?}")));
         }
@@ -790,9 +773,16 @@ impl Hub {
 type Peer = rmcp::Peer<RoleClient>;
 
 impl Backend {
-    fn is_builtin(&self) -> bool {
-        self.spec.name == builtin::NAME
-            && matches!(&self.spec.transport, Transport::Stdio { command, .. } if command == "(built in)")
+    fn new(spec: ServerSpec, builtin: bool, generation: &Arc<AtomicU64>) -> Arc<Backend> {
+        Arc::new(Backend {
+            spec,
+            builtin,
+            link: tokio::sync::Mutex::new(None),
+            health: Mutex::new(Health::default()),
+            lists: Mutex::new(None),
+            stale: Arc::new(AtomicBool::new(false)),
+            generation: generation.clone(),
+        })
     }
 
     fn status(&self) -> ServerStatus {
@@ -800,7 +790,7 @@ impl Backend {
         let tools = lock(&self.lists).as_ref().map(|l| l.tools.len());
         let state = if !self.spec.enabled {
             "disabled"
-        } else if self.is_builtin() || health.up {
+        } else if self.builtin || health.up {
             "up"
         } else if health.starts == 0 && health.last_error.is_none() {
             "idle"
@@ -810,14 +800,14 @@ impl Backend {
         ServerStatus {
             name: self.spec.name.clone(),
             enabled: self.spec.enabled,
-            target: if self.is_builtin() {
+            target: if self.builtin {
                 "built into Orchard".into()
             } else {
                 self.spec.transport.summary()
             },
             state,
             breaker: health.breaker.name(),
-            tools: if self.is_builtin() {
+            tools: if self.builtin {
                 Some(builtin::tools().len())
             } else {
                 tools
@@ -975,7 +965,7 @@ impl Backend {
 
     /// This server's lists, fetched when they are not fresh.
     async fn lists(&self, options: &HubOptions) -> Result<Lists, McpError> {
-        if self.is_builtin() {
+        if self.builtin {
             return Ok(Lists {
                 tools: builtin::tools()
                     .into_iter()
@@ -1094,7 +1084,7 @@ impl Backend {
 
     /// Starts the server if needed and pings it.
     async fn probe(&self, options: &HubOptions) {
-        if self.is_builtin() {
+        if self.builtin {
             return;
         }
         if self.peer(options).await.is_ok() {
