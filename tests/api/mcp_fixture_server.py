@@ -11,6 +11,7 @@ import asyncio
 import os
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import Completion
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, help="serve streamable HTTP on this port (stdio without it)")
@@ -72,9 +73,18 @@ def greeting() -> str:
 
 
 @app.prompt()
-def review(code: str) -> str:
+def review(code: str, language: str = "python") -> str:
     """Asks for a code review."""
-    return f"Please review this code:\n{code}"
+    return f"Please review this {language} code:\n{code}"
+
+
+@app.completion()
+async def complete(ref, argument, context):
+    """Completes the review prompt's language."""
+    if getattr(ref, "name", None) == "review" and argument.name == "language":
+        names = ["python", "rust", "typescript", "ruby"]
+        return Completion(values=[n for n in names if n.startswith(argument.value)])
+    return None
 
 
 if args.port is None:

@@ -25,6 +25,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types import PromptReference
 
 from conftest import MODEL, ROOT, serve
 
@@ -170,8 +171,13 @@ def test_the_sdk_lists_and_calls_every_backend_through_one_endpoint(mcp_server):
 
             prompts = [p.name for p in (await c.list_prompts()).prompts]
             assert "fixture__review" in prompts, prompts
-            prompt = await c.get_prompt("fixture__review", {"code": "x = 1"})
-            assert "x = 1" in prompt.messages[0].content.text
+            prompt = await c.get_prompt("fixture__review", {"code": "x = 1", "language": "rust"})
+            assert "rust code:\nx = 1" in prompt.messages[0].content.text
+            # Argument completion goes to the prompt's own server.
+            done = await c.complete(
+                PromptReference(type="ref/prompt", name="fixture__review"), {"name": "language", "value": "r"}
+            )
+            assert done.completion.values == ["rust", "ruby"], done
 
             # An unknown name is the protocol's error, naming it.
             with pytest.raises(MCPError, match="no tool named"):

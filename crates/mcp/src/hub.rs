@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
-    GetPromptRequestParams, GetPromptResult, Implementation, JsonObject, Prompt,
-    ReadResourceRequestParams, ReadResourceResult, Resource, Tool,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CompleteRequestParams,
+    CompleteResult, GetPromptRequestParams, GetPromptResult, Implementation, JsonObject, Prompt,
+    PromptReference, ReadResourceRequestParams, ReadResourceResult, Reference, Resource, Tool,
 };
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
@@ -686,6 +686,41 @@ impl Hub {
         backend
             .request(&self.inner.options, &what, cancel, |peer| async move {
                 peer.get_prompt(params).await
+            })
+            .await
+    }
+
+    /// Completions for an argument of an aggregated prompt, from the server
+    /// that owns it (none when that server offers no completions).
+    pub async fn complete_prompt_argument(
+        &self,
+        mut params: CompleteRequestParams,
+        cancel: CancellationToken,
+    ) -> Result<CompleteResult, McpError> {
+        let Reference::Prompt(prompt) = &params.r#ref else {
+            // Resource templates are not aggregated: nothing to complete.
+            return Ok(CompleteResult::default());
+        };
+        let catalog = self.catalog().await;
+        let (server, original) = catalog
+            .prompt_routes
+            .get(&prompt.name)
+            .ok_or_else(|| McpError::NotFound(format!("no prompt named {:?}", prompt.name)))?;
+        let backend = self
+            .backend(server)
+            .ok_or_else(|| McpError::NotFound(format!("no MCP server named {server:?}")))?;
+        let peer = backend.peer(&self.inner.options).await?;
+        let offers = peer
+            .peer_info()
+            .is_none_or(|info| info.capabilities.completions.is_some());
+        if !offers {
+            return Ok(CompleteResult::default());
+        }
+        params.r#ref = Reference::Prompt(PromptReference::new(original.clone()));
+        let what = format!("{server}'s completions for {original}");
+        backend
+            .request(&self.inner.options, &what, cancel, |peer| async move {
+                peer.complete(params).await
             })
             .await
     }
