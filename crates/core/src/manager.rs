@@ -611,8 +611,17 @@ impl ModelManager {
                 .retain(|w| !w.upgrade().is_some_and(|m| Arc::ptr_eq(&m, &model)));
             return Ok(model);
         }
-        self.make_room(&entry).await?;
-        let options = self.inner.options.worker.clone();
+        let used = self.make_room(&entry).await?;
+        let mut options = self.inner.options.worker.clone();
+        // The CPU fast path's float32 weights are larger than the files:
+        // they must fit in what the budget has left, not only in the budget.
+        let room = self.inner.options.memory_budget_bytes.saturating_sub(used);
+        options.load.dense_budget_bytes = Some(
+            options
+                .load
+                .dense_budget_bytes
+                .map_or(room, |budget| budget.min(room)),
+        );
         tracing::info!(
             model = %entry.id,
             dir = %entry.dir.display(),
@@ -652,7 +661,8 @@ impl ModelManager {
     /// Unloads models until `entry` fits the count and memory limits: idle
     /// ones first, then the least recently used. A busy model drains: its
     /// memory counts until its requests end, and the load waits for that.
-    async fn make_room(&self, entry: &ModelEntry) -> Result<(), CoreError> {
+    /// Returns the memory the other models still hold.
+    async fn make_room(&self, entry: &ModelEntry) -> Result<u64, CoreError> {
         let options = &self.inner.options;
         let over_budget = || CoreError::OverBudget {
             name: entry.id.clone(),
@@ -683,7 +693,7 @@ impl ModelManager {
             if count < options.max_loaded_models
                 && used + entry.weight_bytes <= options.memory_budget_bytes
             {
-                return Ok(());
+                return Ok(used);
             }
             // Idle models first, then the least recently used.
             loaded.sort_by_key(|m| (m.active.load(Ordering::Relaxed) == 0, m.idle_for()));
@@ -702,7 +712,7 @@ impl ModelManager {
             }
             if draining.is_empty() {
                 // Nothing else holds memory the manager knows of.
-                return Ok(());
+                return Ok(used);
             }
             if Instant::now() >= deadline {
                 let busy: Vec<String> = draining.iter().map(|m| m.id.clone()).collect();

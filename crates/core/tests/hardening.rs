@@ -187,7 +187,19 @@ async fn two_models_loading_at_once_cannot_both_pass_the_budget() {
         .map(|m| m.memory().total())
         .sum();
     assert_eq!(manager.loaded().len(), 1, "both models were loaded");
-    assert!(held <= bytes(LARGE) + bytes(SMALL) / 2);
+    let ids = |models: Vec<Arc<orchard_core::LoadedModel>>| {
+        models
+            .iter()
+            .map(|m| format!("{} {:?}", m.id, m.memory()))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        held <= bytes(LARGE) + bytes(SMALL) / 2,
+        "loaded {:?} draining {:?} budget {}",
+        ids(manager.loaded()),
+        ids(manager.draining_models()),
+        bytes(LARGE) + bytes(SMALL) / 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
