@@ -153,9 +153,26 @@ impl SpecSource for McpServers {
     }
 }
 
-/// Writes each tool call to the database's audit log.
+/// Days the audit log keeps a tool call.
+pub const AUDIT_DAYS: u32 = 30;
+/// The log is pruned after this many calls (and when it is opened).
+const PRUNE_EVERY: u64 = 1000;
+
+/// Writes each tool call to the database's audit log, which keeps the last
+/// [`AUDIT_DAYS`] days.
 pub fn audit_log(store: Store) -> orchard_mcp::AuditSink {
+    let prune = move |store: &Store| {
+        if let Err(e) = store.prune_mcp_calls(AUDIT_DAYS) {
+            tracing::warn!(target: "orchard::mcp", error = %e, "cannot prune the MCP audit log");
+        }
+    };
+    prune(&store);
+    let calls = std::sync::atomic::AtomicU64::new(0);
     Arc::new(move |call: &orchard_mcp::CallRecord| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
+        {
+            prune(&store);
+        }
         let record = orchard_store::McpCall {
             at: Store::mcp_call_time(),
             client: call.caller.clone(),

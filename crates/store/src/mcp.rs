@@ -153,6 +153,15 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the tool calls older than `days` days; how many went.
+    pub fn prune_mcp_calls(&self, days: u32) -> Result<usize> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let conn = self.conn();
+        // `at` is RFC 3339 in UTC with a fixed width, so text order is time order.
+        Ok(conn.execute("DELETE FROM mcp_calls WHERE at < ?1", params![cutoff])?)
+    }
+
     /// The latest `limit` tool calls, newest first.
     pub fn mcp_calls(&self, limit: usize) -> Result<Vec<McpCall>> {
         let conn = self.conn();
@@ -236,5 +245,17 @@ mod tests {
             ["b__y", "a__x"]
         );
         assert_eq!(calls[0].outcome, "timeout");
+        // Old calls are pruned, recent ones kept.
+        store
+            .record_mcp_call(&McpCall {
+                at: "2020-01-01T00:00:00Z".into(),
+                client: None,
+                tool: "old__call".into(),
+                duration_ms: 1,
+                outcome: "ok".into(),
+            })
+            .expect("record");
+        assert_eq!(store.prune_mcp_calls(30).expect("prune"), 1);
+        assert_eq!(store.mcp_calls(10).expect("calls").len(), 2);
     }
 }
