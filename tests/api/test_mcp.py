@@ -405,3 +405,19 @@ def serve_without_keys(home):
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def test_the_benchmark_reports_both_paths_for_each_level(tmp_path):
+    """`orchard mcp bench`, briefly: each level has calls on both paths, and
+    the overhead is the difference of the percentiles."""
+    done = orchard(tmp_path, "mcp", "bench", "--seconds", "0.3", "--clients", "1,2", "--json")
+    levels = json.loads(done.stdout)
+    assert [level["clients"] for level in levels] == [1, 2]
+    for level in levels:
+        for path in ["direct", "orchard"]:
+            assert level[path]["calls"] > 0 and level[path]["calls_per_second"] > 0, level
+        for p in ["p50", "p90", "p99"]:
+            expected = level["orchard"]["latency_ms"][p] - level["direct"]["latency_ms"][p]
+            assert abs(level["overhead_ms"][p] - expected) < 1e-9, level
+    refused = orchard(tmp_path, "mcp", "bench", "--clients", "0", check=False)
+    assert refused.returncode == 1 and "--clients" in refused.stderr, refused.stderr
