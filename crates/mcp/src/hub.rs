@@ -460,8 +460,12 @@ impl Hub {
         }
     }
 
-    fn backend(&self, name: &str) -> Option<Arc<Backend>> {
-        lock(&self.inner.backends).get(name).cloned()
+    /// The server called `name`, or the error that says there is none.
+    fn backend(&self, name: &str) -> Result<Arc<Backend>, McpError> {
+        lock(&self.inner.backends)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| McpError::NotFound(format!("no MCP server named {name:?}")))
     }
 
     fn backends(&self) -> Vec<Arc<Backend>> {
@@ -637,9 +641,7 @@ impl Hub {
         cancel: CancellationToken,
     ) -> Result<CallToolResult, McpError> {
         self.refresh(true).await;
-        let backend = self
-            .backend(server)
-            .ok_or_else(|| McpError::NotFound(format!("no MCP server named {server:?}")))?;
+        let backend = self.backend(server)?;
         if !backend.spec.enabled {
             return Err(McpError::Unavailable(format!(
                 "MCP server {server} is disabled; enable it to use its tools"
@@ -677,9 +679,7 @@ impl Hub {
             .prompt_routes
             .get(name)
             .ok_or_else(|| McpError::NotFound(format!("no prompt named {name:?}")))?;
-        let backend = self
-            .backend(server)
-            .ok_or_else(|| McpError::NotFound(format!("no MCP server named {server:?}")))?;
+        let backend = self.backend(server)?;
         let mut params = GetPromptRequestParams::new(prompt.clone());
         params.arguments = arguments;
         let what = format!("{server}'s prompt {prompt}");
@@ -706,9 +706,7 @@ impl Hub {
             .prompt_routes
             .get(&prompt.name)
             .ok_or_else(|| McpError::NotFound(format!("no prompt named {:?}", prompt.name)))?;
-        let backend = self
-            .backend(server)
-            .ok_or_else(|| McpError::NotFound(format!("no MCP server named {server:?}")))?;
+        let backend = self.backend(server)?;
         let peer = backend.peer(&self.inner.options).await?;
         let offers = peer
             .peer_info()
@@ -736,9 +734,7 @@ impl Hub {
             .resource_routes
             .get(uri)
             .ok_or_else(|| McpError::NotFound(format!("no server lists a resource {uri:?}")))?;
-        let backend = self
-            .backend(server)
-            .ok_or_else(|| McpError::NotFound(format!("no MCP server named {server:?}")))?;
+        let backend = self.backend(server)?;
         let params = ReadResourceRequestParams::new(uri.to_string());
         let what = format!("{server}'s resource {uri}");
         backend
