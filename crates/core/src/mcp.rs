@@ -157,22 +157,25 @@ impl SpecSource for McpServers {
 pub const AUDIT_DAYS: u32 = 30;
 /// The log is pruned after this many calls (and when it is opened).
 const PRUNE_EVERY: u64 = 1000;
+/// The most calls written in one transaction.
+const AUDIT_BATCH: usize = 512;
 
 /// Writes each tool call to the database's audit log, which keeps the last
 /// [`AUDIT_DAYS`] days.
+///
+/// A call only queues its record: a thread of its own writes what has
+/// queued in one transaction, so a burst of calls costs one commit and no
+/// call waits on the database. The thread ends, after writing the rest,
+/// when the hub drops the sink.
 pub fn audit_log(store: Store) -> orchard_mcp::AuditSink {
-    let prune = move |store: &Store| {
-        if let Err(e) = store.prune_mcp_calls(AUDIT_DAYS) {
-            tracing::warn!(target: "orchard::mcp", error = %e, "cannot prune the MCP audit log");
-        }
-    };
-    prune(&store);
-    let calls = std::sync::atomic::AtomicU64::new(0);
+    let (queue, records) = std::sync::mpsc::channel::<orchard_store::McpCall>();
+    let spawned = std::thread::Builder::new()
+        .name("orchard-mcp-audit".into())
+        .spawn(move || write_audit(&store, &records));
+    if let Err(e) = spawned {
+        tracing::warn!(target: "orchard::mcp", error = %e, "cannot start the MCP audit log's writer");
+    }
     Arc::new(move |call: &orchard_mcp::CallRecord| {
-        if calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
-        {
-            prune(&store);
-        }
         let record = orchard_store::McpCall {
             at: Store::mcp_call_time(),
             client: call.caller.clone(),
@@ -185,10 +188,39 @@ pub fn audit_log(store: Store) -> orchard_mcp::AuditSink {
             duration_ms: u64::try_from(call.duration.as_millis()).unwrap_or(u64::MAX),
             outcome: call.outcome.to_string(),
         };
-        if let Err(e) = store.record_mcp_call(&record) {
-            tracing::warn!(target: "orchard::mcp", error = %e, "cannot write the MCP audit log");
+        if queue.send(record).is_err() {
+            tracing::warn!(target: "orchard::mcp", "the MCP audit log's writer has stopped; a call was not logged");
         }
     })
+}
+
+/// The audit log's writer: waits for a record, then writes it with every
+/// other one already queued.
+fn write_audit(store: &Store, records: &std::sync::mpsc::Receiver<orchard_store::McpCall>) {
+    let prune = |store: &Store| {
+        if let Err(e) = store.prune_mcp_calls(AUDIT_DAYS) {
+            tracing::warn!(target: "orchard::mcp", error = %e, "cannot prune the MCP audit log");
+        }
+    };
+    prune(store);
+    let mut written: u64 = 0;
+    while let Ok(first) = records.recv() {
+        let mut batch = vec![first];
+        while batch.len() < AUDIT_BATCH {
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = store.record_mcp_calls(&batch) {
+            tracing::warn!(target: "orchard::mcp", error = %e, calls = batch.len(), "cannot write the MCP audit log");
+        }
+        let before = written;
+        written += batch.len() as u64;
+        if before / PRUNE_EVERY != written / PRUNE_EVERY {
+            prune(store);
+        }
+    }
 }
 
 /// Where a server's `env` or `headers` values are kept.

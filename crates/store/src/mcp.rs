@@ -139,17 +139,28 @@ impl Store {
 
     /// Writes one tool call to the audit log.
     pub fn record_mcp_call(&self, call: &McpCall) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO mcp_calls (at, client, tool, duration_ms, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                call.at,
-                call.client,
-                call.tool,
-                i64::try_from(call.duration_ms).unwrap_or(i64::MAX),
-                call.outcome
-            ],
-        )?;
+        self.record_mcp_calls(std::slice::from_ref(call))
+    }
+
+    /// Writes tool calls to the audit log in one transaction: all or none.
+    pub fn record_mcp_calls(&self, calls: &[McpCall]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO mcp_calls (at, client, tool, duration_ms, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for call in calls {
+                insert.execute(params![
+                    call.at,
+                    call.client,
+                    call.tool,
+                    i64::try_from(call.duration_ms).unwrap_or(i64::MAX),
+                    call.outcome
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
