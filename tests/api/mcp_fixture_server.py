@@ -1,6 +1,8 @@
 """A small MCP server for the tests of Orchard's MCP port, written with the
 official SDK's MCPServer (FastMCP before mcp 2), served over streamable HTTP
-(--port) or stdio: two tools, a resource and a prompt; `hang`, a tool that
+(--port) or stdio: two tools, a resource, a resource template and a
+prompt; `touch`, which says a resource changed, `log`, which logs, and
+`sprout`, which adds a tool (for the notices Orchard passes on); `hang`, a tool that
 never answers, which writes "called" to the file named by --hang-log when it
 starts and "cancelled" when the client cancels it, so a test can tell how
 often Orchard sent it and that it was told to stop; and `crash`, which ends
@@ -10,6 +12,7 @@ import argparse
 import asyncio
 import os
 
+import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import Completion
 
@@ -61,6 +64,28 @@ async def grow(ctx: Context) -> str:
 
 
 @app.tool()
+async def sprout(name: str, ctx: Context) -> str:
+    """Adds a tool named `sprout_<name>` and says the tool list changed."""
+    app.add_tool(lambda: name, name=f"sprout_{name}", description="Added by sprout.")
+    await ctx.session.send_tool_list_changed()
+    return f"sprout_{name}"
+
+
+@app.tool()
+async def touch(uri: str, ctx: Context) -> str:
+    """Says that the resource at `uri` changed."""
+    await ctx.session.send_resource_updated(uri)
+    return "touched"
+
+
+@app.tool()
+async def log(text: str, ctx: Context) -> str:
+    """Logs `text` at info level."""
+    await ctx.info(text)
+    return "logged"
+
+
+@app.tool()
 def crash() -> str:
     """Ends this server's process at once (for restart tests)."""
     os._exit(3)
@@ -70,6 +95,21 @@ def crash() -> str:
 def greeting() -> str:
     """A fixed text."""
     return "Hello from the fixture server."
+
+
+@app.resource("fixture://notes/{name}")
+def note(name: str) -> str:
+    """A note, by name (a resource template)."""
+    return f"Note {name}."
+
+
+# Clients may subscribe to resources (the 2025 protocol's resources/subscribe).
+async def subscribe(ctx, params):
+    return types.EmptyResult()
+
+
+app._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
+app._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, subscribe)
 
 
 @app.prompt()

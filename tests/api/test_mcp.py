@@ -25,7 +25,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import PromptReference
+from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
+from mcp_types import PromptReference, ResourceUpdatedNotification, ToolListChangedNotification
 
 from conftest import MODEL, ROOT, serve
 
@@ -306,6 +307,100 @@ def test_a_server_that_says_its_tools_changed_is_listed_again(mcp_server, server
                 await asyncio.sleep(0.2)
             assert f"{server}__grown" in after, after
             assert text_of(await c.call_tool(f"{server}__grown", {})) == "I am new"
+
+    asyncio.run(run())
+
+
+async def next_event(events, kind, timeout=15):
+    """The next event of `kind` from a listen stream or a queue of notices."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {kind.__name__} within {timeout} s"
+        get = events.get() if isinstance(events, asyncio.Queue) else events.__anext__()
+        event = await asyncio.wait_for(get, left)
+        if isinstance(event, kind):
+            return event
+
+
+def test_templates_subscriptions_and_list_changes_reach_a_listening_client(mcp_server):
+    """A 2026-07-28 client (the SDK's default against Orchard): resource
+    templates route to their server, and one subscriptions/listen stream
+    carries a backend's resource update and its tool-list change."""
+
+    async def run():
+        async with client(mcp_server) as c:
+            assert c.protocol_version == "2026-07-28", c.protocol_version
+            capabilities = c.server_capabilities
+            assert capabilities.tools.list_changed and capabilities.resources.subscribe, capabilities
+            templates = [t.uri_template for t in (await c.list_resource_templates()).resource_templates]
+            assert "fixture://notes/{name}" in templates, templates
+            read = await c.read_resource("fixture://notes/today")
+            assert read.contents[0].text == "Note today."
+            with pytest.raises(MCPError, match="no server lists a resource"):
+                await c.read_resource("nowhere://at/all")
+
+            async with c.listen(tools_list_changed=True, resource_subscriptions=["fixture://notes/today"]) as sub:
+                events = sub.__aiter__()
+                assert text_of(await c.call_tool("fixture__touch", {"uri": "fixture://notes/today"})) == "touched"
+                updated = await next_event(events, ResourceUpdated)
+                assert updated.uri == "fixture://notes/today"
+                # Another URI is not what this stream asked for: it must not
+                # arrive before the list change that follows it.
+                await c.call_tool("fixture__touch", {"uri": "fixture://notes/other"})
+                assert text_of(await c.call_tool("fixture__sprout", {"name": "listen"})) == "sprout_listen"
+                between = []
+                while not isinstance(event := await asyncio.wait_for(events.__anext__(), 15), ToolsListChanged):
+                    between.append(event)
+                assert between == [], between
+            tools = [t.name for t in (await c.list_tools()).tools]
+            assert "fixture__sprout_listen" in tools, tools
+
+    asyncio.run(run())
+
+
+# The 2025 protocol's subscribe and setLevel are what this test is about.
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+def test_a_2025_session_gets_list_changes_resource_updates_and_log_messages(mcp_server):
+    """A client on the 2025 protocol (initialize, a session): the same
+    notices arrive on its session's stream, `resources/subscribe` reaches
+    the server that owns the URI, and `logging/setLevel` brings the
+    servers' log messages, named by server."""
+    notices = asyncio.Queue()
+    logs = asyncio.Queue()
+
+    async def on_message(message):
+        if not isinstance(message, Exception):
+            await notices.put(message)
+
+    async def on_log(params):
+        await logs.put(params)
+
+    async def run():
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {mcp_server.key}"}, timeout=60)
+        transport = streamable_http_client(mcp_server.base_url + "/mcp", http_client=http)
+        async with Client(transport, mode="legacy", message_handler=on_message, logging_callback=on_log) as c:
+            assert c.protocol_version != "2026-07-28", c.protocol_version
+            await c.subscribe_resource("fixture://notes/today")
+            await c.call_tool("fixture__touch", {"uri": "fixture://notes/today"})
+            updated = await next_event(notices, ResourceUpdatedNotification)
+            assert str(updated.params.uri) == "fixture://notes/today"
+
+            assert text_of(await c.call_tool("fixture__sprout", {"name": "session"})) == "sprout_session"
+            await next_event(notices, ToolListChangedNotification)
+
+            await c.set_logging_level("info")
+            assert text_of(await c.call_tool("fixture__log", {"text": "hello from the fixture"})) == "logged"
+            while True:
+                message = await asyncio.wait_for(logs.get(), 15)
+                if message.data == "hello from the fixture":
+                    break
+            assert message.logger.startswith("fixture"), message
+
+            await c.unsubscribe_resource("fixture://notes/today")
+            # A resource no server offers cannot be subscribed to.
+            with pytest.raises(MCPError, match="no server lists a resource"):
+                await c.subscribe_resource("nowhere://at/all")
 
     asyncio.run(run())
 

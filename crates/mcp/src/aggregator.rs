@@ -2,18 +2,26 @@
 //! prompts and resources of every enabled server in the [`Hub`], each routed
 //! by an exact map to its owner.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
+
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
     ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, InitializeResult,
-    ListPromptsResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig,
-    Tool,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, Prompt, ReadResourceRequestParams, ReadResourceResponse, Resource,
+    ResourceTemplate, ResourceUpdatedNotificationParam, ResultType, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+#[allow(deprecated)] // logging: deprecated by SEP-2577, still what 2025 clients speak
+use rmcp::model::{LoggingLevel, SetLevelRequestParams};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Catalog, Hub, McpError};
+use crate::hub::{Catalog, Hub, HubEvent, McpError, level_rank};
 
 /// The tool that finds the tools left out of a long list.
 pub const SEARCH_TOOL: &str = "orchard__search_tools";
@@ -25,29 +33,146 @@ const SEARCH_RESULTS: usize = 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub Option<String>);
 
-/// The aggregating MCP server. Cheap to clone: each session gets one.
+/// The aggregating MCP server. Each client session gets one (clones share
+/// the session).
 #[derive(Debug, Clone)]
 pub struct Aggregator {
     hub: Hub,
     /// At most this many tools are listed (0: all). The rest stay callable
     /// and are found through [`SEARCH_TOOL`].
     max_tools: usize,
+    session: Arc<Session>,
+}
+
+/// What one client session asked for: the resources it subscribed to and
+/// the log level. Its subscriptions are given back when it ends.
+#[derive(Debug)]
+struct Session {
+    hub: Hub,
+    subscribed: Mutex<HashSet<String>>,
+    #[allow(deprecated)]
+    level: Mutex<Option<LoggingLevel>>,
+    /// Ends the session's notifier.
+    ended: CancellationToken,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.ended.cancel();
+        let uris: Vec<String> = lock(&self.subscribed).drain().collect();
+        if uris.is_empty() {
+            return;
+        }
+        let hub = self.hub.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for uri in uris {
+                    hub.unsubscribe_resource(&uri).await;
+                }
+            });
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The lists a client was last told about, to tell it what changed.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    tools: Vec<Tool>,
+    prompts: Vec<Prompt>,
+    resources: (Vec<Resource>, Vec<ResourceTemplate>),
+}
+
+fn seen(max_tools: usize, catalog: &Catalog) -> Seen {
+    Seen {
+        tools: listed(catalog, max_tools),
+        prompts: catalog.prompts.clone(),
+        resources: (
+            catalog.resources.clone(),
+            catalog.resource_templates.clone(),
+        ),
+    }
+}
+
+/// Where a session's notices go: the session's own channel (2025
+/// clients) or a `subscriptions/listen` stream (2026-07-28 clients).
+enum Notices<'a> {
+    Session(rmcp::Peer<RoleServer>),
+    Listen(&'a SubscriptionContext),
+}
+
+impl Notices<'_> {
+    /// Sends the notices for what changed; `Err` when the client is gone.
+    async fn lists_changed(&self, before: &Seen, now: &Seen) -> Result<(), ()> {
+        if before.tools != now.tools {
+            match self {
+                Notices::Session(peer) => peer.notify_tool_list_changed().await.map_err(drop)?,
+                Notices::Listen(c) => ignore_filtered(c.sink().notify_tool_list_changed().await)?,
+            }
+        }
+        if before.prompts != now.prompts {
+            match self {
+                Notices::Session(peer) => peer.notify_prompt_list_changed().await.map_err(drop)?,
+                Notices::Listen(c) => ignore_filtered(c.sink().notify_prompt_list_changed().await)?,
+            }
+        }
+        if before.resources != now.resources {
+            match self {
+                Notices::Session(peer) => {
+                    peer.notify_resource_list_changed().await.map_err(drop)?
+                }
+                Notices::Listen(c) => {
+                    ignore_filtered(c.sink().notify_resource_list_changed().await)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn resource_updated(&self, uri: String) -> Result<(), ()> {
+        match self {
+            Notices::Session(peer) => peer
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                .await
+                .map_err(drop),
+            Notices::Listen(c) => ignore_filtered(c.sink().notify_resource_updated(uri).await),
+        }
+    }
+}
+
+/// A notice the listener did not ask for is skipped, not an error.
+fn ignore_filtered(sent: Result<(), rmcp::service::SubscriptionSendError>) -> Result<(), ()> {
+    match sent {
+        Ok(()) => Ok(()),
+        Err(rmcp::service::SubscriptionSendError::NotificationNotAccepted(_)) => Ok(()),
+        Err(_) => Err(()),
+    }
 }
 
 impl Aggregator {
     pub fn new(hub: Hub, max_tools: usize) -> Aggregator {
-        Aggregator { hub, max_tools }
+        let session = Arc::new(Session {
+            hub: hub.clone(),
+            subscribed: Mutex::new(HashSet::new()),
+            level: Mutex::new(None),
+            ended: CancellationToken::new(),
+        });
+        Aggregator {
+            hub,
+            max_tools,
+            session,
+        }
     }
 
     /// The tools a client sees: all of them, or the first `max_tools` and
     /// the search tool.
     pub fn listed(&self, catalog: &Catalog) -> Vec<Tool> {
-        if self.max_tools == 0 || catalog.tools.len() <= self.max_tools {
-            return catalog.tools.clone();
-        }
-        let mut tools: Vec<Tool> = catalog.tools[..self.max_tools].to_vec();
-        tools.push(search_tool(catalog.tools.len()));
-        tools
+        listed(catalog, self.max_tools)
     }
 
     async fn search(&self, arguments: Option<&rmcp::model::JsonObject>) -> CallToolResult {
@@ -105,6 +230,75 @@ impl Aggregator {
     }
 }
 
+/// Tells a client what changed until it goes away: list changes,
+/// updates of the resources it subscribed to (`uris` for a listener,
+/// the session's own set otherwise) and, for a session, log messages.
+async fn notify(
+    hub: &Hub,
+    max_tools: usize,
+    notices: Notices<'_>,
+    session: Weak<Session>,
+    uris: Option<&HashSet<String>>,
+    ended: CancellationToken,
+) {
+    let mut events = hub.events();
+    let mut before = seen(max_tools, &*hub.current_catalog().await);
+    let closing = hub.closing();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = ended.cancelled() => return,
+            _ = closing.cancelled() => return,
+        };
+        let sent = match event {
+            Ok(HubEvent::ListsChanged) | Err(RecvError::Lagged(_)) => {
+                let now = seen(max_tools, &*hub.current_catalog().await);
+                let sent = notices.lists_changed(&before, &now).await;
+                before = now;
+                sent
+            }
+            Ok(HubEvent::ResourceUpdated(uri)) => {
+                let wanted = match uris {
+                    Some(uris) => uris.contains(&uri),
+                    None => session
+                        .upgrade()
+                        .is_some_and(|s| lock(&s.subscribed).contains(&uri)),
+                };
+                if wanted {
+                    notices.resource_updated(uri).await
+                } else {
+                    Ok(())
+                }
+            }
+            #[allow(deprecated)]
+            Ok(HubEvent::Log(message)) => match (&notices, session.upgrade()) {
+                (Notices::Session(peer), Some(session)) => {
+                    let level = *lock(&session.level);
+                    if level.is_some_and(|l| level_rank(message.level) >= level_rank(l)) {
+                        peer.notify_logging_message(message).await.map_err(drop)
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ => Ok(()),
+            },
+            Err(RecvError::Closed) => return,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+fn listed(catalog: &Catalog, max_tools: usize) -> Vec<Tool> {
+    if max_tools == 0 || catalog.tools.len() <= max_tools {
+        return catalog.tools.clone();
+    }
+    let mut tools: Vec<Tool> = catalog.tools[..max_tools].to_vec();
+    tools.push(search_tool(catalog.tools.len()));
+    tools
+}
+
 fn search_tool(total: usize) -> Tool {
     let schema = json!({
         "type": "object",
@@ -125,6 +319,15 @@ fn search_tool(total: usize) -> Tool {
     )
 }
 
+fn subscription_error(error: McpError, uri: &str) -> ErrorData {
+    match error {
+        McpError::NotFound(message) => {
+            ErrorData::resource_not_found(message, Some(json!({"uri": uri})))
+        }
+        other => ErrorData::internal_error(other.to_string(), None),
+    }
+}
+
 fn protocol_error(error: McpError) -> ErrorData {
     match error {
         McpError::NotFound(message) => ErrorData::invalid_params(message, None),
@@ -133,13 +336,19 @@ fn protocol_error(error: McpError) -> ErrorData {
 }
 
 impl ServerHandler for Aggregator {
+    #[allow(deprecated)] // logging, for 2025 clients
     fn get_info(&self) -> ServerConfig {
         InitializeResult::new(
             ServerCapabilities::builder()
-                .enable_tools()
+                .enable_logging()
+                .enable_completions()
                 .enable_prompts()
                 .enable_resources()
-                .enable_completions()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_prompts_list_changed()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
                 .build(),
         )
         .with_server_info(Implementation::new("orchard", env!("CARGO_PKG_VERSION")))
@@ -247,6 +456,125 @@ impl ServerHandler for Aggregator {
         Ok(ListResourcesResult::with_all_items(
             catalog.resources.clone(),
         ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let catalog = self.hub.catalog().await;
+        Ok(ListResourceTemplatesResult::with_all_items(
+            catalog.resource_templates.clone(),
+        ))
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if lock(&self.session.subscribed).contains(&request.uri) {
+            return Ok(());
+        }
+        self.hub
+            .subscribe_resource(&request.uri, context.ct.clone())
+            .await
+            .map_err(|error| subscription_error(error, &request.uri))?;
+        let duplicate = !lock(&self.session.subscribed).insert(request.uri.clone());
+        if duplicate {
+            // Two requests for one URI raced: keep one subscription.
+            self.hub.unsubscribe_resource(&request.uri).await;
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if lock(&self.session.subscribed).remove(&request.uri) {
+            self.hub.unsubscribe_resource(&request.uri).await;
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *lock(&self.session.level) = Some(request.level);
+        self.hub.set_log_level(request.level).await;
+        Ok(())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // A 2025 client: notices go on its session's own channel. The task
+        // holds the session weakly, or the session would never end.
+        let (hub, max_tools) = (self.hub.clone(), self.max_tools);
+        let session = Arc::downgrade(&self.session);
+        let ended = self.session.ended.clone();
+        tokio::spawn(async move {
+            let notices = Notices::Session(context.peer);
+            notify(&hub, max_tools, notices, session, None, ended).await;
+        });
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Everything asked for; the SDK keeps what the capabilities offer.
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        // A 2026-07-28 client: notices go on this request's stream, for as
+        // long as it stays open.
+        let mut held = HashSet::new();
+        let mut failed = None;
+        for uri in context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default()
+        {
+            match self
+                .hub
+                .subscribe_resource(&uri, context.request_context().ct.clone())
+                .await
+            {
+                Ok(()) => {
+                    held.insert(uri);
+                }
+                Err(error) => {
+                    failed = Some(subscription_error(error, &uri));
+                    break;
+                }
+            }
+        }
+        if failed.is_none() {
+            let ended = context.request_context().ct.clone();
+            let notices = Notices::Listen(&context);
+            notify(
+                &self.hub,
+                self.max_tools,
+                notices,
+                Weak::new(),
+                Some(&held),
+                ended,
+            )
+            .await;
+        }
+        for uri in &held {
+            self.hub.unsubscribe_resource(uri).await;
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     async fn read_resource(

@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, CompleteRequestParams,
     CompleteResult, GetPromptRequestParams, GetPromptResult, Implementation, JsonObject, Prompt,
-    PromptReference, ReadResourceRequestParams, ReadResourceResult, Reference, Resource, Tool,
+    PromptReference, ReadResourceRequestParams, ReadResourceResult, Reference, Resource,
+    ResourceTemplate, ResourceUpdatedNotificationParam, SubscribeRequestParams, Tool,
+    UnsubscribeRequestParams,
 };
+#[allow(deprecated)] // logging: deprecated by SEP-2577, still what 2025 clients speak
+use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, SetLevelRequestParams};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde::Serialize;
@@ -21,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServerSpec, Transport};
 use crate::names::Namer;
-use crate::{builtin, program};
+use crate::{builtin, program, uri_template};
 
 /// How often the call path reads the configured servers again, at most.
 const REFRESH_EVERY: Duration = Duration::from_millis(250);
@@ -33,6 +37,37 @@ const FAILURES_TO_OPEN: u32 = 3;
 /// How long a breaker first stays open; doubled on each failed trial.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How many events wait for a slow session before it misses some (and
+/// then compares the lists again, which is all a missed change needs).
+const EVENT_BACKLOG: usize = 256;
+
+/// What the hub tells the sessions of its own clients.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// A server's lists may have changed, or servers came or went.
+    ListsChanged,
+    /// A server says a resource changed (by its URI).
+    ResourceUpdated(String),
+    /// A server's log message; `logger` starts with the server's name.
+    #[allow(deprecated)]
+    Log(LoggingMessageNotificationParam),
+}
+
+/// The order of the log levels, least severe first (rmcp's enum has none).
+#[allow(deprecated)]
+pub fn level_rank(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
 
 /// Limits for the hub.
 #[derive(Debug, Clone)]
@@ -109,6 +144,26 @@ struct Inner {
     stats: Mutex<BTreeMap<(String, String), ToolStats>>,
     /// Where each tool call is reported (Orchard's audit log).
     audit: Mutex<Option<AuditSink>>,
+    shared: Arc<Shared>,
+}
+
+/// What the hub and its backends share: the events for client sessions,
+/// the resource subscriptions and the log level asked for.
+#[derive(Debug)]
+struct Shared {
+    events: tokio::sync::broadcast::Sender<HubEvent>,
+    /// URI -> (its server, how many client subscriptions hold it).
+    subscriptions: Mutex<HashMap<String, (String, usize)>>,
+    /// The most detailed level any client asked for; servers get it.
+    #[allow(deprecated)]
+    log_level: Mutex<Option<LoggingLevel>>,
+}
+
+impl Shared {
+    fn send(&self, event: HubEvent) {
+        // No session listening is fine.
+        let _ = self.events.send(event);
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -172,9 +227,12 @@ pub struct Catalog {
     pub tools: Vec<Tool>,
     pub prompts: Vec<Prompt>,
     pub resources: Vec<Resource>,
+    pub resource_templates: Vec<ResourceTemplate>,
     tool_routes: HashMap<String, (String, String)>,
     prompt_routes: HashMap<String, (String, String)>,
     resource_routes: HashMap<String, String>,
+    /// Each template's server, in list order: the first that matches wins.
+    template_routes: Vec<(String, String)>,
     /// Names that clashed (and what each got instead).
     pub collisions: Vec<String>,
     /// Servers that could not be listed, with the reason.
@@ -188,6 +246,20 @@ impl Catalog {
         self.tool_routes
             .get(name)
             .map(|(server, tool)| (server.as_str(), tool.as_str()))
+    }
+
+    /// The server that owns a resource: the one that listed it, else the
+    /// first whose template could have made the URI.
+    pub fn resource_route(&self, uri: &str) -> Option<&str> {
+        self.resource_routes
+            .get(uri)
+            .map(String::as_str)
+            .or_else(|| {
+                self.template_routes
+                    .iter()
+                    .find(|(template, _)| uri_template::matches(template, uri))
+                    .map(|(_, server)| server.as_str())
+            })
     }
 }
 
@@ -222,6 +294,7 @@ struct Backend {
     /// Set by the server's `list_changed` notifications.
     stale: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -229,6 +302,7 @@ struct Lists {
     tools: Vec<Tool>,
     prompts: Vec<Prompt>,
     resources: Vec<Resource>,
+    templates: Vec<ResourceTemplate>,
 }
 
 #[derive(Debug, Default)]
@@ -304,14 +378,17 @@ impl Breaker {
 /// server says they changed.
 #[derive(Debug, Clone)]
 struct Watcher {
+    server: String,
     stale: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl Watcher {
     fn changed(&self) {
         self.stale.store(true, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.send(HubEvent::ListsChanged);
     }
 }
 
@@ -333,6 +410,28 @@ impl ClientHandler for Watcher {
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.changed();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.shared.send(HubEvent::ResourceUpdated(params.uri));
+    }
+
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        mut params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        // Which server said it: its name leads the logger's.
+        params.logger = Some(match params.logger.take() {
+            Some(logger) => format!("{}{}{logger}", self.server, crate::names::SEPARATOR),
+            None => self.server.clone(),
+        });
+        self.shared.send(HubEvent::Log(params));
     }
 }
 
@@ -362,6 +461,11 @@ impl Hub {
                 closing: CancellationToken::new(),
                 stats: Mutex::new(BTreeMap::new()),
                 audit: Mutex::new(None),
+                shared: Arc::new(Shared {
+                    events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
+                    subscriptions: Mutex::new(HashMap::new()),
+                    log_level: Mutex::new(None),
+                }),
             }),
         };
         if hub.inner.options.builtin {
@@ -377,7 +481,7 @@ impl Hub {
                 allow: Vec::new(),
                 deny: Vec::new(),
             };
-            let backend = Backend::new(spec, true, &hub.inner.generation);
+            let backend = Backend::new(spec, true, &hub.inner.generation, &hub.inner.shared);
             lock(&hub.inner.backends).insert(builtin::NAME.to_string(), backend);
         }
         hub
@@ -392,6 +496,7 @@ impl Hub {
     /// others keep their connections.
     pub async fn sync(&self, specs: Vec<ServerSpec>) {
         let mut stopped = Vec::new();
+        let mut added = false;
         {
             let mut backends = lock(&self.inner.backends);
             let wanted: BTreeMap<String, ServerSpec> =
@@ -411,13 +516,17 @@ impl Hub {
                 if name == builtin::NAME && self.inner.options.builtin {
                     continue;
                 }
-                backends
-                    .entry(name)
-                    .or_insert_with(|| Backend::new(spec, false, &self.inner.generation));
+                backends.entry(name).or_insert_with(|| {
+                    added = true;
+                    Backend::new(spec, false, &self.inner.generation, &self.inner.shared)
+                });
             }
         }
         if !stopped.is_empty() {
             self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        if added || !stopped.is_empty() {
+            self.inner.shared.send(HubEvent::ListsChanged);
         }
         for backend in stopped {
             backend.disconnect().await;
@@ -546,6 +655,12 @@ impl Hub {
                     .resource_routes
                     .insert(resource.uri.clone(), server.to_string());
                 catalog.resources.push(resource);
+            }
+            for template in lists.templates {
+                catalog
+                    .template_routes
+                    .push((template.uri_template.clone(), server.to_string()));
+                catalog.resource_templates.push(template);
             }
         }
         catalog.collisions.extend(tools.collisions);
@@ -697,11 +812,29 @@ impl Hub {
         mut params: CompleteRequestParams,
         cancel: CancellationToken,
     ) -> Result<CompleteResult, McpError> {
-        let Reference::Prompt(prompt) = &params.r#ref else {
-            // Resource templates are not aggregated: nothing to complete.
-            return Ok(CompleteResult::default());
-        };
         let catalog = self.catalog().await;
+        let prompt = match &params.r#ref {
+            Reference::Prompt(prompt) => prompt,
+            Reference::Resource(template) => {
+                // Templates keep their servers' URIs: passed on unchanged.
+                let server = catalog
+                    .template_routes
+                    .iter()
+                    .find(|(t, _)| *t == template.uri)
+                    .map(|(_, server)| server.clone())
+                    .ok_or_else(|| {
+                        McpError::NotFound(format!("no resource template {:?}", template.uri))
+                    })?;
+                let backend = self.backend(&server)?;
+                let what = format!("{server}'s completions for {}", template.uri);
+                return backend
+                    .request(&self.inner.options, &what, cancel, |peer| async move {
+                        peer.complete(params).await
+                    })
+                    .await;
+            }
+            _ => return Ok(CompleteResult::default()),
+        };
         let (server, original) = catalog
             .prompt_routes
             .get(&prompt.name)
@@ -730,10 +863,11 @@ impl Hub {
         cancel: CancellationToken,
     ) -> Result<ReadResourceResult, McpError> {
         let catalog = self.catalog().await;
-        let server = catalog
-            .resource_routes
-            .get(uri)
-            .ok_or_else(|| McpError::NotFound(format!("no server lists a resource {uri:?}")))?;
+        let server = catalog.resource_route(uri).ok_or_else(|| {
+            McpError::NotFound(format!(
+                "no server lists a resource {uri:?} or a template that makes it"
+            ))
+        })?;
         let backend = self.backend(server)?;
         let params = ReadResourceRequestParams::new(uri.to_string());
         let what = format!("{server}'s resource {uri}");
@@ -742,6 +876,138 @@ impl Hub {
                 peer.read_resource(params).await
             })
             .await
+    }
+
+    /// The events for client sessions: list changes, resource updates and
+    /// servers' log messages.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<HubEvent> {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// The merged lists as they are now, without trying again the servers
+    /// that could not be listed (what a change notice compares).
+    pub async fn current_catalog(&self) -> Arc<Catalog> {
+        self.refresh(false).await;
+        self.build_catalog(false).await
+    }
+
+    /// Subscribes to a resource at the server that owns it, once however
+    /// many clients ask; [`HubEvent::ResourceUpdated`] carries its changes.
+    /// Each success needs one [`Hub::unsubscribe_resource`].
+    pub async fn subscribe_resource(
+        &self,
+        uri: &str,
+        cancel: CancellationToken,
+    ) -> Result<(), McpError> {
+        let catalog = self.catalog().await;
+        let server = catalog
+            .resource_route(uri)
+            .ok_or_else(|| {
+                McpError::NotFound(format!(
+                    "no server lists a resource {uri:?} or a template that makes it"
+                ))
+            })?
+            .to_string();
+        let backend = self.backend(&server)?;
+        let peer = backend.peer(&self.inner.options).await?;
+        let offers = peer.peer_info().is_some_and(|info| {
+            info.capabilities
+                .resources
+                .as_ref()
+                .is_some_and(|r| r.subscribe == Some(true))
+        });
+        if !offers {
+            return Err(McpError::NotFound(format!(
+                "MCP server {server} offers no subscriptions to its resources"
+            )));
+        }
+        let first = {
+            let mut subscriptions = lock(&self.inner.shared.subscriptions);
+            let entry = subscriptions
+                .entry(uri.to_string())
+                .or_insert_with(|| (server.clone(), 0));
+            entry.1 += 1;
+            entry.1 == 1
+        };
+        if !first {
+            return Ok(());
+        }
+        let params = SubscribeRequestParams::new(uri.to_string());
+        let what = format!("{server}'s subscription to {uri}");
+        let subscribed = backend
+            .request(&self.inner.options, &what, cancel, |peer| async move {
+                #[allow(deprecated)] // what 2025 servers speak
+                peer.subscribe(params).await
+            })
+            .await;
+        if subscribed.is_err() {
+            self.release_subscription(uri);
+        }
+        subscribed
+    }
+
+    /// Gives back one subscription to `uri`; the last one unsubscribes at
+    /// its server.
+    pub async fn unsubscribe_resource(&self, uri: &str) {
+        let Some(server) = self.release_subscription(uri) else {
+            return;
+        };
+        let Ok(backend) = self.backend(&server) else {
+            return;
+        };
+        let params = UnsubscribeRequestParams::new(uri.to_string());
+        let what = format!("{server}'s subscription to {uri}");
+        let _ = backend
+            .request(
+                &self.inner.options,
+                &what,
+                CancellationToken::new(),
+                #[allow(deprecated)]
+                |peer| async move { peer.unsubscribe(params).await },
+            )
+            .await;
+    }
+
+    /// One subscription fewer; the server's name when it was the last.
+    fn release_subscription(&self, uri: &str) -> Option<String> {
+        let mut subscriptions = lock(&self.inner.shared.subscriptions);
+        let entry = subscriptions.get_mut(uri)?;
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 > 0 {
+            return None;
+        }
+        subscriptions.remove(uri).map(|(server, _)| server)
+    }
+
+    /// A client asked for log messages at `level` or above. Servers that
+    /// log are set to the most detailed level any client asked for (each
+    /// session filters to its own), now and when they start again.
+    #[allow(deprecated)]
+    pub async fn set_log_level(&self, level: LoggingLevel) {
+        let lowered = {
+            let mut current = lock(&self.inner.shared.log_level);
+            let lower = current.is_none_or(|c| level_rank(level) < level_rank(c));
+            if lower {
+                *current = Some(level);
+            }
+            lower
+        };
+        if !lowered {
+            return;
+        }
+        let options = &self.inner.options;
+        let connected: Vec<Arc<Backend>> = self
+            .backends()
+            .into_iter()
+            .filter(|b| !b.builtin && b.spec.enabled)
+            .collect();
+        futures_util::future::join_all(connected.iter().map(|backend| async move {
+            let peer = backend.link.lock().await.as_ref().map(|s| s.peer().clone());
+            if let Some(peer) = peer {
+                set_level(&peer, level, options.call_timeout).await;
+            }
+        }))
+        .await;
     }
 
     /// Every server's state. With `probe`, servers not yet started are
@@ -804,7 +1070,12 @@ impl Hub {
 type Peer = rmcp::Peer<RoleClient>;
 
 impl Backend {
-    fn new(spec: ServerSpec, builtin: bool, generation: &Arc<AtomicU64>) -> Arc<Backend> {
+    fn new(
+        spec: ServerSpec,
+        builtin: bool,
+        generation: &Arc<AtomicU64>,
+        shared: &Arc<Shared>,
+    ) -> Arc<Backend> {
         Arc::new(Backend {
             spec,
             builtin,
@@ -813,6 +1084,7 @@ impl Backend {
             lists: Mutex::new(None),
             stale: Arc::new(AtomicBool::new(false)),
             generation: generation.clone(),
+            shared: shared.clone(),
         })
     }
 
@@ -894,7 +1166,34 @@ impl Backend {
         // New process, new lists.
         self.stale.store(true, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.send(HubEvent::ListsChanged);
+        self.restore(&peer);
         Ok(peer)
+    }
+
+    /// After a (re)connection: the log level and the resource
+    /// subscriptions clients hold at this server, asked for again.
+    #[allow(deprecated)]
+    fn restore(&self, peer: &Peer) {
+        let level = *lock(&self.shared.log_level);
+        let uris: Vec<String> = lock(&self.shared.subscriptions)
+            .iter()
+            .filter(|(_, (server, _))| *server == self.spec.name)
+            .map(|(uri, _)| uri.clone())
+            .collect();
+        if level.is_none() && uris.is_empty() {
+            return;
+        }
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            if let Some(level) = level {
+                set_level(&peer, level, FIRST_BACKOFF * 10).await;
+            }
+            for uri in uris {
+                #[allow(deprecated)]
+                let _ = peer.subscribe(SubscribeRequestParams::new(uri)).await;
+            }
+        });
     }
 
     fn failed(&self, error: String) -> McpError {
@@ -922,8 +1221,10 @@ impl Backend {
 
     async fn connect(&self) -> Result<RunningService<RoleClient, Watcher>, String> {
         let watcher = Watcher {
+            server: self.spec.name.clone(),
             stale: self.stale.clone(),
             generation: self.generation.clone(),
+            shared: self.shared.clone(),
         };
         match &self.spec.transport {
             Transport::Stdio {
@@ -977,7 +1278,10 @@ impl Backend {
                     .custom_headers(custom)
                     .max_concurrent_requests(HTTP_CONCURRENCY);
                 config.channel_buffer_capacity = HTTP_CONCURRENCY;
-                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                let transport = rmcp::transport::StreamableHttpClientTransport::with_client(
+                    http_client()?,
+                    config,
+                );
                 watcher
                     .serve(transport)
                     .await
@@ -1028,15 +1332,19 @@ impl Backend {
             } else {
                 Vec::new()
             };
-            let resources = if has(|c| c.resources.is_some()) {
-                peer.list_all_resources().await.unwrap_or_default()
+            let (resources, templates) = if has(|c| c.resources.is_some()) {
+                (
+                    peer.list_all_resources().await.unwrap_or_default(),
+                    peer.list_all_resource_templates().await.unwrap_or_default(),
+                )
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             Ok::<_, rmcp::ServiceError>(Lists {
                 tools,
                 prompts,
                 resources,
+                templates,
             })
         })
         .await;
@@ -1152,6 +1460,47 @@ impl Backend {
             }
         }
     }
+}
+
+/// Sets a server's log level, when it logs at all.
+#[allow(deprecated)]
+async fn set_level(peer: &Peer, level: LoggingLevel, timeout: Duration) {
+    let logs = peer
+        .peer_info()
+        .is_some_and(|info| info.capabilities.logging.is_some());
+    if logs {
+        let _ =
+            tokio::time::timeout(timeout, peer.set_level(SetLevelRequestParams::new(level))).await;
+    }
+}
+
+/// The most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
+
+/// The HTTP client for one streamable-HTTP server. Unlike rmcp's default
+/// client, it keeps connections open between requests: a new TCP
+/// connection for every call cost more than the rest of the port's work
+/// (see `orchard mcp bench`). Redirects are followed only to the same
+/// origin, and only 307 and 308, which keep the method and the body (a
+/// JSON-RPC message must not become a GET, nor its headers go elsewhere).
+pub fn http_client() -> Result<reqwest::Client, String> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);
+        if same_origin && keeps_body && attempt.previous().len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    reqwest::Client::builder()
+        .redirect(policy)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot set up an HTTP client: {e}"))
 }
 
 fn http_value(value: &str) -> Option<http::HeaderValue> {

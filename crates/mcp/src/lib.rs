@@ -10,9 +10,11 @@ pub mod config;
 pub mod hub;
 pub mod names;
 pub mod program;
+pub mod uri_template;
 
 pub use aggregator::Aggregator;
 pub use config::{ServerSpec, Transport};
 pub use hub::{
-    AuditSink, CallRecord, Catalog, Hub, HubOptions, McpError, ServerStatus, SpecSource, ToolStats,
+    AuditSink, CallRecord, Catalog, Hub, HubEvent, HubOptions, McpError, ServerStatus, SpecSource,
+    ToolStats,
 };
