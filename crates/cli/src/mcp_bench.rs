@@ -16,13 +16,14 @@ use orchard_core::{ManagerOptions, ModelManager};
 use orchard_mcp::{ServerSpec, Transport};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
+    ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RequestContext};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::Serialize;
 
 use crate::bench_server::{Percentiles, percentiles};
@@ -53,7 +54,10 @@ pub struct Level {
 /// Runs the benchmark for `seconds` per path and level.
 pub async fn run(levels: &[usize], seconds: f64) -> Result<Vec<Level>, String> {
     let echo_url = start_echo().await?;
-    let orchard_url = start_orchard(&echo_url).await?;
+    // A database file, as `orchard serve` has: the audit log writes to it.
+    let home =
+        tempfile::tempdir().map_err(|e| format!("cannot make a folder for the database: {e}"))?;
+    let orchard_url = start_orchard(&echo_url, home.path()).await?;
     let duration = Duration::from_secs_f64(seconds);
     let mut out = Vec::new();
     for &clients in levels {
@@ -129,16 +133,15 @@ async fn start_echo() -> Result<String, String> {
         .await
         .map_err(|e| format!("cannot bind the echo server: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    // Served as Orchard's port is, so the two hops are alike.
+    tokio::spawn(orchard_server::serve(listener, app, std::future::pending()));
     Ok(format!("http://{address}/mcp"))
 }
 
-/// Orchard's port as `orchard serve` builds it, over an in-memory store
+/// Orchard's port as `orchard serve` builds it, over a database in `home`
 /// whose one MCP server is the echo server.
-async fn start_orchard(echo_url: &str) -> Result<String, String> {
-    let store = orchard_store::Store::open_in_memory().map_err(|e| e.to_string())?;
+async fn start_orchard(echo_url: &str, home: &std::path::Path) -> Result<String, String> {
+    let store = orchard_store::Store::open(&home.join("orchard.db")).map_err(|e| e.to_string())?;
     McpServers::new(store.clone(), None).add(
         &ServerSpec {
             name: "echo".into(),
@@ -181,9 +184,20 @@ async fn measure(
         if let Some(key) = key {
             config = config.auth_header(key.to_string());
         }
-        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+        // A client that keeps its connection open between calls, as most
+        // MCP clients do (rmcp's default opens one per request).
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot set up an HTTP client: {e}"))?;
+        let transport = rmcp::transport::StreamableHttpClientTransport::with_client(http, config);
+        // A current client: the 2026-07-28 protocol, discovered, without a
+        // session (older clients get one, and answers as event streams).
+        let lifecycle = ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::LATEST],
+        };
         let client =
-            ().serve(transport)
+            ().serve_with_lifecycle(transport, lifecycle)
                 .await
                 .map_err(|e| format!("cannot connect to {url}: {e}"))?;
         call(&client, tool).await?;

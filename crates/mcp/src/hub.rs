@@ -1278,10 +1278,11 @@ impl Backend {
                     .custom_headers(custom)
                     .max_concurrent_requests(HTTP_CONCURRENCY);
                 config.channel_buffer_capacity = HTTP_CONCURRENCY;
-                let transport = rmcp::transport::StreamableHttpClientTransport::with_client(
-                    http_client()?,
-                    config,
-                );
+                // rmcp's client opens a connection per request. Kept-alive
+                // connections were no faster in `orchard mcp bench`, and with
+                // a server that writes its answer in pieces without
+                // TCP_NODELAY, each call stalled ~40 ms on the delayed ACK.
+                let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
                 watcher
                     .serve(transport)
                     .await
@@ -1472,35 +1473,6 @@ async fn set_level(peer: &Peer, level: LoggingLevel, timeout: Duration) {
         let _ =
             tokio::time::timeout(timeout, peer.set_level(SetLevelRequestParams::new(level))).await;
     }
-}
-
-/// The most redirects followed for one request.
-const MAX_REDIRECTS: usize = 10;
-
-/// The HTTP client for one streamable-HTTP server. Unlike rmcp's default
-/// client, it keeps connections open between requests: a new TCP
-/// connection for every call cost more than the rest of the port's work
-/// (see `orchard mcp bench`). Redirects are followed only to the same
-/// origin, and only 307 and 308, which keep the method and the body (a
-/// JSON-RPC message must not become a GET, nor its headers go elsewhere).
-pub fn http_client() -> Result<reqwest::Client, String> {
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        let same_origin = attempt
-            .previous()
-            .first()
-            .is_some_and(|first| first.origin() == attempt.url().origin());
-        let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);
-        if same_origin && keeps_body && attempt.previous().len() <= MAX_REDIRECTS {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    });
-    reqwest::Client::builder()
-        .redirect(policy)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("cannot set up an HTTP client: {e}"))
 }
 
 fn http_value(value: &str) -> Option<http::HeaderValue> {
