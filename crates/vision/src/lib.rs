@@ -2,12 +2,15 @@
 //! the same `pixel_values` as the reference (mlx-vlm), which resizes with
 //! Pillow on 8-bit images:
 //! - [`resample`]: Pillow's bilinear and bicubic resampling, to the bit;
-//! - [`smart_resize`]: the Qwen-VL families' choice of the resized size.
+//! - [`smart_resize`]: the Qwen-VL families' choice of the resized size;
+//! - [`preprocess`]: Gemma 3's and Qwen-VL's `pixel_values` from RGB.
 //!
 //! No MLX here: the tests build and run in seconds.
 
+pub mod preprocess;
 pub mod resample;
 
+pub use preprocess::{Normalize, QwenVision, gemma3_pixel_values, qwen_pixel_values};
 pub use resample::{Filter, resize};
 
 /// Why an image cannot be prepared.
