@@ -3,13 +3,16 @@
 //! Pillow on 8-bit images:
 //! - [`resample`]: Pillow's bilinear and bicubic resampling, to the bit;
 //! - [`smart_resize`]: the Qwen-VL families' choice of the resized size;
-//! - [`preprocess`]: Gemma 3's and Qwen-VL's `pixel_values` from RGB.
+//! - [`preprocess`]: Gemma 3's and Qwen-VL's `pixel_values` from RGB;
+//! - [`decode`]: image files to upright RGB, as the reference reads them.
 //!
 //! No MLX here: the tests build and run in seconds.
 
+pub mod decode;
 pub mod preprocess;
 pub mod resample;
 
+pub use decode::{Rgb, decode};
 pub use preprocess::{Normalize, QwenVision, gemma3_pixel_values, qwen_pixel_values};
 pub use resample::{Filter, resize};
 
