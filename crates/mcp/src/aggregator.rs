@@ -10,12 +10,15 @@ use rmcp::model::{
     ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, InitializeResult,
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
     PaginatedRequestParams, Prompt, ReadResourceRequestParams, ReadResourceResponse, Resource,
-    ResourceTemplate, ResourceUpdatedNotificationParam, ResultType, ServerCapabilities,
-    ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
+    ResourceTemplate, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ResultType,
+    ServerCapabilities, ServerConfig, ServerNotification, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 #[allow(deprecated)] // logging: deprecated by SEP-2577, still what 2025 clients speak
 use rmcp::model::{LoggingLevel, SetLevelRequestParams};
-use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::service::{
+    NotificationContext, RequestContext, SubscriptionContext, SubscriptionSendError,
+};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -107,50 +110,46 @@ enum Notices<'a> {
 }
 
 impl Notices<'_> {
-    /// Sends the notices for what changed; `Err` when the client is gone.
+    /// Sends one notice; `Err` when the client is gone. A notice a listener
+    /// did not ask for is skipped, not an error.
+    async fn send(&self, notice: ServerNotification) -> Result<(), ()> {
+        match self {
+            Notices::Session(peer) => peer.send_notification(notice).await.map_err(drop),
+            Notices::Listen(context) => match context.sink().send(notice).await {
+                Ok(()) | Err(SubscriptionSendError::NotificationNotAccepted(_)) => Ok(()),
+                Err(_) => Err(()),
+            },
+        }
+    }
+
+    /// Sends the notices for the lists that differ.
     async fn lists_changed(&self, before: &Seen, now: &Seen) -> Result<(), ()> {
         if before.tools != now.tools {
-            match self {
-                Notices::Session(peer) => peer.notify_tool_list_changed().await.map_err(drop)?,
-                Notices::Listen(c) => ignore_filtered(c.sink().notify_tool_list_changed().await)?,
-            }
+            self.send(ServerNotification::ToolListChangedNotification(
+                Default::default(),
+            ))
+            .await?;
         }
         if before.prompts != now.prompts {
-            match self {
-                Notices::Session(peer) => peer.notify_prompt_list_changed().await.map_err(drop)?,
-                Notices::Listen(c) => ignore_filtered(c.sink().notify_prompt_list_changed().await)?,
-            }
+            self.send(ServerNotification::PromptListChangedNotification(
+                Default::default(),
+            ))
+            .await?;
         }
         if before.resources != now.resources {
-            match self {
-                Notices::Session(peer) => {
-                    peer.notify_resource_list_changed().await.map_err(drop)?
-                }
-                Notices::Listen(c) => {
-                    ignore_filtered(c.sink().notify_resource_list_changed().await)?
-                }
-            }
+            self.send(ServerNotification::ResourceListChangedNotification(
+                Default::default(),
+            ))
+            .await?;
         }
         Ok(())
     }
 
     async fn resource_updated(&self, uri: String) -> Result<(), ()> {
-        match self {
-            Notices::Session(peer) => peer
-                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
-                .await
-                .map_err(drop),
-            Notices::Listen(c) => ignore_filtered(c.sink().notify_resource_updated(uri).await),
-        }
-    }
-}
-
-/// A notice the listener did not ask for is skipped, not an error.
-fn ignore_filtered(sent: Result<(), rmcp::service::SubscriptionSendError>) -> Result<(), ()> {
-    match sent {
-        Ok(()) => Ok(()),
-        Err(rmcp::service::SubscriptionSendError::NotificationNotAccepted(_)) => Ok(()),
-        Err(_) => Err(()),
+        self.send(ServerNotification::ResourceUpdatedNotification(
+            ResourceUpdatedNotification::new(ResourceUpdatedNotificationParam::new(uri)),
+        ))
+        .await
     }
 }
 
