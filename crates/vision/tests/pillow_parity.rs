@@ -4,26 +4,10 @@
 //! Pillow runs in the project's venv (`make setup`), as the reference's
 //! preprocessing does.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use common::{pixels, run_reference};
 use orchard_vision::{Filter, resize};
-
-fn python() -> PathBuf {
-    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
-    PathBuf::from(deps).join("venv/bin/python")
-}
-
-/// The same bytes as `pixels()` in pillow_resize.py.
-fn pixels(count: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = (state * 1_103_515_245 + 12_345) % (1 << 31);
-            ((state >> 16) & 255) as u8
-        })
-        .collect()
-}
 
 struct Case {
     size: (usize, usize),
@@ -101,18 +85,7 @@ fn resizing_gives_the_bytes_pillow_gives() {
     let request_path = scratch.path().join("cases.json");
     let answer_path = scratch.path().join("pillow.json");
     std::fs::write(&request_path, serde_json::to_vec(&request).expect("json")).expect("write");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pillow_resize.py");
-    let output = Command::new(python())
-        .arg(script)
-        .arg(&request_path)
-        .arg(&answer_path)
-        .output()
-        .expect("run pillow_resize.py with the venv's Python (run `make setup`)");
-    assert!(
-        output.status.success(),
-        "pillow_resize.py: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_reference("pillow_resize.py", &[&request_path, &answer_path]);
     let answers: Vec<String> =
         serde_json::from_slice(&std::fs::read(&answer_path).expect("read")).expect("json");
     assert_eq!(answers.len(), cases.len());

@@ -11,15 +11,7 @@ import sys
 
 from PIL import Image
 
-
-def pixels(count, seed):
-    """A linear congruential sequence of bytes: noise that any mistake shows."""
-    state = seed
-    out = bytearray(count)
-    for i in range(count):
-        state = (state * 1103515245 + 12345) % 2**31
-        out[i] = (state >> 16) & 255
-    return bytes(out)
+from noise import pixels
 
 
 MODES = {1: "L", 3: "RGB"}

@@ -5,8 +5,9 @@
 //! libjpeg-turbo, so JPEG is held to a small bound (and the preprocessing
 //! parity is tested from RGB, in reference_pixel_values.rs).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
+use common::run_reference;
 
 /// The largest difference allowed in a JPEG's decoded values, out of 255:
 /// 3 was measured (zune-jpeg against libjpeg-turbo on x86-64); decoders'
@@ -18,18 +19,7 @@ const JPEG_MAX_DIFFERENCE: u8 = 8;
 fn files_decode_to_the_rgb_the_reference_reads() {
     let scratch = tempfile::tempdir().expect("scratch folder");
     let answer_path = scratch.path().join("reference.json");
-    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
-    let output = Command::new(PathBuf::from(deps).join("venv/bin/python"))
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vlm_load_image.py"))
-        .arg(scratch.path())
-        .arg(&answer_path)
-        .output()
-        .expect("run vlm_load_image.py with the venv's Python (run `make setup`)");
-    assert!(
-        output.status.success(),
-        "vlm_load_image.py: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_reference("vlm_load_image.py", &[scratch.path(), &answer_path]);
     let answers: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&answer_path).expect("read")).expect("json");
     assert_eq!(answers.len(), 10, "{:?}", answers.keys());

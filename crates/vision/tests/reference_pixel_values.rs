@@ -5,22 +5,12 @@
 //! and every rule of smart_resize is met: growing to min_pixels, shrinking
 //! to max_pixels, rounding ties to even).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use base64::Engine;
+use common::{pixels, run_reference};
 use orchard_vision::{Filter, Normalize, QwenVision, gemma3_pixel_values, qwen_pixel_values};
 use serde_json::json;
-
-fn pixels(count: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = (state * 1_103_515_245 + 12_345) % (1 << 31);
-            ((state >> 16) & 255) as u8
-        })
-        .collect()
-}
 
 const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
 const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
@@ -133,18 +123,7 @@ fn pixel_values_are_the_reference_processors_bit_for_bit() {
     let request_path = scratch.path().join("cases.json");
     let answer_path = scratch.path().join("reference.json");
     std::fs::write(&request_path, serde_json::to_vec(&request).expect("json")).expect("write");
-    let deps = std::env::var_os("ORCHARD_DEPS_DIR").expect("set by .cargo/config.toml");
-    let output = Command::new(PathBuf::from(deps).join("venv/bin/python"))
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vlm_pixel_values.py"))
-        .arg(&request_path)
-        .arg(&answer_path)
-        .output()
-        .expect("run vlm_pixel_values.py with the venv's Python (run `make setup`)");
-    assert!(
-        output.status.success(),
-        "vlm_pixel_values.py: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_reference("vlm_pixel_values.py", &[&request_path, &answer_path]);
     let answers: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(&answer_path).expect("read")).expect("json");
     assert_eq!(answers.len(), cases.len());

@@ -14,16 +14,13 @@ import sys
 from mlx_vlm.utils import load_image
 from PIL import Image
 
+from noise import pixels
+
 folder = pathlib.Path(sys.argv[1])
 
 
 def noise(width, height, bands, seed):
-    state = seed
-    out = bytearray(width * height * bands)
-    for i in range(len(out)):
-        state = (state * 1103515245 + 12345) % 2**31
-        out[i] = (state >> 16) & 255
-    return bytes(out)
+    return pixels(width * height * bands, seed)
 
 
 def smooth(width, height):
@@ -35,7 +32,7 @@ def smooth(width, height):
     return image
 
 
-def with_orientation(image, value):
+def with_orientation(value):
     exif = Image.Exif()
     exif[0x0112] = value
     return exif
@@ -59,9 +56,9 @@ frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:],
 files["gif"] = "animated.gif"
 smooth(50, 30).save(folder / "photo.jpg", quality=90)
 files["jpeg"] = "photo.jpg"
-smooth(30, 50).save(folder / "rotated.jpg", quality=90, exif=with_orientation(None, 6))
+smooth(30, 50).save(folder / "rotated.jpg", quality=90, exif=with_orientation(6))
 files["jpeg_exif6"] = "rotated.jpg"
-Image.frombytes("RGB", (12, 7), noise(12, 7, 3, 9)).save(folder / "rotated.png", exif=with_orientation(None, 3))
+Image.frombytes("RGB", (12, 7), noise(12, 7, 3, 9)).save(folder / "rotated.png", exif=with_orientation(3))
 files["png_exif3"] = "rotated.png"
 
 out = {}

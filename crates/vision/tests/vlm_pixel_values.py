@@ -18,15 +18,7 @@ from mlx_vlm.models.qwen3_vl.processing_qwen3_vl import Qwen3VLImageProcessor
 from PIL import Image
 from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-
-def pixels(count, seed):
-    """The same bytes as the Rust test's generator."""
-    state = seed
-    out = bytearray(count)
-    for i in range(count):
-        state = (state * 1103515245 + 12345) % 2**31
-        out[i] = (state >> 16) & 255
-    return bytes(out)
+from noise import pixels
 
 
 results = []
