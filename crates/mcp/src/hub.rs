@@ -250,7 +250,7 @@ impl Catalog {
 
     /// The server that owns a resource: the one that listed it, else the
     /// first whose template could have made the URI.
-    pub fn resource_route(&self, uri: &str) -> Option<&str> {
+    pub fn resource_route(&self, uri: &str) -> Result<&str, McpError> {
         self.resource_routes
             .get(uri)
             .map(String::as_str)
@@ -259,6 +259,11 @@ impl Catalog {
                     .iter()
                     .find(|(template, _)| uri_template::matches(template, uri))
                     .map(|(_, server)| server.as_str())
+            })
+            .ok_or_else(|| {
+                McpError::NotFound(format!(
+                    "no server lists a resource {uri:?} or a template that makes it"
+                ))
             })
     }
 }
@@ -863,11 +868,7 @@ impl Hub {
         cancel: CancellationToken,
     ) -> Result<ReadResourceResult, McpError> {
         let catalog = self.catalog().await;
-        let server = catalog.resource_route(uri).ok_or_else(|| {
-            McpError::NotFound(format!(
-                "no server lists a resource {uri:?} or a template that makes it"
-            ))
-        })?;
+        let server = catalog.resource_route(uri)?;
         let backend = self.backend(server)?;
         let params = ReadResourceRequestParams::new(uri.to_string());
         let what = format!("{server}'s resource {uri}");
@@ -900,14 +901,7 @@ impl Hub {
         cancel: CancellationToken,
     ) -> Result<(), McpError> {
         let catalog = self.catalog().await;
-        let server = catalog
-            .resource_route(uri)
-            .ok_or_else(|| {
-                McpError::NotFound(format!(
-                    "no server lists a resource {uri:?} or a template that makes it"
-                ))
-            })?
-            .to_string();
+        let server = catalog.resource_route(uri)?.to_string();
         let backend = self.backend(&server)?;
         let peer = backend.peer(&self.inner.options).await?;
         let offers = peer.peer_info().is_some_and(|info| {
