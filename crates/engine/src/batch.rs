@@ -19,6 +19,7 @@ use crate::constrain::Constraint;
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::sampler::{Sampled, Sampler, SamplingParams};
+use crate::vision::PromptImage;
 
 /// Prompt tokens run per forward pass during prefill (mlx-lm's default
 /// `prefill_step_size`); bounds the memory of the attention scores.
@@ -33,6 +34,10 @@ pub struct Prefill {
     done: usize,
     /// Prompt tokens whose keys and values were reused rather than computed.
     cached_tokens: usize,
+    /// The prompt's images, placed (see [`crate::vision::place`]), and
+    /// their features once the vision tower has run them.
+    images: Vec<PromptImage>,
+    features: Vec<Option<Array>>,
 }
 
 impl Prefill {
@@ -42,6 +47,17 @@ impl Prefill {
     pub fn start(
         model: &Model,
         prompt: &[u32],
+        reused: Option<(KvCache, usize)>,
+    ) -> Result<Prefill> {
+        Self::start_with_images(model, prompt, Vec::new(), reused)
+    }
+
+    /// Like [`Prefill::start`] for a prompt with images: `images` are placed
+    /// at the prompt's runs of the model's image token, in order.
+    pub fn start_with_images(
+        model: &Model,
+        prompt: &[u32],
+        mut images: Vec<PromptImage>,
         reused: Option<(KvCache, usize)>,
     ) -> Result<Prefill> {
         if prompt.is_empty() {
@@ -56,6 +72,7 @@ impl Prefill {
                 limit: model.context_length(),
             });
         }
+        crate::vision::place_for(model, prompt, &mut images)?;
         let (cache, cached_tokens) = match reused {
             Some((cache, cached)) if cached < prompt.len() && cache.offset() as usize == cached => {
                 (cache, cached)
@@ -67,6 +84,8 @@ impl Prefill {
             cache,
             done: cached_tokens,
             cached_tokens,
+            features: vec![None; images.len()],
+            images,
         })
     }
 
@@ -89,7 +108,49 @@ impl Prefill {
         if n == 0 {
             return Ok(0);
         }
-        model.forward(&self.prompt[self.done..self.done + n], &mut self.cache)?;
+        let (start, end) = (self.done, self.done + n);
+        let mut positions = Vec::new();
+        let mut rows = Vec::new();
+        for (image, features) in self.images.iter().zip(&mut self.features) {
+            let (from, to) = (image.start.max(start), (image.start + image.len).min(end));
+            if from >= to {
+                continue;
+            }
+            if features.is_none() {
+                let [c, h, w] = image.shape.map(|d| d as i32);
+                let pixels = Array::from_slice(&image.pixels, &[1, c, h, w]);
+                let encoded = model.encode_images(&pixels)?;
+                let width = encoded.shape()[2];
+                *features = Some(encoded.reshape(&[-1, width])?);
+            }
+            let all = features.as_ref().expect("encoded above");
+            if all.shape()[0] as usize != image.len {
+                return Err(EngineError::InvalidParameter {
+                    name: "images",
+                    message: format!(
+                        "an image makes {} features but has {} tokens in the prompt",
+                        all.shape()[0],
+                        image.len
+                    ),
+                });
+            }
+            let offsets: Vec<i32> = (from - image.start..to - image.start)
+                .map(|i| i as i32)
+                .collect();
+            rows.push(all.take_axis(Array::from_slice(&offsets, &[offsets.len() as i32]), 0)?);
+            positions.extend(from - start..to - start);
+        }
+        if rows.is_empty() {
+            model.forward(&self.prompt[start..end], &mut self.cache)?;
+        } else {
+            let features = ops::concatenate(&rows, 0)?;
+            model.forward_with_images(
+                &self.prompt[start..end],
+                &positions,
+                &features,
+                &mut self.cache,
+            )?;
+        }
         self.cache.eval()?;
         self.done += n;
         Ok(n)

@@ -40,6 +40,9 @@ pub struct GenerateOptions {
     pub max_context: usize,
     /// Keeps the output inside a grammar (structured output).
     pub constraint: Option<crate::constrain::Constraint>,
+    /// The prompt's images, in order, one per run of the model's image
+    /// token (see [`crate::vision`]).
+    pub images: Vec<crate::vision::PromptImage>,
 }
 
 /// A limit on reasoning: once `tokens` tokens were generated inside a block
@@ -476,6 +479,8 @@ pub struct TextStream<'m> {
     text: SequenceText,
     /// Where the sequence's cache goes back when the stream ends.
     prompt_cache: Option<&'m mut PromptCache>,
+    /// The prompt's images, which the cache's key tells apart.
+    images: Vec<crate::vision::PromptImage>,
     /// Events ready to be yielded, oldest first.
     ready: std::collections::VecDeque<Event>,
     counters: Option<Arc<Counters>>,
@@ -508,8 +513,10 @@ impl<'m> TextStream<'m> {
         let started = Instant::now();
         // Peak memory is per request; ignore the error of a runtime without counters.
         let _ = mlx_rs::memory::reset_peak_memory();
+        let mut images = options.images.clone();
+        crate::vision::place_for(model, prompt, &mut images)?;
         let reused = match prompt_cache.as_deref_mut() {
-            Some(store) => store.take(prompt)?,
+            Some(store) => store.take(&crate::vision::cache_key(prompt, &images))?,
             None => None,
         };
         let watch = Watch {
@@ -517,7 +524,7 @@ impl<'m> TextStream<'m> {
             counters: options.counters.clone(),
             chunk: (options.prefill_chunk > 0).then_some(options.prefill_chunk),
         };
-        let mut prefill = Prefill::start(model, prompt, reused)?;
+        let mut prefill = Prefill::start_with_images(model, prompt, images.clone(), reused)?;
         watch.run(model, &mut prefill)?;
         let cached_tokens = prefill.cached_tokens();
         let mut batch = Batch::new(model);
@@ -534,6 +541,7 @@ impl<'m> TextStream<'m> {
             id,
             text,
             prompt_cache,
+            images,
             ready: Default::default(),
             counters,
             failed: false,
@@ -580,7 +588,7 @@ impl<'m> TextStream<'m> {
     fn end(&mut self, events: Vec<Event>) -> Result<()> {
         let (tokens, cache) = self.batch.leave(self.id)?;
         if let Some(store) = self.prompt_cache.take() {
-            store.put(tokens, cache);
+            store.put(crate::vision::cache_key(&tokens, &self.images), cache);
         }
         self.ready.extend(events);
         Ok(())

@@ -25,6 +25,7 @@ pub mod quant;
 pub mod runtime;
 pub mod sampler;
 pub mod tokenizer;
+pub mod vision;
 pub mod weights;
 pub mod worker;
 
@@ -40,4 +41,5 @@ pub use prompt_cache::PromptCache;
 pub use runtime::{DeviceKind, RuntimeInfo, runtime_info};
 pub use sampler::SamplingParams;
 pub use tokenizer::{ChatMessage, TemplateOptions, Tokenizer};
+pub use vision::PromptImage;
 pub use worker::{ModelWorker, SubmitError, WorkerGauges, WorkerOptions};

@@ -11,6 +11,7 @@ use crate::error::{EngineError, Result};
 use crate::models::{self, LanguageModel};
 use crate::runtime::{DeviceKind, use_preferred_device};
 use crate::tokenizer::Tokenizer;
+use crate::vision::ImageProcessor;
 use crate::weights::Weights;
 
 /// Whether a quantized model runs dequantized on the CPU backend (its
@@ -42,6 +43,8 @@ pub struct Model {
     tokenizer: Arc<Tokenizer>,
     /// With the CPU fast path, the bytes of the dequantized weights.
     dense_bytes: Option<u64>,
+    /// For a model that takes images, how they are prepared.
+    images: Option<Arc<ImageProcessor>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -90,12 +93,14 @@ impl Model {
         }
         let network = models::build(&config, &mut weights)?;
         weights.eval_loaded()?;
+        let images = ImageProcessor::load(dir, &config, &tokenizer)?.map(Arc::new);
         Ok(Model {
             dir: dir.to_path_buf(),
             config,
             network,
             tokenizer: Arc::new(tokenizer),
             dense_bytes,
+            images,
         })
     }
 
@@ -174,6 +179,41 @@ impl Model {
                     self.config.model_type
                 ),
             })
+    }
+
+    /// For a model that takes images, how to turn them into its input.
+    pub fn image_processor(&self) -> Option<Arc<ImageProcessor>> {
+        self.images.clone()
+    }
+
+    /// For a model that takes images, the token that stands for each image
+    /// position in a prompt; None for a text-only model.
+    pub fn image_token(&self) -> Option<u32> {
+        self.network.image_token()
+    }
+
+    /// Runs the vision tower: features (n, tokens per image, hidden) of
+    /// `pixel_values` (n, channels, height, width), lazy.
+    pub fn encode_images(&self, pixel_values: &Array) -> Result<Array> {
+        self.network.encode_images(pixel_values)
+    }
+
+    /// Like [`Model::forward`], with the rows of `features` (k, hidden) in
+    /// place of the k tokens at `positions` (ascending indices into `tokens`).
+    pub fn forward_with_images(
+        &self,
+        tokens: &[u32],
+        positions: &[usize],
+        features: &Array,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        if positions.is_empty() {
+            return self.forward(tokens, cache);
+        }
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let ids = Array::from_slice(&ids, &[1, ids.len() as i32]);
+        self.network
+            .forward_with_images(&ids, positions, features, cache)
     }
 
     /// Like [`Model::forward`], with the ids (1, len) already in an MLX array,

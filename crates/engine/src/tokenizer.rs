@@ -154,6 +154,11 @@ impl Tokenizer {
     }
 
     /// Token ids run from 0 to this, added tokens included.
+    /// The text of token `id` as the vocabulary writes it (`<start_of_image>`).
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

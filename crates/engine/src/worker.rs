@@ -25,6 +25,7 @@ use crate::generate::{
 use crate::model::{LoadOptions, Model};
 use crate::prompt_cache::PromptCache;
 use crate::tokenizer::Tokenizer;
+use crate::vision::{ImageProcessor, PromptImage, cache_key};
 
 /// How a worker is set up.
 #[derive(Debug, Clone)]
@@ -96,6 +97,14 @@ pub struct WorkerGauges {
     pub peak_sequences: AtomicU64,
 }
 
+/// What the model thread reports once the model is loaded.
+struct Loaded {
+    context_length: usize,
+    tokenizer: Arc<Tokenizer>,
+    dense_bytes: Option<u64>,
+    images: Option<Arc<ImageProcessor>>,
+}
+
 /// A loaded model on its own thread.
 #[derive(Debug)]
 pub struct ModelWorker {
@@ -109,6 +118,8 @@ pub struct ModelWorker {
     tokenizer: Arc<Tokenizer>,
     /// With the CPU fast path, the bytes of the dequantized weights.
     dense_bytes: Option<u64>,
+    /// For a model that takes images, how they are prepared.
+    images: Option<Arc<ImageProcessor>>,
     gauges: Arc<WorkerGauges>,
     thread: Option<JoinHandle<()>>,
 }
@@ -118,8 +129,7 @@ impl ModelWorker {
     /// (or with the loading error).
     pub fn spawn(dir: &Path, options: WorkerOptions) -> Result<ModelWorker> {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.queue_capacity);
-        let (loaded_tx, loaded_rx) =
-            mpsc::channel::<Result<(usize, Arc<Tokenizer>, Option<u64>)>>();
+        let (loaded_tx, loaded_rx) = mpsc::channel::<Result<Loaded>>();
         let waiting = Arc::new(AtomicUsize::new(0));
         let thread_waiting = Arc::clone(&waiting);
         let gauges = Arc::new(WorkerGauges::default());
@@ -134,11 +144,12 @@ impl ModelWorker {
             .spawn(move || {
                 let model = match Model::load_with(&thread_dir, thread_options.load) {
                     Ok(model) => {
-                        let _ = loaded_tx.send(Ok((
-                            model.context_length(),
-                            model.shared_tokenizer(),
-                            model.dequantized_bytes(),
-                        )));
+                        let _ = loaded_tx.send(Ok(Loaded {
+                            context_length: model.context_length(),
+                            tokenizer: model.shared_tokenizer(),
+                            dense_bytes: model.dequantized_bytes(),
+                            images: model.image_processor(),
+                        }));
                         model
                     }
                     Err(e) => {
@@ -159,7 +170,12 @@ impl ModelWorker {
             })
             .map_err(|e| EngineError::Exception(format!("cannot start the model thread: {e}")))?;
         let loaded = loaded_rx.recv();
-        let (context_length, tokenizer, dense_bytes) = match loaded {
+        let Loaded {
+            context_length,
+            tokenizer,
+            dense_bytes,
+            images,
+        } = match loaded {
             Ok(Ok(loaded)) => loaded,
             failed => {
                 // The thread ends on its own after a failed load.
@@ -179,6 +195,7 @@ impl ModelWorker {
             context_length,
             tokenizer,
             dense_bytes,
+            images,
             gauges,
             thread: Some(thread),
         })
@@ -192,6 +209,11 @@ impl ModelWorker {
     /// The model's context length in tokens.
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// For a model that takes images, how to prepare them (shared with its thread).
+    pub fn image_processor(&self) -> Option<Arc<ImageProcessor>> {
+        self.images.clone()
     }
 
     /// The tokenizer the model was loaded with (read once per load).
@@ -350,6 +372,8 @@ struct Generating {
     events: mpsc::Sender<Result<Event>>,
     /// The caller hung up: the sequence leaves at the next step.
     gone: bool,
+    /// The prompt's images, which the prompt cache's key tells apart.
+    images: Vec<PromptImage>,
 }
 
 /// The worker thread's loop: schedules the queued requests until the queue
@@ -543,7 +567,8 @@ impl Scheduler<'_> {
     fn end(&mut self, seq: Generating, events: Vec<Event>) -> Result<()> {
         let (tokens, cache) = self.batch.leave(seq.id)?;
         if self.worker.prompt_cache_bytes > 0 {
-            self.prompt_cache.put(tokens, cache);
+            self.prompt_cache
+                .put(cache_key(&tokens, &seq.images), cache);
         }
         // The gauges say where the cache went before the caller hears the end.
         self.publish();
@@ -608,8 +633,15 @@ impl Scheduler<'_> {
         let started = Instant::now();
         let _ = mlx_rs::memory::reset_peak_memory();
         request.options.counters = Some(Arc::clone(&self.gauges.counters));
+        if let Err(e) =
+            crate::vision::place_for(self.model, &request.prompt, &mut request.options.images)
+        {
+            let _ = request.events.send(Err(e));
+            return None;
+        }
         let reused = if self.worker.prompt_cache_bytes > 0 {
-            self.prompt_cache.take(&request.prompt)
+            self.prompt_cache
+                .take(&cache_key(&request.prompt, &request.options.images))
         } else {
             Ok(None)
         };
@@ -623,7 +655,10 @@ impl Scheduler<'_> {
             counters: request.options.counters.clone(),
             chunk,
         };
-        match reused.and_then(|reused| Prefill::start(self.model, &request.prompt, reused)) {
+        let images = request.options.images.clone();
+        match reused.and_then(|reused| {
+            Prefill::start_with_images(self.model, &request.prompt, images, reused)
+        }) {
             Ok(prefill) => Some(Waiting {
                 request,
                 prefill,
@@ -658,6 +693,7 @@ impl Scheduler<'_> {
             options.constraint.take(),
         ) {
             Ok((id, first)) => {
+                let images = std::mem::take(&mut options.images);
                 let text = SequenceText::new(
                     self.model,
                     options,
@@ -670,6 +706,7 @@ impl Scheduler<'_> {
                     text,
                     events: request.events,
                     gone: false,
+                    images,
                 });
                 let index = self.generating.len() - 1;
                 if let Err(e) = self.take(index, first)

@@ -8,6 +8,8 @@ use mlx_rs::fast;
 use mlx_rs::{Array, Dtype, nn, ops};
 use serde::Deserialize;
 
+use serde_json::Value;
+
 use super::LanguageModel;
 use super::transformer::{Projections, Rope, cached_attention};
 use crate::cache::{KvCache, LayerCache};
@@ -62,13 +64,13 @@ struct Config {
 
 /// Gemma's RMSNorm: the learned weight is stored as an offset from 1.
 #[derive(Debug)]
-struct Norm {
+pub(super) struct Norm {
     scale: Array,
     eps: f32,
 }
 
 impl Norm {
-    fn load(weights: &mut Weights, name: &str, dim: i32, eps: f32) -> Result<Norm> {
+    pub(super) fn load(weights: &mut Weights, name: &str, dim: i32, eps: f32) -> Result<Norm> {
         let weight = weights.vector(name, dim)?;
         Ok(Norm {
             scale: weight.add(Array::from_f32(1.0).as_dtype(weight.dtype())?)?,
@@ -76,7 +78,7 @@ impl Norm {
         })
     }
 
-    fn forward(&self, x: &Array) -> Result<Array> {
+    pub(super) fn forward(&self, x: &Array) -> Result<Array> {
         Ok(fast::rms_norm(x, Some(&self.scale), self.eps)?)
     }
 }
@@ -162,9 +164,10 @@ impl Block {
     }
 }
 
-/// The whole Gemma 3 text model.
+/// The whole Gemma 3 text model; also the language model of Gemma 3 with
+/// images ([`super::gemma3`]), which feeds it embeddings.
 #[derive(Debug)]
-struct Model {
+pub(super) struct TextModel {
     embed_tokens: Embedding,
     embed_scale: f32,
     layers: Vec<Block>,
@@ -173,10 +176,16 @@ struct Model {
     context_length: usize,
 }
 
-impl LanguageModel for Model {
-    fn forward(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array> {
+impl TextModel {
+    /// The scaled embeddings of `tokens`, as the first layer takes them.
+    pub(super) fn embed(&self, tokens: &Array) -> Result<Array> {
         let h = self.embed_tokens.forward(tokens)?;
-        let mut h = h.multiply(Array::from_f32(self.embed_scale).as_dtype(h.dtype())?)?;
+        Ok(h.multiply(Array::from_f32(self.embed_scale).as_dtype(h.dtype())?)?)
+    }
+
+    /// Runs input embeddings (batch, length, hidden) through the layers:
+    /// the logits.
+    pub(super) fn run(&self, mut h: Array, cache: &mut KvCache) -> Result<Array> {
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers_mut()) {
             h = layer.forward(&h, layer_cache)?;
         }
@@ -185,6 +194,12 @@ impl LanguageModel for Model {
             Some(head) => head.forward(&h),
             None => self.embed_tokens.as_linear(&h),
         }
+    }
+}
+
+impl LanguageModel for TextModel {
+    fn forward(&self, tokens: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.run(self.embed(tokens)?, cache)
     }
 
     fn num_layers(&self) -> usize {
@@ -206,7 +221,29 @@ fn embedding_scale(hidden: i32) -> f32 {
 
 /// Builds a Gemma 3 text model from its config and weights.
 pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn LanguageModel>> {
-    let c: Config = config.parse()?;
+    // Tied unless the checkpoint carries its own head (mlx-lm's `sanitize`).
+    let head = weights.contains("lm_head.weight").then_some("lm_head");
+    Ok(Box::new(load_text(
+        config,
+        &config.raw,
+        "model",
+        head,
+        weights,
+    )?))
+}
+
+/// The text model whose config is `text` and whose tensors are under `root`
+/// (`model`, or `language_model.model` in a checkpoint with images); its
+/// output projection is `head`, or the embeddings' when None.
+pub(super) fn load_text(
+    config: &ModelConfig,
+    text: &Value,
+    root: &str,
+    head: Option<&str>,
+    weights: &mut Weights,
+) -> Result<TextModel> {
+    let c: Config = serde_json::from_value(text.clone())
+        .map_err(|e| EngineError::invalid(&config.path, format!("{e}")))?;
     if c.num_attention_heads <= 0
         || c.num_key_value_heads <= 0
         || c.num_attention_heads % c.num_key_value_heads != 0
@@ -223,7 +260,7 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
     let pattern = c.sliding_window_pattern.max(1);
     let mut layers = Vec::with_capacity(c.num_hidden_layers as usize);
     for i in 0..c.num_hidden_layers {
-        let p = format!("model.layers.{i}");
+        let p = format!("{root}.layers.{i}");
         let a = format!("{p}.self_attn");
         let sliding = (i + 1) % pattern != 0;
         let rope = if sliding {
@@ -300,20 +337,18 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
             )?,
         });
     }
-    // Tied unless the checkpoint carries its own head (mlx-lm's `sanitize`).
-    let lm_head = if weights.contains("lm_head.weight") {
-        Some(weights.linear("lm_head", dim, c.vocab_size, false)?)
-    } else {
-        None
+    let lm_head = match head {
+        Some(name) => Some(weights.linear(name, dim, c.vocab_size, false)?),
+        None => None,
     };
-    Ok(Box::new(Model {
-        embed_tokens: weights.embedding("model.embed_tokens", c.vocab_size, dim)?,
+    Ok(TextModel {
+        embed_tokens: weights.embedding(&format!("{root}.embed_tokens"), c.vocab_size, dim)?,
         embed_scale: embedding_scale(dim),
         layers,
-        norm: Norm::load(weights, "model.norm.weight", dim, eps)?,
+        norm: Norm::load(weights, &format!("{root}.norm.weight"), dim, eps)?,
         lm_head,
         context_length: c.max_position_embeddings.max(1) as usize,
-    }))
+    })
 }
 
 #[cfg(test)]

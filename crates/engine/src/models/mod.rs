@@ -14,6 +14,7 @@
 //!    by both Orchard and mlx-lm, with equal logits and greedy tokens.
 
 pub mod bert;
+pub mod gemma3;
 pub mod gemma3_text;
 pub mod gpt_oss;
 pub mod llama;
@@ -66,6 +67,39 @@ pub trait LanguageModel: Send {
 
     /// The longest sequence the model was trained for.
     fn context_length(&self) -> usize;
+
+    /// For a model that takes images: the token standing for one image
+    /// position in a prompt. None for a text-only model.
+    fn image_token(&self) -> Option<u32> {
+        None
+    }
+
+    /// The features of images (n, channels, height, width), one row per
+    /// image token, as (n, tokens per image, hidden): what
+    /// [`LanguageModel::forward_with_images`] puts in place of image tokens.
+    fn encode_images(&self, _pixel_values: &Array) -> Result<Array> {
+        Err(no_images())
+    }
+
+    /// Like [`LanguageModel::forward`] for one sequence (1, length), with
+    /// the rows of `features` (k, hidden) in place of the embeddings of the
+    /// k tokens at `positions` (ascending, within the sequence).
+    fn forward_with_images(
+        &self,
+        _tokens: &Array,
+        _positions: &[usize],
+        _features: &Array,
+        _cache: &mut KvCache,
+    ) -> Result<Array> {
+        Err(no_images())
+    }
+}
+
+fn no_images() -> EngineError {
+    EngineError::InvalidParameter {
+        name: "images",
+        message: "this model does not take images".into(),
+    }
 }
 
 type Loader = fn(&ModelConfig, &mut Weights) -> Result<Box<dyn LanguageModel>>;
@@ -74,6 +108,7 @@ type Loader = fn(&ModelConfig, &mut Weights) -> Result<Box<dyn LanguageModel>>;
 /// are Llama with other defaults, as in mlx-lm's `MODEL_REMAPPING`.
 pub const ARCHITECTURES: &[(&str, Loader)] = &[
     ("bert", bert::load),
+    ("gemma3", gemma3::load),
     ("gemma3_text", gemma3_text::load),
     ("gpt_oss", gpt_oss::load),
     ("llama", llama::load),
