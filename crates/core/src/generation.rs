@@ -39,6 +39,9 @@ pub enum GenerationRequest {
         logprobs: bool,
         /// Structured output: the answer follows this JSON schema.
         json_output: Option<JsonOutput>,
+        /// The images of `messages`, in order: each message part that holds
+        /// one is `{"type": "image"}` there.
+        images: Vec<ImageInput>,
     },
     /// Raw text continued as is (the completions API).
     Text {
@@ -46,6 +49,15 @@ pub enum GenerationRequest {
         options: GenerateOptions,
         logprobs: bool,
     },
+}
+
+/// An image of a chat request, as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInput {
+    /// The image file's bytes (PNG, JPEG, WebP or GIF).
+    pub bytes: Vec<u8>,
+    /// Where the request carried it (`messages[1].content[0]`), for errors.
+    pub param: String,
 }
 
 /// Structured output: the answer is JSON that follows `schema`, each token
@@ -219,6 +231,8 @@ impl Prompter {
 
     /// As [`Self::chat_prompt`]; with `open_arguments` false a forced call's
     /// opening stops where its arguments begin (they are then constrained).
+    /// The image parts of the messages (`{"type": "image"}`) become the
+    /// image tokens of a model that takes images.
     fn render(
         &self,
         messages: Vec<ChatMessage>,
@@ -227,6 +241,7 @@ impl Prompter {
         enable_thinking: Option<bool>,
         open_arguments: bool,
     ) -> Result<(Vec<u32>, OutputParser), CoreError> {
+        let images = messages.iter().map(image_parts).sum::<usize>();
         let offered: &[Value] = if *tool_choice == ToolChoice::None {
             &[]
         } else {
@@ -267,6 +282,14 @@ impl Prompter {
             self.format
                 .start_output_with(&text, offered, tool_choice, open_arguments);
         text.push_str(&opening);
+        if let (Some(processor), true) = (&self.images, images > 0) {
+            text = processor.expand(&text, images).map_err(|e| match e {
+                EngineError::InvalidParameter { name, message } => {
+                    CoreError::invalid(name, message)
+                }
+                other => CoreError::Engine(other),
+            })?;
+        }
         let tokens = self.tokenizer.encode(&text, false).map_err(prompt_error)?;
         Ok((tokens, parser))
     }
@@ -307,6 +330,16 @@ impl Prompter {
     }
 }
 
+/// The image parts of a message's content (`{"type": "image"}`).
+fn image_parts(message: &ChatMessage) -> usize {
+    message.content.as_array().map_or(0, |parts| {
+        parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("image"))
+            .count()
+    })
+}
+
 /// Queues `request` on the model's worker and returns its stream. Fails at
 /// once (before any output) on bad parameters, a prompt too long, or a full queue.
 pub async fn start(
@@ -336,7 +369,28 @@ pub async fn start(
                 mut options,
                 logprobs,
                 json_output,
+                images,
             } => {
+                let processor = model.worker.image_processor();
+                if let Some(first) = images.first()
+                    && processor.is_none()
+                {
+                    return Err(CoreError::invalid(
+                        &first.param,
+                        format!(
+                            "{} does not take images. Orchard reads images with Gemma 3 models (such as mlx-community/gemma-3-4b-it-4bit); load one of those, or send text only",
+                            model.id
+                        ),
+                    ));
+                }
+                if let Some(processor) = processor.filter(|_| !images.is_empty()) {
+                    for image in &images {
+                        let prepared = processor
+                            .prepare(&image.bytes)
+                            .map_err(|e| CoreError::invalid(&image.param, e.to_string()))?;
+                        options.images.push(prepared);
+                    }
+                }
                 let enable_thinking = match &json_output {
                     Some(_) => Some(false),
                     None => enable_thinking,

@@ -18,11 +18,13 @@ pub mod system;
 
 pub use error::CoreError;
 pub use generation::{
-    Delta, Finish, Generation, GenerationRequest, JsonOutput, Output, TokenLogprobs, start,
+    Delta, Finish, Generation, GenerationRequest, ImageInput, JsonOutput, Output, TokenLogprobs,
+    start,
 };
 pub use manager::{LoadedModel, ManagerOptions, ModelManager};
 
 // The engine's request and result types, for adapters that depend on core only.
+pub use orchard_engine::vision::takes_images;
 pub use orchard_engine::{
     ChatMessage, EmbeddingSpec, EngineError, GenerateOptions, GenerationStats, SamplingParams,
 };

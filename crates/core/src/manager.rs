@@ -85,12 +85,19 @@ pub struct Prompter {
     pub tokenizer: Arc<Tokenizer>,
     /// Read from the chat template at load time.
     pub format: ChatFormat,
+    /// For a model that takes images: what each image part of a message
+    /// becomes in the prompt (known once the model is loaded).
+    pub images: Option<Arc<orchard_engine::vision::ImageProcessor>>,
 }
 
 impl Prompter {
     pub fn new(tokenizer: Arc<Tokenizer>) -> Self {
         let format = ChatFormat::from_facts(tokenizer.template_facts());
-        Prompter { tokenizer, format }
+        Prompter {
+            tokenizer,
+            format,
+            images: None,
+        }
     }
 }
 
@@ -633,7 +640,10 @@ impl ModelManager {
         let loaded = tokio::task::spawn_blocking(move || {
             let embedding = orchard_engine::EmbeddingSpec::read(&entry.dir)?;
             let worker = ModelWorker::spawn(&entry.dir, options)?;
-            let prompter = Arc::new(Prompter::new(worker.tokenizer()));
+            let prompter = Arc::new(Prompter {
+                images: worker.image_processor(),
+                ..Prompter::new(worker.tokenizer())
+            });
             Ok::<_, orchard_engine::EngineError>(LoadedModel {
                 id: entry.id.clone(),
                 entry,

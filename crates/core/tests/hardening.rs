@@ -399,6 +399,7 @@ async fn a_reasoning_budget_closes_the_think_block() {
         },
         logprobs: false,
         json_output: None,
+        images: Vec::new(),
     };
     let count = |text: &str| model.tokenizer().encode(text, false).expect("encode").len();
     let (_, free, _, _, _) = collect(
@@ -453,6 +454,7 @@ async fn a_forced_tool_call_after_an_open_think_block_is_a_call() {
             },
             logprobs: false,
             json_output: None,
+            images: Vec::new(),
         };
         let (_, reasoning, calls, finish, _) = collect(
             orchard_core::start(Arc::clone(&model), request)

@@ -184,6 +184,7 @@ async fn bad_requests_fail_before_queueing() {
         options: GenerateOptions::default(),
         logprobs: false,
         json_output: None,
+        images: Vec::new(),
     };
     let err = orchard_core::start(model, unknown_tool)
         .await

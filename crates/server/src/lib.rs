@@ -12,6 +12,7 @@ mod api;
 pub mod auth;
 pub mod error;
 mod guard;
+mod images;
 pub mod launch;
 mod mcp;
 pub mod metrics;

@@ -56,6 +56,7 @@ pub fn chat(text: &str, max_tokens: usize) -> GenerationRequest {
         },
         logprobs: false,
         json_output: None,
+        images: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use orchard_core::ChatMessage;
+use orchard_core::{ChatMessage, ImageInput};
 use serde_json::{Value, json};
 
 use super::params::KeepThinking;
@@ -21,6 +21,9 @@ pub struct Conversation {
     pub messages: Vec<ChatMessage>,
     /// Tools named by `tool_reference` blocks: deferred tools they load.
     pub referenced_tools: HashSet<String>,
+    /// The images of the user turns, in order; each is a `{"type": "image"}`
+    /// part of its message's content.
+    pub images: Vec<ImageInput>,
 }
 
 /// Text of a `system` field (or a system turn's content): a string or text blocks.
@@ -74,6 +77,7 @@ pub fn conversation(
     let mut thinking_turn = 0;
     let mut out: Vec<ChatMessage> = Vec::new();
     let mut referenced_tools = HashSet::new();
+    let mut images = Vec::new();
     for (index, message) in messages.iter().enumerate() {
         let param = format!("messages.{index}.content");
         match message.role.as_str() {
@@ -90,6 +94,7 @@ pub fn conversation(
                     false
                 };
                 let turn = Turn::read(message, &param, keep_reasoning, &mut referenced_tools)?;
+                images.extend(turn.images);
                 out.extend(turn.results);
                 if let Some(chat) = turn.chat {
                     push_joined(&mut out, chat);
@@ -111,6 +116,7 @@ pub fn conversation(
     Ok(Conversation {
         messages: out,
         referenced_tools,
+        images,
     })
 }
 
@@ -146,6 +152,8 @@ struct Turn {
     /// The turn's own text, calls and reasoning; None for a user turn of
     /// tool results only.
     chat: Option<ChatMessage>,
+    /// The images of a user turn, in order.
+    images: Vec<ImageInput>,
 }
 
 impl Turn {
@@ -174,9 +182,18 @@ impl Turn {
         let mut text = String::new();
         let mut reasoning = String::new();
         let mut calls = Vec::new();
-        for block in blocks {
+        // With images, the content becomes parts: text and images in order.
+        let mut parts = Vec::new();
+        for (index, block) in blocks.iter().enumerate() {
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => text.push_str(block_text(block, param)?),
+                Some("image") if role == "user" => {
+                    turn.images.push(image(block, &format!("{param}.{index}"))?);
+                    if !text.is_empty() {
+                        parts.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
+                    }
+                    parts.push(json!({"type": "image"}));
+                }
                 Some("tool_use") if role == "assistant" => calls.push(tool_call(block, param)?),
                 Some("tool_result") if role == "user" => {
                     turn.results
@@ -189,8 +206,8 @@ impl Turn {
                 }
                 // Encrypted reasoning of Anthropic's models means nothing here.
                 Some("redacted_thinking") if role == "assistant" => {}
-                Some("image" | "document") => {
-                    return Err(ApiError::unsupported(param, "image and document blocks"));
+                Some("document") => {
+                    return Err(ApiError::unsupported(param, "document blocks"));
                 }
                 other => {
                     return Err(ApiError::invalid(
@@ -208,6 +225,12 @@ impl Turn {
                 .all(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"));
         if !only_results {
             let mut chat = ChatMessage::text(role, &text);
+            if !parts.is_empty() {
+                if !text.is_empty() {
+                    parts.push(json!({"type": "text", "text": text}));
+                }
+                chat.content = Value::Array(parts);
+            }
             if !calls.is_empty() {
                 chat.extra.insert("tool_calls".into(), Value::Array(calls));
             }
@@ -218,6 +241,33 @@ impl Turn {
             turn.chat = Some(chat);
         }
         Ok(turn)
+    }
+}
+
+/// An `image` block's file: a base64 source, or a URL one (a `data:` URL;
+/// see [`crate::images::from_url`]).
+fn image(block: &Value, param: &str) -> Result<ImageInput, ApiError> {
+    let source = block.get("source").unwrap_or(&Value::Null);
+    match source.get("type").and_then(Value::as_str) {
+        Some("base64") => {
+            let data = source.get("data").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid(
+                    param,
+                    format!("{param}: a base64 image source needs `data`"),
+                )
+            })?;
+            crate::images::from_base64(data, param)
+        }
+        Some("url") => {
+            let url = source.get("url").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid(param, format!("{param}: a url image source needs `url`"))
+            })?;
+            crate::images::from_url(url, param)
+        }
+        other => Err(ApiError::invalid(
+            param,
+            format!("{param}: an image source of type {other:?} cannot be read; use base64"),
+        )),
     }
 }
 
@@ -269,7 +319,10 @@ fn tool_result(
                         referenced_tools.insert(name.to_string());
                     }
                     Some("image" | "document") => {
-                        return Err(ApiError::unsupported(param, "image and document blocks"));
+                        return Err(ApiError::unsupported(
+                            param,
+                            "images and documents in tool results",
+                        ));
                     }
                     _ => s.push_str(block_text(part, param)?),
                 }
@@ -313,6 +366,18 @@ fn push_joined(out: &mut Vec<ChatMessage>, message: ChatMessage) {
 }
 
 fn join_text(into: &mut Value, more: &Value) {
+    if into.is_array() || more.is_array() {
+        // A turn with images: its parts, then the other's.
+        let parts = |v: &Value| match v {
+            Value::Array(parts) => parts.clone(),
+            Value::String(s) if s.is_empty() => Vec::new(),
+            other => vec![json!({"type": "text", "text": other.as_str().unwrap_or_default()})],
+        };
+        let mut joined = parts(into);
+        joined.extend(parts(more));
+        *into = Value::Array(joined);
+        return;
+    }
     let (Some(a), Some(b)) = (into.as_str(), more.as_str()) else {
         return;
     };

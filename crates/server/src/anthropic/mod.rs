@@ -220,6 +220,7 @@ async fn handle_messages(
             options,
             logprobs: false,
             json_output: None,
+            images: prompt.conversation.images,
         },
     )
     .await?;

@@ -10,7 +10,9 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use orchard_core::chat::{ToolCall, ToolChoice};
-use orchard_core::{ChatMessage, Delta, Generation, GenerationRequest, Output, TokenLogprobs};
+use orchard_core::{
+    ChatMessage, Delta, Generation, GenerationRequest, ImageInput, Output, TokenLogprobs,
+};
 use serde_json::{Value, json};
 
 use super::types::{ChatRequest, InMessage};
@@ -19,15 +21,22 @@ use crate::AppState;
 use crate::error::{ApiError, parse_body};
 use crate::sse::{self, Step};
 
-/// Text of a message's content: a string, or text parts.
-pub(super) fn content_text(content: Option<Value>, index: usize) -> Result<String, ApiError> {
+/// A message's content as the chat template takes it: its text, or, when
+/// it holds images, its parts in order (`{"type": "text", "text": ...}` and
+/// `{"type": "image"}`), the images' bytes added to `images`.
+pub(super) fn content(
+    content: Option<Value>,
+    index: usize,
+    images: &mut Vec<ImageInput>,
+) -> Result<Value, ApiError> {
     let param = format!("messages[{index}].content");
     match content {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(text)) => Ok(text),
+        None | Some(Value::Null) => Ok(Value::String(String::new())),
+        Some(Value::String(text)) => Ok(Value::String(text)),
         Some(Value::Array(parts)) => {
             let mut text = String::new();
-            for part in parts {
+            let mut pieces = Vec::new();
+            for (part_index, part) in parts.into_iter().enumerate() {
                 match part.get("type").and_then(Value::as_str) {
                     Some("text") => {
                         let piece = part.get("text").and_then(Value::as_str).ok_or_else(|| {
@@ -35,8 +44,31 @@ pub(super) fn content_text(content: Option<Value>, index: usize) -> Result<Strin
                         })?;
                         text.push_str(piece);
                     }
-                    Some("image_url" | "input_image") => {
-                        return Err(ApiError::unsupported(&param, "image input"));
+                    Some("image_url") => {
+                        let part_param = format!("{param}[{part_index}].image_url");
+                        // `{"url": ...}`, or the URL alone as some clients send it.
+                        let url = match part.get("image_url") {
+                            Some(Value::String(url)) => Some(url.as_str()),
+                            Some(object) => object.get("url").and_then(Value::as_str),
+                            None => None,
+                        }
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                &part_param,
+                                "an image_url part needs `image_url.url`",
+                            )
+                        })?;
+                        images.push(crate::images::from_url(url, &part_param)?);
+                        if !text.is_empty() {
+                            pieces.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
+                        }
+                        pieces.push(json!({"type": "image"}));
+                    }
+                    Some("input_image") => {
+                        return Err(ApiError::invalid(
+                            &param,
+                            "input_image parts belong to the Responses API; in chat completions send {\"type\": \"image_url\", \"image_url\": {\"url\": \"data:...\"}}",
+                        ));
                     }
                     Some("input_audio" | "file") => {
                         return Err(ApiError::unsupported(&param, "audio and file input"));
@@ -44,12 +76,20 @@ pub(super) fn content_text(content: Option<Value>, index: usize) -> Result<Strin
                     other => {
                         return Err(ApiError::invalid(
                             &param,
-                            format!("unknown content part type {other:?}; use \"text\""),
+                            format!(
+                                "unknown content part type {other:?}; use \"text\" or \"image_url\""
+                            ),
                         ));
                     }
                 }
             }
-            Ok(text)
+            if pieces.is_empty() {
+                return Ok(Value::String(text));
+            }
+            if !text.is_empty() {
+                pieces.push(json!({"type": "text", "text": text}));
+            }
+            Ok(Value::Array(pieces))
         }
         Some(_) => Err(ApiError::invalid(
             &param,
@@ -58,11 +98,15 @@ pub(super) fn content_text(content: Option<Value>, index: usize) -> Result<Strin
     }
 }
 
-pub(super) fn chat_messages(messages: Vec<InMessage>) -> Result<Vec<ChatMessage>, ApiError> {
+/// The template's messages, and the images their parts carry.
+pub(super) fn chat_messages(
+    messages: Vec<InMessage>,
+) -> Result<(Vec<ChatMessage>, Vec<ImageInput>), ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must not be empty"));
     }
     let mut out = Vec::with_capacity(messages.len());
+    let mut images = Vec::new();
     for (index, message) in messages.into_iter().enumerate() {
         let role = match message.role.as_str() {
             "developer" => "system",
@@ -76,7 +120,18 @@ pub(super) fn chat_messages(messages: Vec<InMessage>) -> Result<Vec<ChatMessage>
                 ));
             }
         };
-        let mut chat = ChatMessage::text(role, &content_text(message.content, index)?);
+        let content = content(message.content, index, &mut images)?;
+        if content.is_array() && role != "user" {
+            return Err(ApiError::invalid(
+                &format!("messages[{index}].content"),
+                "only user messages can hold images",
+            ));
+        }
+        let mut chat = ChatMessage {
+            role: role.into(),
+            content,
+            extra: serde_json::Map::new(),
+        };
         if let Some(calls) = message.tool_calls.filter(|c| !c.is_empty()) {
             if role != "assistant" {
                 return Err(ApiError::invalid(
@@ -100,7 +155,7 @@ pub(super) fn chat_messages(messages: Vec<InMessage>) -> Result<Vec<ChatMessage>
         }
         out.push(chat);
     }
-    Ok(out)
+    Ok((out, images))
 }
 
 pub(super) fn tool_choice(value: Option<Value>, has_tools: bool) -> Result<ToolChoice, ApiError> {
@@ -188,7 +243,7 @@ pub async fn chat_completions(
     let tools = request.tools.unwrap_or_default();
     check_tools(&tools)?;
     let choice = tool_choice(request.tool_choice, !tools.is_empty())?;
-    let mut messages = chat_messages(request.messages)?;
+    let (mut messages, images) = chat_messages(request.messages)?;
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let mut options = request
         .sampling
@@ -218,6 +273,7 @@ pub async fn chat_completions(
             options,
             logprobs,
             json_output,
+            images,
         },
     )
     .await?;

@@ -60,6 +60,8 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
                 "source": entry.source,
                 // Answers /v1/embeddings, not chat.
                 "embedding": is_embedding_model(&entry.dir),
+                // Takes images in chat messages.
+                "vision": orchard_core::takes_images(&entry.dir),
             })
         })
         .collect();

@@ -251,6 +251,7 @@ pub async fn create(
             options,
             logprobs: false,
             json_output,
+            images: Vec::new(),
         },
     )
     .await;
