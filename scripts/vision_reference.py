@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Reference outputs from mlx-vlm for Orchard's vision tests (issue 12).
 
-    .deps/venv/bin/python scripts/vision_reference.py model OUT_DIR
+    .deps/venv/bin/python scripts/vision_reference.py model OUT_DIR [BITS]
         Writes a small random-weight Gemma 3 with images to OUT_DIR, built by
         mlx-vlm's own classes and saved in the mlx-community layout
         (config.json, model.safetensors, preprocessor_config.json), with the
-        real Gemma 3 tokenizer from .deps/templates/gemma3.
+        real Gemma 3 tokenizer from .deps/templates/gemma3. With BITS (4 or
+        8), quantized as mlx-vlm's conversion does by default: every linear
+        layer and embedding, the vision tower's included (groups of 32).
 
     .deps/venv/bin/python scripts/vision_reference.py run REQUEST.json OUT_DIR
         Loads the model with mlx-vlm's `load_model` and runs each case:
@@ -93,8 +95,10 @@ PREPROCESSOR = {
 }
 
 
-def make_model(out: Path) -> None:
+def make_model(out: Path, bits: int) -> None:
+    import mlx.nn as nn
     from mlx_vlm.models import gemma3
+    from mlx_vlm.utils import get_class_predicate
 
     config = gemma3.ModelConfig.from_dict(CONFIG)
     config.text_config = gemma3.TextConfig.from_dict(CONFIG["text_config"])
@@ -115,13 +119,22 @@ def make_model(out: Path) -> None:
             value = mx.random.uniform(-1.0, 1.0, w.shape) * (1.5 / fan_in**0.5)
         params.append((name, value.astype(mx.float32)))
     model.update(tree_unflatten(params))
+    # Gemma ties its head to the embeddings.
+    language = model.language_model
+    language.lm_head.weight = language.model.embed_tokens.weight
+    config = dict(CONFIG)
+    if bits:
+        nn.quantize(model, group_size=32, bits=bits, class_predicate=get_class_predicate())
+        config["quantization"] = {"group_size": 32, "bits": bits}
     weights = dict(tree_flatten(model.parameters()))
-    # Gemma ties its head to the embeddings; mlx-vlm adds it back at load.
-    weights.pop("language_model.lm_head.weight", None)
+    if not bits:
+        # mlx-vlm puts the head back from the embeddings at load. Quantized
+        # checkpoints keep it, as mlx-vlm's conversion writes them.
+        weights.pop("language_model.lm_head.weight")
     mx.eval(weights)
     out.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
-    (out / "config.json").write_text(json.dumps(CONFIG, indent=2))
+    (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR, indent=2))
     (out / "processor_config.json").write_text(
         json.dumps({"image_seq_length": 16, "processor_class": "Gemma3Processor"}, indent=2)
@@ -161,8 +174,8 @@ def run(request_path: Path, out: Path) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "model":
-        make_model(Path(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "model":
+        make_model(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else 0)
     elif len(sys.argv) == 4 and sys.argv[1] == "run":
         run(Path(sys.argv[2]), Path(sys.argv[3]))
     else:

@@ -2,7 +2,8 @@
 //! model built and saved by mlx-vlm's own classes (scripts/vision_reference.py),
 //! loaded by both, given the same prompt ids and `pixel_values`. The logits
 //! of the last prompt position must agree within 1e-4 and greedy decoding
-//! must give the same tokens, with one image and with two.
+//! must give the same tokens, with one image and with two, in float32 and
+//! quantized to 4 bits.
 
 mod common;
 
@@ -158,9 +159,20 @@ fn greedy_options(images: &[PromptImage]) -> GenerateOptions {
 
 #[test]
 fn gemma3_with_images_matches_mlx_vlm() {
+    check_gemma3("0");
+}
+
+/// Quantized as mlx-vlm's conversion does by default: the vision tower's
+/// linear layers and its position table too.
+#[test]
+fn gemma3_with_images_quantized_to_4_bits_matches_mlx_vlm() {
+    check_gemma3("4");
+}
+
+fn check_gemma3(bits: &str) {
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path().join("gemma3");
-    python(&["model".as_ref(), dir.as_os_str()]);
+    python(&["model".as_ref(), dir.as_os_str(), bits.as_ref()]);
     let model = Model::load(&dir).expect("Orchard loads Gemma 3 with images");
     assert_eq!(model.image_token(), Some(IMAGE));
     let cases = [
@@ -189,7 +201,7 @@ fn gemma3_with_images_matches_mlx_vlm() {
             .zip(&expected_logits)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        eprintln!("{}: max |logit difference| {diff:e}", case.name);
+        eprintln!("{} ({bits} bits): max |logit difference| {diff:e}", case.name);
         assert!(diff <= 1e-4, "{}: logits differ by {diff}", case.name);
         let output =
             generate(&model, &case.tokens, greedy_options(&case.images)).expect("generate");

@@ -27,7 +27,7 @@ use super::gemma3_text::{Norm, TextModel, load_text};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::weights::{Linear, Weights};
+use crate::weights::{Embedding, Linear, Weights};
 
 fn default_image_size() -> i32 {
     224
@@ -213,9 +213,13 @@ impl VisionTower {
         Ok(VisionTower {
             patch_weight: kernel.reshape(&[d, p * p * ch])?,
             patch_bias: weights.vector(&format!("{root}.embeddings.patch_embedding.bias"), d)?,
-            positions: weights.tensor(
-                &format!("{root}.embeddings.position_embedding.weight"),
-                &[patches * patches, d],
+            positions: position_table(
+                weights.embedding(
+                    &format!("{root}.embeddings.position_embedding"),
+                    patches * patches,
+                    d,
+                )?,
+                patches * patches,
             )?,
             layers,
             // mlx-vlm builds this norm with MLX's default epsilon, not the config's.
@@ -275,6 +279,16 @@ impl VisionTower {
         let normed = self.soft_norm.forward(&pooled)?;
         Ok(ops::matmul(&normed, &self.projection)?.as_dtype(h.dtype())?)
     }
+}
+
+/// Every row of the learned positions, dense: mlx-vlm's conversion
+/// quantizes this table with the other embeddings unless told to skip the
+/// vision tower.
+fn position_table(table: Embedding, rows: i32) -> Result<Array> {
+    let ids: Vec<i32> = (0..rows).collect();
+    let dense = table.forward(&Array::from_slice(&ids, &[rows]))?;
+    dense.eval()?;
+    Ok(dense)
 }
 
 /// Gemma 3 with its vision tower.
