@@ -201,7 +201,10 @@ fn check_gemma3(bits: &str) {
             .zip(&expected_logits)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        eprintln!("{} ({bits} bits): max |logit difference| {diff:e}", case.name);
+        eprintln!(
+            "{} ({bits} bits): max |logit difference| {diff:e}",
+            case.name
+        );
         assert!(diff <= 1e-4, "{}: logits differ by {diff}", case.name);
         let output =
             generate(&model, &case.tokens, greedy_options(&case.images)).expect("generate");
