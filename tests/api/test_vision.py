@@ -214,3 +214,83 @@ def test_the_model_list_says_which_models_take_images(server):
     listed = {m.id: m.model_extra for m in client.models.list().data}
     assert listed[NAME]["vision"] is True
     assert listed[MODEL]["vision"] is False
+
+
+@pytest.fixture(scope="module")
+def image_site():
+    """A local web server with one PNG at /cat.png; other paths are 404."""
+    import http.server
+    import threading
+
+    image = png(5)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/cat.png":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(image)))
+            self.end_headers()
+            self.wfile.write(image)
+
+        def log_message(self, *args):
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{site.server_address[1]}", image
+    site.shutdown()
+
+
+def test_an_image_at_an_http_url_is_fetched_unless_the_setting_says_not(server, reference, image_site):
+    import sqlite3
+
+    run, tokenizer = reference
+    base, image = image_site
+    ids, greedy = run(image)
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key)
+
+    def ask(url):
+        return client.chat.completions.create(
+            model=NAME,
+            messages=[{"role": "user", "content": [
+                {"type": "text", "text": PROMPT},
+                {"type": "image_url", "image_url": {"url": url}},
+            ]}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+        )
+
+    reply = ask(base + "/cat.png")
+    text, count = expected_text(greedy, tokenizer)
+    assert reply.choices[0].message.content == text
+    assert reply.usage.prompt_tokens == len(ids)
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(base + "/missing.png")
+    assert caught.value.body["param"] == "messages[0].content[1].image_url"
+    assert "404" in caught.value.body["message"]
+
+    # Anthropic's url source goes the same way.
+    client_a = anthropic.Anthropic(base_url=server.base_url, api_key=server.key)
+    answer = client_a.messages.create(
+        model=NAME, max_tokens=MAX_TOKENS, extra_body={"temperature": 0},
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": PROMPT},
+            {"type": "image", "source": {"type": "url", "url": base + "/cat.png"}},
+        ]}],
+    )
+    assert "".join(block.text for block in answer.content if block.type == "text") == text
+
+    # The setting is read per request.
+    with sqlite3.connect(f"{server.home}/orchard.db") as db:
+        db.execute("INSERT INTO settings (key, value) VALUES ('fetch_image_urls', 'false')")
+    try:
+        with pytest.raises(openai.BadRequestError) as caught:
+            ask(base + "/cat.png")
+        assert "fetch_image_urls" in caught.value.body["message"]
+    finally:
+        with sqlite3.connect(f"{server.home}/orchard.db") as db:
+            db.execute("DELETE FROM settings WHERE key = 'fetch_image_urls'")

@@ -54,6 +54,9 @@ pub struct Settings {
     /// At most this many tools are listed on `/mcp` (0: all); the others
     /// are found through its `orchard__search_tools` tool.
     pub mcp_max_tools: usize,
+    /// Fetch the `http(s)` image URLs of chat requests (off: only images
+    /// sent inline, as `data:` URLs or base64, are read).
+    pub fetch_image_urls: bool,
 }
 
 /// The longest idle time-to-live, in minutes.
@@ -79,6 +82,7 @@ impl Default for Settings {
             responses_retention_days: 30,
             mcp_call_timeout_seconds: 60,
             mcp_max_tools: 0,
+            fetch_image_urls: true,
         }
     }
 }

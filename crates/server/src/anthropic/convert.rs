@@ -14,6 +14,7 @@ use super::params::KeepThinking;
 use super::signature;
 use super::types::InMessage;
 use crate::error::ApiError;
+use crate::images::Fetched;
 
 /// The conversation as the template will see it.
 #[derive(Debug)]
@@ -63,6 +64,7 @@ pub fn conversation(
     system: Option<&Value>,
     messages: &[InMessage],
     keep: KeepThinking,
+    fetched: &Fetched,
 ) -> Result<Conversation, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must not be empty"));
@@ -93,7 +95,13 @@ pub fn conversation(
                 } else {
                     false
                 };
-                let turn = Turn::read(message, &param, keep_reasoning, &mut referenced_tools)?;
+                let turn = Turn::read(
+                    message,
+                    &param,
+                    keep_reasoning,
+                    &mut referenced_tools,
+                    fetched,
+                )?;
                 images.extend(turn.images);
                 out.extend(turn.results);
                 if let Some(chat) = turn.chat {
@@ -162,6 +170,7 @@ impl Turn {
         param: &str,
         keep_reasoning: bool,
         referenced_tools: &mut HashSet<String>,
+        fetched: &Fetched,
     ) -> Result<Turn, ApiError> {
         let role = message.role.as_str();
         let single;
@@ -188,7 +197,8 @@ impl Turn {
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => text.push_str(block_text(block, param)?),
                 Some("image") if role == "user" => {
-                    turn.images.push(image(block, &format!("{param}.{index}"))?);
+                    turn.images
+                        .push(image(block, &format!("{param}.{index}"), fetched)?);
                     if !text.is_empty() {
                         parts.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
                     }
@@ -244,9 +254,40 @@ impl Turn {
     }
 }
 
-/// An `image` block's file: a base64 source, or a URL one (a `data:` URL;
-/// see [`crate::images::from_url`]).
-fn image(block: &Value, param: &str) -> Result<ImageInput, ApiError> {
+/// The `http(s)` URLs of the messages' `image` blocks (`url` sources),
+/// with the block each is in, for [`crate::images::fetch`].
+pub fn remote_images(messages: &[InMessage]) -> Vec<(String, String)> {
+    let mut urls = Vec::new();
+    for (index, message) in messages.iter().enumerate() {
+        let Value::Array(blocks) = &message.content else {
+            continue;
+        };
+        for (block_index, block) in blocks.iter().enumerate() {
+            if block.get("type").and_then(Value::as_str) != Some("image") {
+                continue;
+            }
+            let source = block.get("source").unwrap_or(&Value::Null);
+            if source.get("type").and_then(Value::as_str) != Some("url") {
+                continue;
+            }
+            if let Some(url) = source
+                .get("url")
+                .and_then(Value::as_str)
+                .filter(|u| crate::images::is_remote(u))
+            {
+                urls.push((
+                    url.to_string(),
+                    format!("messages.{index}.content.{block_index}"),
+                ));
+            }
+        }
+    }
+    urls
+}
+
+/// An `image` block's file: a base64 source, or a URL one (a `data:` URL,
+/// or an `http(s)` one fetched beforehand; see [`crate::images::from_url`]).
+fn image(block: &Value, param: &str, fetched: &Fetched) -> Result<ImageInput, ApiError> {
     let source = block.get("source").unwrap_or(&Value::Null);
     match source.get("type").and_then(Value::as_str) {
         Some("base64") => {
@@ -262,7 +303,7 @@ fn image(block: &Value, param: &str) -> Result<ImageInput, ApiError> {
             let url = source.get("url").and_then(Value::as_str).ok_or_else(|| {
                 ApiError::invalid(param, format!("{param}: a url image source needs `url`"))
             })?;
-            crate::images::from_url(url, param)
+            crate::images::from_url(url, param, fetched)
         }
         other => Err(ApiError::invalid(
             param,
@@ -409,6 +450,7 @@ mod tests {
                 message("user", json!("what day is it?")),
             ],
             KeepThinking::NoTurns,
+            &Fetched::new(),
         )
         .expect("conversation");
         let roles: Vec<&str> = conversation
@@ -445,7 +487,7 @@ mod tests {
             ]
         };
         let reasoning = |keep| -> Vec<Option<Value>> {
-            conversation(None, &turns(), keep)
+            conversation(None, &turns(), keep, &Fetched::new())
                 .expect("conversation")
                 .messages
                 .iter()
@@ -478,7 +520,7 @@ mod tests {
             ),
             message("user", json!("b")),
         ];
-        let messages = conversation(None, &sent, KeepThinking::All)
+        let messages = conversation(None, &sent, KeepThinking::All, &Fetched::new())
             .expect("conversation")
             .messages;
         assert_eq!(
@@ -498,6 +540,7 @@ mod tests {
                 message("user", json!([{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "tool_reference", "tool_name": "CronCreate"}]}])),
             ],
             KeepThinking::NoTurns,
+            &Fetched::new(),
         )
         .expect("conversation");
         assert!(conversation.referenced_tools.contains("CronCreate"));

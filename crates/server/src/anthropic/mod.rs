@@ -17,6 +17,7 @@ mod stream;
 mod tools;
 mod types;
 
+use crate::images::Fetched;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,13 +62,18 @@ struct Prompt {
 }
 
 impl Prompt {
-    fn read(fields: PromptFields<'_>, messages: &[InMessage]) -> Result<Prompt, ApiError> {
+    fn read(
+        fields: PromptFields<'_>,
+        messages: &[InMessage],
+        fetched: &Fetched,
+    ) -> Result<Prompt, ApiError> {
         let effort = params::effort(fields.output_config)?;
         let thinking = params::thinking(fields.thinking, effort)?;
         let context = params::context_management(fields.context_management)?;
         let tools = Tools::read(fields.tools)?;
         let tool_choice = params::tool_choice(fields.tool_choice)?;
-        let conversation = convert::conversation(fields.system, messages, context.keep_thinking)?;
+        let conversation =
+            convert::conversation(fields.system, messages, context.keep_thinking, fetched)?;
         let tools = tools.offered(&conversation.referenced_tools);
         if tools.is_empty() && matches!(tool_choice, ToolChoice::Required | ToolChoice::Function(_))
         {
@@ -110,7 +116,9 @@ async fn prepare(
     fields: PromptFields<'_>,
     messages: &[InMessage],
 ) -> Result<(Prompt, Option<Value>), ApiError> {
-    let prompt = Prompt::read(fields, messages)?;
+    let fetch = state.store.settings().map_or(true, |s| s.fetch_image_urls);
+    let fetched = crate::images::fetch(convert::remote_images(messages), fetch).await?;
+    let prompt = Prompt::read(fields, messages, &fetched)?;
     let asked = fields.context_management.is_some_and(|c| !c.is_null());
     let report = |edits: Value| asked.then(|| json!({"applied_edits": edits}));
     let Some(rule) = prompt.context.clear_tool_uses.clone() else {
@@ -126,7 +134,7 @@ async fn prepare(
     if uses == 0 {
         return Ok((prompt, report(json!([]))));
     }
-    let candidate = Prompt::read(fields, &cleared)?;
+    let candidate = Prompt::read(fields, &cleared, &fetched)?;
     let freed = before.saturating_sub(candidate.count(&prompter).await?);
     if freed < rule.clear_at_least {
         return Ok((prompt, report(json!([]))));

@@ -19,6 +19,7 @@ use super::types::{ChatRequest, InMessage};
 use super::{Reply, check_n, finish_reason, refuse_unknown, stream_error, usage};
 use crate::AppState;
 use crate::error::{ApiError, parse_body};
+use crate::images::Fetched;
 use crate::sse::{self, Step};
 
 /// A message's content as the chat template takes it: its text, or, when
@@ -28,6 +29,7 @@ pub(super) fn content(
     content: Option<Value>,
     index: usize,
     images: &mut Vec<ImageInput>,
+    fetched: &Fetched,
 ) -> Result<Value, ApiError> {
     let param = format!("messages[{index}].content");
     match content {
@@ -58,7 +60,7 @@ pub(super) fn content(
                                 "an image_url part needs `image_url.url`",
                             )
                         })?;
-                        images.push(crate::images::from_url(url, &part_param)?);
+                        images.push(crate::images::from_url(url, &part_param, fetched)?);
                         if !text.is_empty() {
                             pieces.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
                         }
@@ -98,9 +100,37 @@ pub(super) fn content(
     }
 }
 
-/// The template's messages, and the images their parts carry.
+/// The `http(s)` URLs of the messages' `image_url` parts, with the part
+/// each is in, for [`crate::images::fetch`].
+pub(super) fn remote_images(messages: &[InMessage]) -> Vec<(String, String)> {
+    let mut urls = Vec::new();
+    for (index, message) in messages.iter().enumerate() {
+        let Some(Value::Array(parts)) = &message.content else {
+            continue;
+        };
+        for (part_index, part) in parts.iter().enumerate() {
+            if part.get("type").and_then(Value::as_str) != Some("image_url") {
+                continue;
+            }
+            let url = match part.get("image_url") {
+                Some(Value::String(url)) => Some(url.as_str()),
+                Some(object) => object.get("url").and_then(Value::as_str),
+                None => None,
+            };
+            if let Some(url) = url.filter(|u| crate::images::is_remote(u)) {
+                let param = format!("messages[{index}].content[{part_index}].image_url");
+                urls.push((url.to_string(), param));
+            }
+        }
+    }
+    urls
+}
+
+/// The template's messages, and the images their parts carry (`fetched`
+/// holds the bodies of their `http(s)` URLs).
 pub(super) fn chat_messages(
     messages: Vec<InMessage>,
+    fetched: &Fetched,
 ) -> Result<(Vec<ChatMessage>, Vec<ImageInput>), ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must not be empty"));
@@ -120,7 +150,7 @@ pub(super) fn chat_messages(
                 ));
             }
         };
-        let content = content(message.content, index, &mut images)?;
+        let content = content(message.content, index, &mut images, fetched)?;
         if content.is_array() && role != "user" {
             return Err(ApiError::invalid(
                 &format!("messages[{index}].content"),
@@ -243,7 +273,9 @@ pub async fn chat_completions(
     let tools = request.tools.unwrap_or_default();
     check_tools(&tools)?;
     let choice = tool_choice(request.tool_choice, !tools.is_empty())?;
-    let (mut messages, images) = chat_messages(request.messages)?;
+    let fetch = state.store.settings().map_or(true, |s| s.fetch_image_urls);
+    let fetched = crate::images::fetch(remote_images(&request.messages), fetch).await?;
+    let (mut messages, images) = chat_messages(request.messages, &fetched)?;
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let mut options = request
         .sampling
