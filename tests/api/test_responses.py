@@ -152,7 +152,7 @@ def test_previous_response_id_continues_a_stored_response(client, server):
 
 def test_bad_requests_are_400s_naming_the_field(client):
     cases = [
-        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,AA=="}]}]}, "input[0].content"),
+        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,AA=="}]}]}, "input[0].content[0]"),
         ({"input": "Hi", "reasoning": {"effort": "enormous"}}, "reasoning.effort"),
         ({"input": "Hi", "text": {"format": {"type": "yaml"}}}, "text.format"),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),

@@ -172,6 +172,27 @@ def test_an_anthropic_base64_block_answers_as_mlx_vlm(server, reference):
     assert client.messages.count_tokens(model=NAME, messages=messages).input_tokens == prompt_tokens
 
 
+def test_an_input_image_of_the_responses_api_answers_as_mlx_vlm(server, reference):
+    run, tokenizer = reference
+    image = png(6)
+    ids, greedy = run(image)
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key)
+    response = client.responses.create(
+        model=NAME,
+        input=[{"role": "user", "content": [
+            {"type": "input_text", "text": PROMPT},
+            {"type": "input_image", "image_url": data_url(image)},
+        ]}],
+        max_output_tokens=MAX_TOKENS,
+        temperature=0,
+        store=False,
+    )
+    text, count = expected_text(greedy, tokenizer)
+    assert response.output_text == text
+    assert response.usage.input_tokens == len(ids)
+    assert response.usage.output_tokens == count
+
+
 def test_images_a_model_cannot_read_are_refused_with_what_to_do(server):
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key)
     image_part = {"type": "image_url", "image_url": {"url": data_url(png(3))}}

@@ -12,10 +12,11 @@
 
 use std::collections::HashMap;
 
-use orchard_core::ChatMessage;
+use orchard_core::{ChatMessage, ImageInput};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::images::Fetched;
 
 /// The items of `input`: a string is one user message.
 pub(super) fn items(input: Option<Value>) -> Result<Vec<Value>, ApiError> {
@@ -50,8 +51,10 @@ pub(super) fn messages(
     instructions: Option<&str>,
     items: &[Value],
     stored: usize,
-) -> Result<Vec<ChatMessage>, ApiError> {
+    fetched: &Fetched,
+) -> Result<(Vec<ChatMessage>, Vec<ImageInput>), ApiError> {
     let mut out: Vec<ChatMessage> = Vec::new();
+    let mut images = Vec::new();
     if let Some(instructions) = instructions.filter(|i| !i.is_empty()) {
         out.push(ChatMessage::text("system", instructions));
     }
@@ -87,8 +90,19 @@ pub(super) fn messages(
                         ));
                     }
                 };
-                let text = content_text(item.get("content"), &format!("{param}.content"))?;
-                let mut message = ChatMessage::text(role, &text);
+                let param = format!("{param}.content");
+                let content = content(item.get("content"), &param, &mut images, fetched)?;
+                if content.is_array() && role != "user" {
+                    return Err(ApiError::invalid(
+                        &param,
+                        "only user messages can hold images",
+                    ));
+                }
+                let mut message = ChatMessage {
+                    role: role.into(),
+                    content,
+                    extra: serde_json::Map::new(),
+                };
                 if role == "assistant"
                     && let Some(reasoning) = reasoning.take()
                 {
@@ -197,7 +211,76 @@ pub(super) fn messages(
             "input has no message for the model to answer",
         ));
     }
-    Ok(out)
+    Ok((out, images))
+}
+
+/// The `http(s)` URLs of the items' `input_image` parts, with where each
+/// is, for [`crate::images::fetch`].
+pub(super) fn remote_images(items: &[Value], stored: usize) -> Vec<(String, String)> {
+    let mut urls = Vec::new();
+    for (position, item) in items.iter().enumerate() {
+        let Some(Value::Array(parts)) = item.get("content") else {
+            continue;
+        };
+        for (index, part) in parts.iter().enumerate() {
+            if part.get("type").and_then(Value::as_str) != Some("input_image") {
+                continue;
+            }
+            if let Some(url) = part
+                .get("image_url")
+                .and_then(Value::as_str)
+                .filter(|u| crate::images::is_remote(u))
+            {
+                let param = match position.checked_sub(stored) {
+                    Some(item) => format!("input[{item}].content[{index}]"),
+                    None => "previous_response_id".to_string(),
+                };
+                urls.push((url.to_string(), param));
+            }
+        }
+    }
+    urls
+}
+
+/// A message's content as the chat template takes it: its text, or, with
+/// `input_image` parts, its parts in order (`{"type": "text"}` and
+/// `{"type": "image"}`), the images' bytes added to `images`.
+fn content(
+    content: Option<&Value>,
+    param: &str,
+    images: &mut Vec<ImageInput>,
+    fetched: &Fetched,
+) -> Result<Value, ApiError> {
+    let Some(Value::Array(parts)) = content else {
+        return content_text(content, param).map(Value::String);
+    };
+    if !parts
+        .iter()
+        .any(|p| p.get("type").and_then(Value::as_str) == Some("input_image"))
+    {
+        return content_text(content, param).map(Value::String);
+    }
+    let mut pieces = Vec::new();
+    for (index, part) in parts.iter().enumerate() {
+        if part.get("type").and_then(Value::as_str) == Some("input_image") {
+            let part_param = format!("{param}[{index}]");
+            let url = part
+                .get("image_url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ApiError::unsupported(
+                        &format!("{part_param}.file_id"),
+                        "an image by file id (send image_url)",
+                    )
+                })?;
+            images.push(crate::images::from_url(url, &part_param, fetched)?);
+            pieces.push(json!({"type": "image"}));
+        } else {
+            let text = content_text(Some(&Value::Array(vec![part.clone()])), param)?;
+            pieces.push(json!({"type": "text", "text": text}));
+        }
+    }
+    Ok(Value::Array(pieces))
 }
 
 /// The text of a message's content: a string, or a list of text parts.
@@ -218,7 +301,12 @@ fn content_text(content: Option<&Value>, param: &str) -> Result<String, ApiError
                     Some("refusal") => {
                         text.push_str(part.get("refusal").and_then(Value::as_str).unwrap_or(""));
                     }
-                    Some("input_image") => return Err(ApiError::unsupported(param, "image input")),
+                    Some("input_image") => {
+                        return Err(ApiError::unsupported(
+                            param,
+                            "an image outside a user message",
+                        ));
+                    }
                     Some("input_file" | "input_audio") => {
                         return Err(ApiError::unsupported(param, "file and audio input"));
                     }
@@ -277,7 +365,9 @@ mod tests {
             {"type": "custom_tool_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "noted"}]},
         ]);
         let items = items(Some(input)).expect("items");
-        let messages = messages(Some("You are Orchard."), &items, 0).expect("messages");
+        let (messages, images) =
+            messages(Some("You are Orchard."), &items, 0, &Fetched::new()).expect("messages");
+        assert!(images.is_empty());
         let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(
             roles,
@@ -294,19 +384,27 @@ mod tests {
 
     #[test]
     fn bad_items_name_the_item_at_fault() {
+        let none = Fetched::new();
         let image = json!([{"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "data:"}]}]);
-        let error = messages(None, &items(Some(image)).expect("items"), 0).expect_err("image");
-        assert_eq!(error.param.as_deref(), Some("input[0].content"));
+        let error =
+            messages(None, &items(Some(image)).expect("items"), 0, &none).expect_err("image");
+        assert_eq!(error.param.as_deref(), Some("input[0].content[0]"));
+        let by_file = json!([{"type": "message", "role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]);
+        let error =
+            messages(None, &items(Some(by_file)).expect("items"), 0, &none).expect_err("file id");
+        assert_eq!(error.param.as_deref(), Some("input[0].content[0].file_id"));
         let error = messages(
             None,
             &[json!({"type": "function_call_output", "output": "x"})],
             0,
+            &none,
         )
         .expect_err("no call id");
         assert_eq!(error.param.as_deref(), Some("input[0].call_id"));
-        let error = messages(None, &[json!({"type": "computer_call"})], 0).expect_err("type");
+        let error =
+            messages(None, &[json!({"type": "computer_call"})], 0, &none).expect_err("type");
         assert!(error.message.contains("computer_call"), "{}", error.message);
         assert!(items(Some(json!(3))).is_err());
-        assert!(messages(Some("only instructions"), &[], 0).is_err());
+        assert!(messages(Some("only instructions"), &[], 0, &none).is_err());
     }
 }

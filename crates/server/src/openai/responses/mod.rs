@@ -171,7 +171,10 @@ pub async fn create(
     let stored = items.len();
     items.extend(input::items(request.input)?);
     let profile = state.manager.profile(&request.model);
-    let mut messages = input::messages(request.instructions.as_deref(), &items, stored)?;
+    let fetch = state.store.settings().map_or(true, |s| s.fetch_image_urls);
+    let fetched = crate::images::fetch(input::remote_images(&items, stored), fetch).await?;
+    let (mut messages, images) =
+        input::messages(request.instructions.as_deref(), &items, stored, &fetched)?;
 
     let mut sampling = Sampling {
         temperature: request.temperature,
@@ -251,7 +254,7 @@ pub async fn create(
             options,
             logprobs: false,
             json_output,
-            images: Vec::new(),
+            images,
         },
     )
     .await;
