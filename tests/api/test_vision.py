@@ -62,11 +62,16 @@ def reference(folder):
     model = load_model(folder)
     processor = load_processor(folder)
 
-    def run(image: bytes):
-        messages = [{"role": "user", "content": [{"type": "text", "text": PROMPT}, {"type": "image"}]}]
+    def run(image):
+        images = image if isinstance(image, list) else [image]
+        content = [{"type": "text", "text": PROMPT}] + [{"type": "image"}] * len(images)
+        messages = [{"role": "user", "content": content}]
         text = processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = processor(
-            text=text, images=[load_image(data_url(image))], add_special_tokens=False, return_tensors="np"
+            text=text,
+            images=[load_image(data_url(i)) for i in images],
+            add_special_tokens=False,
+            return_tensors="np",
         )
         ids = mx.array(inputs["input_ids"])
         cache = model.language_model.make_cache()
@@ -191,6 +196,40 @@ def test_an_input_image_of_the_responses_api_answers_as_mlx_vlm(server, referenc
     assert response.output_text == text
     assert response.usage.input_tokens == len(ids)
     assert response.usage.output_tokens == count
+
+
+def test_a_video_part_is_its_frames_as_images(server, reference):
+    """Orchard's extension part: frames and their rate; Gemma 3 reads the
+    frames as images, in order."""
+    run, tokenizer = reference
+    frames = [png(7), png(8)]
+    ids, greedy = run(frames)
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key)
+
+    def ask(video):
+        return client.chat.completions.create(
+            model=NAME,
+            messages=[{"role": "user", "content": [
+                {"type": "text", "text": PROMPT},
+                {"type": "video", "video": video},
+            ]}],
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+        )
+
+    reply = ask({"frames": [data_url(f) for f in frames], "fps": 2})
+    text, count = expected_text(greedy, tokenizer)
+    assert reply.choices[0].message.content == text
+    assert reply.usage.prompt_tokens == len(ids)
+    for video, param in [
+        ({"frames": []}, "messages[0].content[1].video.frames"),
+        ({"frames": [data_url(frames[0])], "fps": 0}, "messages[0].content[1].video.fps"),
+        ({"frames": [data_url(frames[0])] * 65}, "messages[0].content[1].video.frames"),
+        ({"frames": ["data:image/png;base64,AAAA"]}, "messages[0].content[1].video.frames[0]"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as caught:
+            ask(video)
+        assert caught.value.body["param"] == param, caught.value.body
 
 
 def test_images_a_model_cannot_read_are_refused_with_what_to_do(server):

@@ -66,6 +66,17 @@ pub(super) fn content(
                         }
                         pieces.push(json!({"type": "image"}));
                     }
+                    Some("video") => {
+                        let part_param = format!("{param}[{part_index}].video");
+                        if !text.is_empty() {
+                            pieces.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
+                        }
+                        for (k, url) in video_frames(&part, &part_param)?.into_iter().enumerate() {
+                            let frame = format!("{part_param}.frames[{k}]");
+                            images.push(crate::images::from_url(url, &frame, fetched)?);
+                            pieces.push(json!({"type": "image"}));
+                        }
+                    }
                     Some("input_image") => {
                         return Err(ApiError::invalid(
                             &param,
@@ -100,6 +111,62 @@ pub(super) fn content(
     }
 }
 
+/// The most frames one `video` part may hold.
+pub const MAX_VIDEO_FRAMES: usize = 64;
+
+/// The frame URLs of Orchard's `video` content part, an extension:
+/// `{"type": "video", "video": {"frames": [URL, ...], "fps": 2.0}}`, each
+/// frame a URL as `image_url` takes them, `fps` their rate (optional, more
+/// than 0). A model that takes images sees the frames as that many images,
+/// in order (docs/vision.md).
+fn video_frames<'a>(part: &'a Value, param: &str) -> Result<Vec<&'a str>, ApiError> {
+    let video = part.get("video").filter(|v| v.is_object()).ok_or_else(|| {
+        ApiError::invalid(
+            param,
+            "a video part needs `video`: {\"frames\": [URLs], \"fps\": number}",
+        )
+    })?;
+    if let Some(fps) = video.get("fps").filter(|f| !f.is_null())
+        && !fps.as_f64().is_some_and(|f| f > 0.0 && f.is_finite())
+    {
+        return Err(ApiError::invalid(
+            &format!("{param}.fps"),
+            "fps must be a number of frames per second above 0",
+        ));
+    }
+    let frames = video
+        .get("frames")
+        .and_then(Value::as_array)
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                &format!("{param}.frames"),
+                "a video needs `frames`: a list of image URLs",
+            )
+        })?;
+    if frames.len() > MAX_VIDEO_FRAMES {
+        return Err(ApiError::invalid(
+            &format!("{param}.frames"),
+            format!(
+                "a video may have at most {MAX_VIDEO_FRAMES} frames, not {}: sample fewer",
+                frames.len()
+            ),
+        ));
+    }
+    frames
+        .iter()
+        .enumerate()
+        .map(|(k, frame)| {
+            frame.as_str().ok_or_else(|| {
+                ApiError::invalid(
+                    &format!("{param}.frames[{k}]"),
+                    "a frame is an image URL string",
+                )
+            })
+        })
+        .collect()
+}
+
 /// The `http(s)` URLs of the messages' `image_url` parts, with the part
 /// each is in, for [`crate::images::fetch`].
 pub(super) fn remote_images(messages: &[InMessage]) -> Vec<(String, String)> {
@@ -109,17 +176,32 @@ pub(super) fn remote_images(messages: &[InMessage]) -> Vec<(String, String)> {
             continue;
         };
         for (part_index, part) in parts.iter().enumerate() {
-            if part.get("type").and_then(Value::as_str) != Some("image_url") {
-                continue;
-            }
-            let url = match part.get("image_url") {
-                Some(Value::String(url)) => Some(url.as_str()),
-                Some(object) => object.get("url").and_then(Value::as_str),
-                None => None,
-            };
-            if let Some(url) = url.filter(|u| crate::images::is_remote(u)) {
-                let param = format!("messages[{index}].content[{part_index}].image_url");
-                urls.push((url.to_string(), param));
+            let here = format!("messages[{index}].content[{part_index}]");
+            match part.get("type").and_then(Value::as_str) {
+                Some("image_url") => {
+                    let url = match part.get("image_url") {
+                        Some(Value::String(url)) => Some(url.as_str()),
+                        Some(object) => object.get("url").and_then(Value::as_str),
+                        None => None,
+                    };
+                    if let Some(url) = url.filter(|u| crate::images::is_remote(u)) {
+                        urls.push((url.to_string(), format!("{here}.image_url")));
+                    }
+                }
+                Some("video") => {
+                    // A malformed part is refused when it is read.
+                    let param = format!("{here}.video");
+                    for (k, url) in video_frames(part, &param)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if crate::images::is_remote(url) {
+                            urls.push((url.to_string(), format!("{param}.frames[{k}]")));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
