@@ -267,6 +267,21 @@ impl Weights {
             .collect();
     }
 
+    /// Renames every tensor that starts with one of the `(from, to)`
+    /// prefixes (the first that matches): another layout's names for the
+    /// same layers.
+    pub fn rename_prefixes(&mut self, renames: &[(&str, &str)]) {
+        self.tensors = std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(name, tensor)| {
+                let renamed = renames.iter().find_map(|(from, to)| {
+                    name.strip_prefix(from).map(|rest| format!("{to}{rest}"))
+                });
+                (renamed.unwrap_or(name), tensor)
+            })
+            .collect();
+    }
+
     /// True when the folder has a tensor of that name.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)

@@ -259,3 +259,52 @@ fn the_prompt_cache_tells_images_apart() {
     );
     assert_ne!(other_tokens, cold_tokens, "the image changes the answer");
 }
+
+/// Transformers saves the same model with other names (`model.language_model.`,
+/// `model.vision_tower.`, ...) and the patch kernel as (out, in, kh, kw):
+/// such a checkpoint gives the same logits.
+#[test]
+fn a_checkpoint_in_the_transformers_layout_loads_the_same() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mlx = work.path().join("mlx");
+    python(&["model".as_ref(), mlx.as_os_str()]);
+    let hf = work.path().join("hf");
+    std::fs::create_dir_all(&hf).expect("dir");
+    for entry in std::fs::read_dir(&mlx).expect("files") {
+        let path = entry.expect("file").path();
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            std::fs::copy(&path, hf.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let tensors = Array::load_safetensors(mlx.join("model.safetensors")).expect("weights");
+    let renamed: Vec<(String, Array)> = tensors
+        .into_iter()
+        .map(|(name, tensor)| {
+            let name = if let Some(rest) = name.strip_prefix("language_model.model.") {
+                format!("model.language_model.{rest}")
+            } else {
+                format!("model.{name}")
+            };
+            let tensor = if name.ends_with("patch_embedding.weight") {
+                tensor.transpose_axes(&[0, 3, 1, 2]).expect("OIHW")
+            } else {
+                tensor
+            };
+            (name, tensor)
+        })
+        .collect();
+    Array::save_safetensors(
+        renamed.iter().map(|(n, a)| (n.as_str(), a)),
+        &std::collections::HashMap::new(),
+        hf.join("model.safetensors"),
+    )
+    .expect("save");
+    let case = Case {
+        name: "one_image",
+        tokens: prompt(1),
+        images: vec![image(4)],
+    };
+    let expected = logits(&Model::load(&mlx).expect("mlx layout"), &case);
+    let got = logits(&Model::load(&hf).expect("transformers layout"), &case);
+    assert_eq!(got, expected);
+}

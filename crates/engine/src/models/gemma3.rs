@@ -381,6 +381,12 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
         .and_then(Value::as_i64)
         .ok_or_else(|| EngineError::invalid(&config.path, "text_config has no hidden_size"))?
         as i32;
+    // Transformers (4.52 and later) saves the same layers under other names.
+    weights.rename_prefixes(&[
+        ("model.language_model.", "language_model.model."),
+        ("model.vision_tower.", "vision_tower."),
+        ("model.multi_modal_projector.", "multi_modal_projector."),
+    ]);
     let language = load_text(config, &text, "language_model.model", None, weights)?;
     let vision = VisionTower::load(
         config,
