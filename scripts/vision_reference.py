@@ -25,6 +25,13 @@
         `get_input_embeddings` with the pixels, the language model on those
         embeddings, then one token at a time, argmax each time, no stops.
 
+    .deps/venv/bin/python scripts/vision_reference.py qwen-tower OUT_DIR
+        Writes a small random-weight Qwen2.5-VL vision tower (mlx-vlm's
+        `VisionModel`, saved under `vision_tower.` with a config.json), random
+        `pixel_values` for three inputs (two images and a two-frame video:
+        QWEN_GRIDS) and what the tower makes of them: pixels.f32, grids.json,
+        features.f32 (tokens, out_hidden_size), all little-endian float32.
+
 The model's widths are both 64 (text hidden size and the config's top-level
 `hidden_size`), where mlx-vlm's scaling of the image features is exactly 1,
 as in transformers (see docs/vision.md).
@@ -173,9 +180,58 @@ def run(request_path: Path, out: Path) -> None:
     (out / "result.json").write_text(json.dumps({"cases": results}))
 
 
+QWEN_TOWER = {
+    "model_type": "qwen2_5_vl",
+    "depth": 4,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "out_hidden_size": 48,
+    "num_heads": 2,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [1, 3],
+}
+# (frames, rows, columns) in patches: windows cut by the edge, a grid of
+# exactly one window, and a video of two frames.
+QWEN_GRIDS = [[1, 12, 16], [1, 8, 8], [2, 4, 6]]
+
+
+def qwen_tower(out: Path) -> None:
+    from mlx_vlm.models.qwen2_5_vl.config import VisionConfig
+    from mlx_vlm.models.qwen2_5_vl.vision import VisionModel
+
+    mx.random.seed(1)
+    tower = VisionModel(VisionConfig.from_dict(QWEN_TOWER))
+    params = []
+    for name, w in tree_flatten(tower.parameters()):
+        if w.ndim == 1:
+            value = 0.1 * mx.random.normal(w.shape) + (1.0 if "norm" in name or "ln_q" in name else 0.0)
+        else:
+            fan_in = int(np.prod(w.shape[1:]))
+            value = mx.random.uniform(-1.0, 1.0, w.shape) * (1.5 / fan_in**0.5)
+        params.append((name, value.astype(mx.float32)))
+    tower.update(tree_unflatten(params))
+    patches = sum(t * h * w for t, h, w in QWEN_GRIDS)
+    width = 3 * QWEN_TOWER["temporal_patch_size"] * QWEN_TOWER["patch_size"] ** 2
+    pixels = mx.random.normal((patches, width))
+    features = tower(pixels, mx.array(QWEN_GRIDS)).astype(mx.float32)
+    weights = {f"vision_tower.{k}": v for k, v in tree_flatten(tower.parameters())}
+    mx.eval(weights, features)
+    out.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
+    (out / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl", "vision_config": QWEN_TOWER}))
+    np.array(pixels, dtype="<f4").tofile(out / "pixels.f32")
+    np.array(features, dtype="<f4").tofile(out / "features.f32")
+    (out / "grids.json").write_text(json.dumps(QWEN_GRIDS))
+
+
 def main() -> int:
     if len(sys.argv) in (3, 4) and sys.argv[1] == "model":
         make_model(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else 0)
+    elif len(sys.argv) == 3 and sys.argv[1] == "qwen-tower":
+        qwen_tower(Path(sys.argv[2]))
     elif len(sys.argv) == 4 and sys.argv[1] == "run":
         run(Path(sys.argv[2]), Path(sys.argv[3]))
     else:

@@ -308,3 +308,47 @@ fn a_checkpoint_in_the_transformers_layout_loads_the_same() {
     let got = logits(&Model::load(&hf).expect("transformers layout"), &case);
     assert_eq!(got, expected);
 }
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .expect("read")
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The Qwen2.5-VL vision tower (windowed and full attention, 2D rotary
+/// positions, the 2 x 2 merger) on two images and a two-frame video, against
+/// mlx-vlm's `VisionModel` with the same random weights and pixels.
+#[test]
+fn the_qwen2_5_vl_vision_tower_matches_mlx_vlm() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("tower");
+    python(&["qwen-tower".as_ref(), dir.as_os_str()]);
+    let tower = orchard_engine::models::qwen_vision::load_tower(&dir).expect("tower");
+    let grids: Vec<[usize; 3]> =
+        serde_json::from_slice(&std::fs::read(dir.join("grids.json")).expect("grids"))
+            .expect("json");
+    let pixels = read_f32(&dir.join("pixels.f32"));
+    let patches: usize = grids.iter().map(|g| g.iter().product::<usize>()).sum();
+    let width = (pixels.len() / patches) as i32;
+    let features = tower
+        .forward(
+            &Array::from_slice(&pixels, &[patches as i32, width]),
+            &grids,
+        )
+        .expect("forward")
+        .as_dtype(mlx_rs::Dtype::Float32)
+        .expect("f32");
+    features.eval().expect("eval");
+    let expected = read_f32(&dir.join("features.f32"));
+    assert_eq!(features.shape(), [(patches / 4) as i32, 48]);
+    let diff = features
+        .as_slice::<f32>()
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("qwen2.5-vl tower: max |difference| {diff:e}");
+    assert!(diff <= 1e-4, "features differ by {diff}");
+}

@@ -23,6 +23,7 @@ pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3_moe;
 pub mod qwen3_next;
+pub mod qwen_vision;
 pub mod transformer;
 
 use mlx_rs::Array;
