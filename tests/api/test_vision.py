@@ -106,24 +106,26 @@ def expected_text(tokens, tokenizer):
     return text.removeprefix(" "), len(kept)
 
 
+def ask(client, url):
+    """A chat completion of the prompt and the image at `url`, greedy."""
+    return client.chat.completions.create(
+        model=NAME,
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": PROMPT},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]}],
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+    )
+
+
 def test_an_image_as_a_data_url_answers_as_mlx_vlm(server, reference):
     run, tokenizer = reference
     image = png(1)
     ids, greedy = run(image)
     prompt_tokens = len(ids)
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key)
-    reply = client.chat.completions.create(
-        model=NAME,
-        messages=[{
-            "role": "user",
-            "content": [
-                {"type": "text", "text": PROMPT},
-                {"type": "image_url", "image_url": {"url": data_url(image)}},
-            ],
-        }],
-        max_tokens=MAX_TOKENS,
-        temperature=0,
-    )
+    reply = ask(client, data_url(image))
     text, count = expected_text(greedy, tokenizer)
     assert reply.choices[0].message.content == text
     assert reply.usage.completion_tokens == count
@@ -131,18 +133,7 @@ def test_an_image_as_a_data_url_answers_as_mlx_vlm(server, reference):
     assert reply.usage.prompt_tokens == prompt_tokens
 
     # The same image after the same text: the prompt cache holds it.
-    again = client.chat.completions.create(
-        model=NAME,
-        messages=[{
-            "role": "user",
-            "content": [
-                {"type": "text", "text": PROMPT},
-                {"type": "image_url", "image_url": {"url": data_url(image)}},
-            ],
-        }],
-        max_tokens=MAX_TOKENS,
-        temperature=0,
-    )
+    again = ask(client, data_url(image))
     assert again.choices[0].message.content == text
     assert again.usage.prompt_tokens_details.cached_tokens == prompt_tokens - 1
 
@@ -206,7 +197,7 @@ def test_a_video_part_is_its_frames_as_images(server, reference):
     ids, greedy = run(frames)
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key)
 
-    def ask(video):
+    def ask_video(video):
         return client.chat.completions.create(
             model=NAME,
             messages=[{"role": "user", "content": [
@@ -217,7 +208,7 @@ def test_a_video_part_is_its_frames_as_images(server, reference):
             temperature=0,
         )
 
-    reply = ask({"frames": [data_url(f) for f in frames], "fps": 2})
+    reply = ask_video({"frames": [data_url(f) for f in frames], "fps": 2})
     text, count = expected_text(greedy, tokenizer)
     assert reply.choices[0].message.content == text
     assert reply.usage.prompt_tokens == len(ids)
@@ -228,7 +219,7 @@ def test_a_video_part_is_its_frames_as_images(server, reference):
         ({"frames": ["data:image/png;base64,AAAA"]}, "messages[0].content[1].video.frames[0]"),
     ]:
         with pytest.raises(openai.BadRequestError) as caught:
-            ask(video)
+            ask_video(video)
         assert caught.value.body["param"] == param, caught.value.body
 
 
@@ -312,24 +303,13 @@ def test_an_image_at_an_http_url_is_fetched_unless_the_setting_says_not(server, 
     ids, greedy = run(image)
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.key)
 
-    def ask(url):
-        return client.chat.completions.create(
-            model=NAME,
-            messages=[{"role": "user", "content": [
-                {"type": "text", "text": PROMPT},
-                {"type": "image_url", "image_url": {"url": url}},
-            ]}],
-            max_tokens=MAX_TOKENS,
-            temperature=0,
-        )
-
-    reply = ask(base + "/cat.png")
+    reply = ask(client, base + "/cat.png")
     text, count = expected_text(greedy, tokenizer)
     assert reply.choices[0].message.content == text
     assert reply.usage.prompt_tokens == len(ids)
 
     with pytest.raises(openai.BadRequestError) as caught:
-        ask(base + "/missing.png")
+        ask(client, base + "/missing.png")
     assert caught.value.body["param"] == "messages[0].content[1].image_url"
     assert "404" in caught.value.body["message"]
 
@@ -349,7 +329,7 @@ def test_an_image_at_an_http_url_is_fetched_unless_the_setting_says_not(server, 
         db.execute("INSERT INTO settings (key, value) VALUES ('fetch_image_urls', 'false')")
     try:
         with pytest.raises(openai.BadRequestError) as caught:
-            ask(base + "/cat.png")
+            ask(client, base + "/cat.png")
         assert "fetch_image_urls" in caught.value.body["message"]
     finally:
         with sqlite3.connect(f"{server.home}/orchard.db") as db:

@@ -15,6 +15,25 @@ use crate::config::{QuantMode, Quantization, QuantizationConfig};
 use crate::error::{EngineError, Result};
 use crate::quant;
 
+/// A LayerNorm's weight and bias (`nn.LayerNorm`), with its epsilon.
+#[derive(Debug)]
+pub struct LayerNorm {
+    weight: Array,
+    bias: Array,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(mlx_rs::fast::layer_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?)
+    }
+}
+
 /// A linear layer `y = x W^T + b`, dense or quantized.
 #[derive(Debug)]
 pub enum Linear {
@@ -320,6 +339,15 @@ impl Weights {
     /// The shape of the tensor `name`, if the folder has it.
     pub fn shape(&self, name: &str) -> Option<&[i32]> {
         self.tensors.get(name).map(Array::shape)
+    }
+
+    /// The LayerNorm at `prefix` (`.weight` and `.bias` of length `dim`).
+    pub fn layer_norm(&mut self, prefix: &str, dim: i32, eps: f32) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.vector(&format!("{prefix}.weight"), dim)?,
+            bias: self.vector(&format!("{prefix}.bias"), dim)?,
+            eps,
+        })
     }
 
     /// A norm's weight vector of length `dim`.

@@ -14,7 +14,7 @@ use super::LanguageModel;
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::weights::{Embedding, Linear, Weights};
+use crate::weights::{Embedding, LayerNorm, Linear, Weights};
 
 #[derive(Debug, Clone, Deserialize)]
 struct Config {
@@ -47,38 +47,16 @@ fn default_positions() -> String {
     "absolute".into()
 }
 
-/// A LayerNorm's weight and bias.
-#[derive(Debug)]
-struct Norm {
-    weight: Array,
-    bias: Array,
-    eps: f32,
-}
-
-impl Norm {
-    fn load(weights: &mut Weights, prefix: &str, dim: i32, eps: f32) -> Result<Norm> {
-        Ok(Norm {
-            weight: weights.vector(&format!("{prefix}.weight"), dim)?,
-            bias: weights.vector(&format!("{prefix}.bias"), dim)?,
-            eps,
-        })
-    }
-
-    fn forward(&self, x: &Array) -> Result<Array> {
-        Ok(fast::layer_norm(x, &self.weight, &self.bias, self.eps)?)
-    }
-}
-
 #[derive(Debug)]
 struct Layer {
     query: Linear,
     key: Linear,
     value: Linear,
     attention_out: Linear,
-    attention_norm: Norm,
+    attention_norm: LayerNorm,
     intermediate: Linear,
     output: Linear,
-    output_norm: Norm,
+    output_norm: LayerNorm,
 }
 
 impl Layer {
@@ -90,10 +68,10 @@ impl Layer {
             key: weights.linear(&format!("{a}.self.key"), h, h, true)?,
             value: weights.linear(&format!("{a}.self.value"), h, h, true)?,
             attention_out: weights.linear(&format!("{a}.output.dense"), h, h, true)?,
-            attention_norm: Norm::load(weights, &format!("{a}.output.LayerNorm"), h, eps)?,
+            attention_norm: weights.layer_norm(&format!("{a}.output.LayerNorm"), h, eps)?,
             intermediate: weights.linear(&format!("{prefix}.intermediate.dense"), h, i, true)?,
             output: weights.linear(&format!("{prefix}.output.dense"), i, h, true)?,
-            output_norm: Norm::load(weights, &format!("{prefix}.output.LayerNorm"), h, eps)?,
+            output_norm: weights.layer_norm(&format!("{prefix}.output.LayerNorm"), h, eps)?,
         })
     }
 
@@ -135,7 +113,7 @@ pub struct Model {
     words: Embedding,
     positions: Array,
     token_types: Array,
-    embedding_norm: Norm,
+    embedding_norm: LayerNorm,
     layers: Vec<Layer>,
     heads: i32,
     context_length: usize,
@@ -248,7 +226,7 @@ pub fn load(config: &ModelConfig, weights: &mut Weights) -> Result<Box<dyn Langu
         &format!("{e}.token_type_embeddings.weight"),
         &[c.type_vocab_size, h],
     )?;
-    let embedding_norm = Norm::load(weights, &format!("{e}.LayerNorm"), h, c.layer_norm_eps)?;
+    let embedding_norm = weights.layer_norm(&format!("{e}.LayerNorm"), h, c.layer_norm_eps)?;
     let layers = (0..c.num_hidden_layers)
         .map(|i| Layer::load(weights, &format!("{root}encoder.layer.{i}"), &c))
         .collect::<Result<Vec<_>>>()?;

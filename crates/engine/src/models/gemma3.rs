@@ -27,7 +27,7 @@ use super::gemma3_text::{Norm, TextModel, load_text};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::weights::{Embedding, Linear, Weights};
+use crate::weights::{Embedding, LayerNorm, Linear, Weights};
 
 fn default_image_size() -> i32 {
     224
@@ -68,27 +68,6 @@ struct Config {
     mm_tokens_per_image: Option<i32>,
 }
 
-#[derive(Debug)]
-struct LayerNorm {
-    weight: Array,
-    bias: Array,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn load(weights: &mut Weights, prefix: &str, dim: i32, eps: f32) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: weights.vector(&format!("{prefix}.weight"), dim)?,
-            bias: weights.vector(&format!("{prefix}.bias"), dim)?,
-            eps,
-        })
-    }
-
-    fn forward(&self, x: &Array) -> Result<Array> {
-        Ok(fast::layer_norm(x, &self.weight, &self.bias, self.eps)?)
-    }
-}
-
 /// One encoder layer: attention over every patch, then a GELU MLP, each
 /// after a LayerNorm and added back.
 #[derive(Debug)]
@@ -110,14 +89,14 @@ impl EncoderLayer {
         let (d, eps) = (c.hidden_size, c.layer_norm_eps);
         let a = format!("{p}.self_attn");
         Ok(EncoderLayer {
-            norm1: LayerNorm::load(weights, &format!("{p}.layer_norm1"), d, eps)?,
+            norm1: weights.layer_norm(&format!("{p}.layer_norm1"), d, eps)?,
             q: weights.linear(&format!("{a}.q_proj"), d, d, true)?,
             k: weights.linear(&format!("{a}.k_proj"), d, d, true)?,
             v: weights.linear(&format!("{a}.v_proj"), d, d, true)?,
             out: weights.linear(&format!("{a}.out_proj"), d, d, true)?,
             heads: c.num_attention_heads,
             scale: ((d / c.num_attention_heads) as f32).powf(-0.5),
-            norm2: LayerNorm::load(weights, &format!("{p}.layer_norm2"), d, eps)?,
+            norm2: weights.layer_norm(&format!("{p}.layer_norm2"), d, eps)?,
             fc1: weights.linear(&format!("{p}.mlp.fc1"), d, c.intermediate_size, true)?,
             fc2: weights.linear(&format!("{p}.mlp.fc2"), c.intermediate_size, d, true)?,
         })
@@ -223,7 +202,7 @@ impl VisionTower {
             )?,
             layers,
             // mlx-vlm builds this norm with MLX's default epsilon, not the config's.
-            post_norm: LayerNorm::load(weights, &format!("{root}.post_layernorm"), d, 1e-5)?,
+            post_norm: weights.layer_norm(&format!("{root}.post_layernorm"), d, 1e-5)?,
             soft_norm: Norm::load(
                 weights,
                 "multi_modal_projector.mm_soft_emb_norm.weight",
