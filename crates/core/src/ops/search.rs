@@ -122,9 +122,16 @@ fn bits_from_name(id: &str, tags: &[String]) -> Option<u32> {
     None
 }
 
+/// The badges of a model. "Vision" means Orchard takes its images: a model
+/// with a vision tower of an architecture Orchard runs only as text
+/// (Qwen3.5) does not get it.
 fn capabilities_of(caps: &Capabilities) -> Vec<Capability> {
+    let reads_images = caps
+        .model_type
+        .as_deref()
+        .is_some_and(|t| orchard_engine::vision::IMAGE_ARCHITECTURES.contains(&t));
     [
-        (caps.vision, Capability::Vision),
+        (caps.vision && reads_images, Capability::Vision),
         (caps.tool_use, Capability::ToolUse),
         (caps.reasoning, Capability::Thinking),
         (caps.embedding, Capability::Embeddings),
@@ -257,6 +264,29 @@ fn without_front_matter(readme: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vision_badge_is_for_models_orchard_reads_images_with() {
+        let caps = |model_type: &str| Capabilities {
+            model_type: Some(model_type.into()),
+            supported: true,
+            parameters: None,
+            quantization: None,
+            weight_bytes: 0,
+            context_length: None,
+            vision: true,
+            audio: false,
+            tool_use: true,
+            reasoning: false,
+            embedding: false,
+            kv_bytes_per_token: None,
+        };
+        assert_eq!(
+            capabilities_of(&caps("gemma3")),
+            [Capability::Vision, Capability::ToolUse]
+        );
+        assert_eq!(capabilities_of(&caps("qwen3_5")), [Capability::ToolUse]);
+    }
 
     #[test]
     fn bits_are_read_from_repo_names_and_tags() {
