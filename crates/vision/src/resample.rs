@@ -112,55 +112,31 @@ fn clamp8(sum: i32) -> u8 {
     (sum >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resamples rows: `width` -> `new_width`, every row and channel alike.
-fn horizontal(
+/// Resamples one axis of an image laid out as `outer` blocks of `len`
+/// steps of `inner` values each (rows: `height` x `width` x `channels`;
+/// columns: 1 x `height` x `width * channels`) to `new_len` steps.
+fn pass(
     pixels: &[u8],
-    width: usize,
-    height: usize,
-    channels: usize,
-    new_width: usize,
+    outer: usize,
+    len: usize,
+    inner: usize,
+    new_len: usize,
     filter: Filter,
 ) -> Vec<u8> {
-    let taps = taps(width, new_width, filter);
+    let taps = taps(len, new_len, filter);
     let half = 1i32 << (PRECISION_BITS - 1);
-    let mut out = vec![0u8; new_width * height * channels];
-    for y in 0..height {
-        let row = &pixels[y * width * channels..(y + 1) * width * channels];
-        for x in 0..new_width {
+    let mut out = vec![0u8; outer * new_len * inner];
+    for o in 0..outer {
+        let block = &pixels[o * len * inner..(o + 1) * len * inner];
+        for x in 0..new_len {
             let start = taps.first[x];
-            for c in 0..channels {
+            for i in 0..inner {
                 let mut sum = half;
                 for (k, w) in taps.weights[x].iter().enumerate() {
-                    sum += i32::from(row[(start + k) * channels + c]) * w;
+                    sum += i32::from(block[(start + k) * inner + i]) * w;
                 }
-                out[(y * new_width + x) * channels + c] = clamp8(sum);
+                out[(o * new_len + x) * inner + i] = clamp8(sum);
             }
-        }
-    }
-    out
-}
-
-/// Resamples columns: `height` -> `new_height`.
-fn vertical(
-    pixels: &[u8],
-    width: usize,
-    height: usize,
-    channels: usize,
-    new_height: usize,
-    filter: Filter,
-) -> Vec<u8> {
-    let taps = taps(height, new_height, filter);
-    let half = 1i32 << (PRECISION_BITS - 1);
-    let stride = width * channels;
-    let mut out = vec![0u8; new_height * stride];
-    for y in 0..new_height {
-        let start = taps.first[y];
-        for i in 0..stride {
-            let mut sum = half;
-            for (k, w) in taps.weights[y].iter().enumerate() {
-                sum += i32::from(pixels[(start + k) * stride + i]) * w;
-            }
-            out[y * stride + i] = clamp8(sum);
         }
     }
     out
@@ -192,14 +168,14 @@ pub fn resize(
         if new_width == width {
             image.to_vec()
         } else {
-            horizontal(image, width, h, channels, new_width, filter)
+            pass(image, h, width, channels, new_width, filter)
         }
     };
     let down = |image: &[u8], w: usize| {
         if new_height == height {
             image.to_vec()
         } else {
-            vertical(image, w, height, channels, new_height, filter)
+            pass(image, 1, height, w * channels, new_height, filter)
         }
     };
     if vertical_first {
