@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use orchard_core::ImageInput;
+use orchard_store::Store;
+use serde_json::{Value, json};
 
 use crate::error::ApiError;
 
@@ -26,14 +28,62 @@ pub fn is_remote(url: &str) -> bool {
     matches!(scheme.as_deref(), Some("http" | "https"))
 }
 
-/// Fetches each `(url, param)` with a size limit and a timeout, all at once.
-/// `allowed` is the `fetch_image_urls` setting; a URL that cannot be read
-/// is a 400 naming its part.
-pub async fn fetch(urls: Vec<(String, String)>, allowed: bool) -> Result<Fetched, ApiError> {
+/// A message's content as the chat template takes it, built part by part:
+/// its text alone, or, once it holds an image, its parts in order
+/// (`{"type": "text", "text": ...}` and `{"type": "image"}`).
+#[derive(Debug, Default)]
+pub struct Content {
+    parts: Vec<Value>,
+    text: String,
+}
+
+impl Content {
+    pub fn push_text(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// An image after the text so far.
+    pub fn push_image(&mut self) {
+        if !self.text.is_empty() {
+            let text = std::mem::take(&mut self.text);
+            self.parts.push(json!({"type": "text", "text": text}));
+        }
+        self.parts.push(json!({"type": "image"}));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty() && self.text.is_empty()
+    }
+
+    pub fn into_value(mut self) -> Value {
+        if self.parts.is_empty() {
+            return Value::String(self.text);
+        }
+        if !self.text.is_empty() {
+            self.parts.push(json!({"type": "text", "text": self.text}));
+        }
+        Value::Array(self.parts)
+    }
+}
+
+/// The URL of an OpenAI `image_url` part: `{"url": ...}`, or the URL alone
+/// as some clients send it.
+pub fn image_url(part: &Value) -> Option<&str> {
+    match part.get("image_url")? {
+        Value::String(url) => Some(url),
+        object => object.get("url").and_then(Value::as_str),
+    }
+}
+
+/// Fetches each `(url, param)` with a size limit and a timeout, all at once,
+/// unless the store's `fetch_image_urls` setting is off; a URL that cannot
+/// be read is a 400 naming its part.
+pub async fn fetch(store: &Store, urls: Vec<(String, String)>) -> Result<Fetched, ApiError> {
     let mut fetched = Fetched::new();
     if urls.is_empty() {
         return Ok(fetched);
     }
+    let allowed = store.settings().map_or(true, |s| s.fetch_image_urls);
     if !allowed {
         let (_, param) = &urls[0];
         return Err(ApiError::invalid(

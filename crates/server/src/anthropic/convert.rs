@@ -14,7 +14,7 @@ use super::params::KeepThinking;
 use super::signature;
 use super::types::InMessage;
 use crate::error::ApiError;
-use crate::images::Fetched;
+use crate::images::{Content, Fetched};
 
 /// The conversation as the template will see it.
 #[derive(Debug)]
@@ -188,21 +188,16 @@ impl Turn {
             }
         };
         let mut turn = Turn::default();
-        let mut text = String::new();
+        let mut content = Content::default();
         let mut reasoning = String::new();
         let mut calls = Vec::new();
-        // With images, the content becomes parts: text and images in order.
-        let mut parts = Vec::new();
         for (index, block) in blocks.iter().enumerate() {
             match block.get("type").and_then(Value::as_str) {
-                Some("text") => text.push_str(block_text(block, param)?),
+                Some("text") => content.push_text(block_text(block, param)?),
                 Some("image") if role == "user" => {
                     turn.images
                         .push(image(block, &format!("{param}.{index}"), fetched)?);
-                    if !text.is_empty() {
-                        parts.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
-                    }
-                    parts.push(json!({"type": "image"}));
+                    content.push_image();
                 }
                 Some("tool_use") if role == "assistant" => calls.push(tool_call(block, param)?),
                 Some("tool_result") if role == "user" => {
@@ -228,19 +223,17 @@ impl Turn {
             }
         }
         let only_results = role == "user"
-            && text.is_empty()
+            && content.is_empty()
             && !blocks.is_empty()
             && blocks
                 .iter()
                 .all(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"));
         if !only_results {
-            let mut chat = ChatMessage::text(role, &text);
-            if !parts.is_empty() {
-                if !text.is_empty() {
-                    parts.push(json!({"type": "text", "text": text}));
-                }
-                chat.content = Value::Array(parts);
-            }
+            let mut chat = ChatMessage {
+                role: role.into(),
+                content: content.into_value(),
+                extra: serde_json::Map::new(),
+            };
             if !calls.is_empty() {
                 chat.extra.insert("tool_calls".into(), Value::Array(calls));
             }

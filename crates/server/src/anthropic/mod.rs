@@ -116,8 +116,7 @@ async fn prepare(
     fields: PromptFields<'_>,
     messages: &[InMessage],
 ) -> Result<(Prompt, Option<Value>), ApiError> {
-    let fetch = state.store.settings().map_or(true, |s| s.fetch_image_urls);
-    let fetched = crate::images::fetch(convert::remote_images(messages), fetch).await?;
+    let fetched = crate::images::fetch(&state.store, convert::remote_images(messages)).await?;
     let prompt = Prompt::read(fields, messages, &fetched)?;
     let asked = fields.context_management.is_some_and(|c| !c.is_null());
     let report = |edits: Value| asked.then(|| json!({"applied_edits": edits}));

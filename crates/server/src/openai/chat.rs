@@ -19,7 +19,7 @@ use super::types::{ChatRequest, InMessage};
 use super::{Reply, check_n, finish_reason, refuse_unknown, stream_error, usage};
 use crate::AppState;
 use crate::error::{ApiError, parse_body};
-use crate::images::Fetched;
+use crate::images::{Content, Fetched};
 use crate::sse::{self, Step};
 
 /// A message's content as the chat template takes it: its text, or, when
@@ -36,45 +36,32 @@ pub(super) fn content(
         None | Some(Value::Null) => Ok(Value::String(String::new())),
         Some(Value::String(text)) => Ok(Value::String(text)),
         Some(Value::Array(parts)) => {
-            let mut text = String::new();
-            let mut pieces = Vec::new();
+            let mut built = Content::default();
             for (part_index, part) in parts.into_iter().enumerate() {
                 match part.get("type").and_then(Value::as_str) {
                     Some("text") => {
                         let piece = part.get("text").and_then(Value::as_str).ok_or_else(|| {
                             ApiError::invalid(&param, "a text part needs a `text` string")
                         })?;
-                        text.push_str(piece);
+                        built.push_text(piece);
                     }
                     Some("image_url") => {
                         let part_param = format!("{param}[{part_index}].image_url");
-                        // `{"url": ...}`, or the URL alone as some clients send it.
-                        let url = match part.get("image_url") {
-                            Some(Value::String(url)) => Some(url.as_str()),
-                            Some(object) => object.get("url").and_then(Value::as_str),
-                            None => None,
-                        }
-                        .ok_or_else(|| {
+                        let url = crate::images::image_url(&part).ok_or_else(|| {
                             ApiError::invalid(
                                 &part_param,
                                 "an image_url part needs `image_url.url`",
                             )
                         })?;
                         images.push(crate::images::from_url(url, &part_param, fetched)?);
-                        if !text.is_empty() {
-                            pieces.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
-                        }
-                        pieces.push(json!({"type": "image"}));
+                        built.push_image();
                     }
                     Some("video") => {
                         let part_param = format!("{param}[{part_index}].video");
-                        if !text.is_empty() {
-                            pieces.push(json!({"type": "text", "text": std::mem::take(&mut text)}));
-                        }
                         for (k, url) in video_frames(&part, &part_param)?.into_iter().enumerate() {
                             let frame = format!("{part_param}.frames[{k}]");
                             images.push(crate::images::from_url(url, &frame, fetched)?);
-                            pieces.push(json!({"type": "image"}));
+                            built.push_image();
                         }
                     }
                     Some("input_image") => {
@@ -96,13 +83,7 @@ pub(super) fn content(
                     }
                 }
             }
-            if pieces.is_empty() {
-                return Ok(Value::String(text));
-            }
-            if !text.is_empty() {
-                pieces.push(json!({"type": "text", "text": text}));
-            }
-            Ok(Value::Array(pieces))
+            Ok(built.into_value())
         }
         Some(_) => Err(ApiError::invalid(
             &param,
@@ -179,11 +160,7 @@ pub(super) fn remote_images(messages: &[InMessage]) -> Vec<(String, String)> {
             let here = format!("messages[{index}].content[{part_index}]");
             match part.get("type").and_then(Value::as_str) {
                 Some("image_url") => {
-                    let url = match part.get("image_url") {
-                        Some(Value::String(url)) => Some(url.as_str()),
-                        Some(object) => object.get("url").and_then(Value::as_str),
-                        None => None,
-                    };
+                    let url = crate::images::image_url(part);
                     if let Some(url) = url.filter(|u| crate::images::is_remote(u)) {
                         urls.push((url.to_string(), format!("{here}.image_url")));
                     }
@@ -355,8 +332,7 @@ pub async fn chat_completions(
     let tools = request.tools.unwrap_or_default();
     check_tools(&tools)?;
     let choice = tool_choice(request.tool_choice, !tools.is_empty())?;
-    let fetch = state.store.settings().map_or(true, |s| s.fetch_image_urls);
-    let fetched = crate::images::fetch(remote_images(&request.messages), fetch).await?;
+    let fetched = crate::images::fetch(&state.store, remote_images(&request.messages)).await?;
     let (mut messages, images) = chat_messages(request.messages, &fetched)?;
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let mut options = request

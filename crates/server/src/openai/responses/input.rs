@@ -16,7 +16,7 @@ use orchard_core::{ChatMessage, ImageInput};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::images::Fetched;
+use crate::images::{Content, Fetched};
 
 /// The items of `input`: a string is one user message.
 pub(super) fn items(input: Option<Value>) -> Result<Vec<Value>, ApiError> {
@@ -243,8 +243,8 @@ pub(super) fn remote_images(items: &[Value], stored: usize) -> Vec<(String, Stri
 }
 
 /// A message's content as the chat template takes it: its text, or, with
-/// `input_image` parts, its parts in order (`{"type": "text"}` and
-/// `{"type": "image"}`), the images' bytes added to `images`.
+/// `input_image` parts, its parts in order (see [`Content`]), the images'
+/// bytes added to `images`.
 fn content(
     content: Option<&Value>,
     param: &str,
@@ -254,13 +254,7 @@ fn content(
     let Some(Value::Array(parts)) = content else {
         return content_text(content, param).map(Value::String);
     };
-    if !parts
-        .iter()
-        .any(|p| p.get("type").and_then(Value::as_str) == Some("input_image"))
-    {
-        return content_text(content, param).map(Value::String);
-    }
-    let mut pieces = Vec::new();
+    let mut built = Content::default();
     for (index, part) in parts.iter().enumerate() {
         if part.get("type").and_then(Value::as_str) == Some("input_image") {
             let part_param = format!("{param}[{index}]");
@@ -274,13 +268,12 @@ fn content(
                     )
                 })?;
             images.push(crate::images::from_url(url, &part_param, fetched)?);
-            pieces.push(json!({"type": "image"}));
+            built.push_image();
         } else {
-            let text = content_text(Some(&Value::Array(vec![part.clone()])), param)?;
-            pieces.push(json!({"type": "text", "text": text}));
+            built.push_text(part_text(part, param)?);
         }
     }
-    Ok(Value::Array(pieces))
+    Ok(built.into_value())
 }
 
 /// The text of a message's content: a string, or a list of text parts.
@@ -288,41 +281,32 @@ fn content_text(content: Option<&Value>, param: &str) -> Result<String, ApiError
     match content {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(text)) => Ok(text.clone()),
-        Some(Value::Array(parts)) => {
-            let mut text = String::new();
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("input_text" | "output_text" | "text") => {
-                        let piece = part.get("text").and_then(Value::as_str).ok_or_else(|| {
-                            ApiError::invalid(param, "a text part needs a `text` string")
-                        })?;
-                        text.push_str(piece);
-                    }
-                    Some("refusal") => {
-                        text.push_str(part.get("refusal").and_then(Value::as_str).unwrap_or(""));
-                    }
-                    Some("input_image") => {
-                        return Err(ApiError::unsupported(
-                            param,
-                            "an image outside a user message",
-                        ));
-                    }
-                    Some("input_file" | "input_audio") => {
-                        return Err(ApiError::unsupported(param, "file and audio input"));
-                    }
-                    other => {
-                        return Err(ApiError::invalid(
-                            param,
-                            format!("unknown content part type {other:?}; use \"input_text\""),
-                        ));
-                    }
-                }
-            }
-            Ok(text)
-        }
+        Some(Value::Array(parts)) => parts.iter().map(|part| part_text(part, param)).collect(),
         Some(_) => Err(ApiError::invalid(
             param,
             "content must be a string or a list of parts",
+        )),
+    }
+}
+
+/// The text of one content part.
+fn part_text<'a>(part: &'a Value, param: &str) -> Result<&'a str, ApiError> {
+    match part.get("type").and_then(Value::as_str) {
+        Some("input_text" | "output_text" | "text") => part
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid(param, "a text part needs a `text` string")),
+        Some("refusal") => Ok(part.get("refusal").and_then(Value::as_str).unwrap_or("")),
+        Some("input_image") => Err(ApiError::unsupported(
+            param,
+            "an image outside a user message",
+        )),
+        Some("input_file" | "input_audio") => {
+            Err(ApiError::unsupported(param, "file and audio input"))
+        }
+        other => Err(ApiError::invalid(
+            param,
+            format!("unknown content part type {other:?}; use \"input_text\""),
         )),
     }
 }

@@ -171,8 +171,7 @@ pub async fn create(
     let stored = items.len();
     items.extend(input::items(request.input)?);
     let profile = state.manager.profile(&request.model);
-    let fetch = state.store.settings().map_or(true, |s| s.fetch_image_urls);
-    let fetched = crate::images::fetch(input::remote_images(&items, stored), fetch).await?;
+    let fetched = crate::images::fetch(&state.store, input::remote_images(&items, stored)).await?;
     let (mut messages, images) =
         input::messages(request.instructions.as_deref(), &items, stored, &fetched)?;
 
