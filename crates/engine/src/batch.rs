@@ -18,6 +18,7 @@ use crate::cache::KvCache;
 use crate::constrain::Constraint;
 use crate::error::{EngineError, Result};
 use crate::model::Model;
+use crate::prompt_cache::PromptCache;
 use crate::sampler::{Sampled, Sampler, SamplingParams};
 use crate::vision::PromptImage;
 
@@ -49,44 +50,56 @@ impl Prefill {
         prompt: &[u32],
         reused: Option<(KvCache, usize)>,
     ) -> Result<Prefill> {
-        Self::start_with_images(model, prompt, Vec::new(), reused)
+        check(model, prompt)?;
+        Ok(Self::begin(model, prompt, Vec::new(), reused))
     }
 
-    /// Like [`Prefill::start`] for a prompt with images: `images` are placed
-    /// at the prompt's runs of the model's image token, in order.
-    pub fn start_with_images(
+    /// Like [`Prefill::start`] for a prompt that may hold images, starting
+    /// from the longest prefix `store` holds: `images` are placed at the
+    /// prompt's runs of the model's image token, in order, and the prompt is
+    /// looked up keyed by them ([`crate::vision::cache_key`]).
+    pub fn start_cached(
         model: &Model,
         prompt: &[u32],
         mut images: Vec<PromptImage>,
-        reused: Option<(KvCache, usize)>,
+        store: Option<&mut PromptCache>,
     ) -> Result<Prefill> {
-        if prompt.is_empty() {
-            return Err(EngineError::InvalidParameter {
-                name: "prompt",
-                message: "the prompt is empty".into(),
-            });
-        }
-        if prompt.len() >= model.context_length() {
-            return Err(EngineError::PromptTooLong {
-                tokens: prompt.len(),
-                limit: model.context_length(),
-            });
-        }
+        check(model, prompt)?;
         crate::vision::place_for(model, prompt, &mut images)?;
+        let reused = match store {
+            Some(store) => store.take(&crate::vision::cache_key(prompt, &images))?,
+            None => None,
+        };
+        Ok(Self::begin(model, prompt, images, reused))
+    }
+
+    /// A prefill of a checked prompt with its placed images.
+    fn begin(
+        model: &Model,
+        prompt: &[u32],
+        images: Vec<PromptImage>,
+        reused: Option<(KvCache, usize)>,
+    ) -> Prefill {
         let (cache, cached_tokens) = match reused {
             Some((cache, cached)) if cached < prompt.len() && cache.offset() as usize == cached => {
                 (cache, cached)
             }
             _ => (model.new_cache(), 0),
         };
-        Ok(Prefill {
+        Prefill {
             prompt: prompt.to_vec(),
             cache,
             done: cached_tokens,
             cached_tokens,
             features: vec![None; images.len()],
             images,
-        })
+        }
+    }
+
+    /// The prompt's images, placed: what the prompt cache's key needs when
+    /// the sequence ends.
+    pub fn images(&self) -> &[PromptImage] {
+        &self.images
     }
 
     /// Prompt tokens that came from a reused cache.
@@ -160,6 +173,23 @@ impl Prefill {
     pub fn is_filled(&self) -> bool {
         self.done + 1 >= self.prompt.len()
     }
+}
+
+/// A prompt the model can run: not empty, and shorter than its context.
+fn check(model: &Model, prompt: &[u32]) -> Result<()> {
+    if prompt.is_empty() {
+        return Err(EngineError::InvalidParameter {
+            name: "prompt",
+            message: "the prompt is empty".into(),
+        });
+    }
+    if prompt.len() >= model.context_length() {
+        return Err(EngineError::PromptTooLong {
+            tokens: prompt.len(),
+            limit: model.context_length(),
+        });
+    }
+    Ok(())
 }
 
 /// Sequence `id`'s place in a batch.

@@ -513,18 +513,18 @@ impl<'m> TextStream<'m> {
         let started = Instant::now();
         // Peak memory is per request; ignore the error of a runtime without counters.
         let _ = mlx_rs::memory::reset_peak_memory();
-        let mut images = options.images.clone();
-        crate::vision::place_for(model, prompt, &mut images)?;
-        let reused = match prompt_cache.as_deref_mut() {
-            Some(store) => store.take(&crate::vision::cache_key(prompt, &images))?,
-            None => None,
-        };
         let watch = Watch {
             cancel: options.cancel.clone(),
             counters: options.counters.clone(),
             chunk: (options.prefill_chunk > 0).then_some(options.prefill_chunk),
         };
-        let mut prefill = Prefill::start_with_images(model, prompt, images.clone(), reused)?;
+        let mut prefill = Prefill::start_cached(
+            model,
+            prompt,
+            options.images.clone(),
+            prompt_cache.as_deref_mut(),
+        )?;
+        let images = prefill.images().to_vec();
         watch.run(model, &mut prefill)?;
         let cached_tokens = prefill.cached_tokens();
         let mut batch = Batch::new(model);

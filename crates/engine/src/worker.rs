@@ -633,18 +633,6 @@ impl Scheduler<'_> {
         let started = Instant::now();
         let _ = mlx_rs::memory::reset_peak_memory();
         request.options.counters = Some(Arc::clone(&self.gauges.counters));
-        if let Err(e) =
-            crate::vision::place_for(self.model, &request.prompt, &mut request.options.images)
-        {
-            let _ = request.events.send(Err(e));
-            return None;
-        }
-        let reused = if self.worker.prompt_cache_bytes > 0 {
-            self.prompt_cache
-                .take(&cache_key(&request.prompt, &request.options.images))
-        } else {
-            Ok(None)
-        };
         let chunk = match (request.options.prefill_chunk, self.worker.prefill_chunk) {
             (0, 0) => None,
             (0, worker) => Some(worker),
@@ -655,10 +643,9 @@ impl Scheduler<'_> {
             counters: request.options.counters.clone(),
             chunk,
         };
-        let images = request.options.images.clone();
-        match reused.and_then(|reused| {
-            Prefill::start_with_images(self.model, &request.prompt, images, reused)
-        }) {
+        let store = (self.worker.prompt_cache_bytes > 0).then_some(&mut self.prompt_cache);
+        let images = std::mem::take(&mut request.options.images);
+        match Prefill::start_cached(self.model, &request.prompt, images, store) {
             Ok(prefill) => Some(Waiting {
                 request,
                 prefill,
@@ -686,6 +673,7 @@ impl Scheduler<'_> {
             return;
         }
         let mut options = request.options;
+        let images = prefill.images().to_vec();
         match self.batch.join(
             prefill,
             options.sampling.clone(),
@@ -693,7 +681,6 @@ impl Scheduler<'_> {
             options.constraint.take(),
         ) {
             Ok((id, first)) => {
-                let images = std::mem::take(&mut options.images);
                 let text = SequenceText::new(
                     self.model,
                     options,
