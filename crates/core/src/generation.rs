@@ -282,7 +282,9 @@ impl Prompter {
             self.format
                 .start_output_with(&text, offered, tool_choice, open_arguments);
         text.push_str(&opening);
-        if let (Some(processor), true) = (&self.images, images > 0) {
+        if images > 0
+            && let Some(processor) = &self.images
+        {
             text = processor.expand(&text, images).map_err(|e| match e {
                 EngineError::InvalidParameter { name, message } => {
                     CoreError::invalid(name, message)
@@ -371,19 +373,16 @@ pub async fn start(
                 json_output,
                 images,
             } => {
-                let processor = model.worker.image_processor();
-                if let Some(first) = images.first()
-                    && processor.is_none()
-                {
-                    return Err(CoreError::invalid(
-                        &first.param,
-                        format!(
-                            "{} does not take images. Orchard reads images with Gemma 3 models (such as mlx-community/gemma-3-4b-it-4bit); load one of those, or send text only",
-                            model.id
-                        ),
-                    ));
-                }
-                if let Some(processor) = processor.filter(|_| !images.is_empty()) {
+                if let Some(first) = images.first() {
+                    let processor = model.worker.image_processor().ok_or_else(|| {
+                        CoreError::invalid(
+                            &first.param,
+                            format!(
+                                "{} does not take images. Orchard reads images with Gemma 3 models (such as mlx-community/gemma-3-4b-it-4bit); load one of those, or send text only",
+                                model.id
+                            ),
+                        )
+                    })?;
                     for image in &images {
                         let prepared = processor
                             .prepare(&image.bytes)
